@@ -1,0 +1,86 @@
+/*
+ * struct usb_device: the identity of one plugged USB device, as the rules see
+ * it.  The udev source fills it in from a udev event; the core (policy, match,
+ * router, domain) only ever sees this structure, never libudev.
+ */
+#ifndef AUA_DEVICE_H
+#define AUA_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Device strings are untrusted and cut at this many bytes. */
+#define DEVICE_STR_MAX 255
+#define DEVICE_MAX_IFACES 32
+/* Port paths deeper than this are not valid USB (the spec allows 5 hubs). */
+#define DEVICE_MAX_PORT_DEPTH 7
+
+#define USB_CLASS_HID 0x03
+#define USB_CLASS_HUB 0x09
+
+struct usb_class {
+    uint8_t cls;
+    uint8_t subclass;
+    uint8_t protocol;
+};
+
+struct usb_device {
+    char *devpath;       /* kernel DEVPATH, "/devices/.../1-1.2": the key */
+    char *port;          /* port path (sysname), "1-1.2" */
+    unsigned busnum;
+    unsigned devnum;
+    uint16_t vendor;
+    uint16_t product;
+    char *serial;        /* raw, bounded; NULL when the device has none */
+    char *manufacturer;
+    char *product_name;
+    struct usb_class dev_class;
+    unsigned n_ifaces;
+    struct usb_class ifaces[DEVICE_MAX_IFACES];
+};
+
+/* Returns a zeroed device owning a copy of devpath and port; NULL on ENOMEM. */
+struct usb_device *device_new(const char *devpath, const char *port);
+void device_free(struct usb_device *dev);
+/* Returns a deep copy, or NULL on ENOMEM. */
+struct usb_device *device_dup(const struct usb_device *dev);
+
+/*
+ * Replaces *field with a copy of value cut to DEVICE_STR_MAX bytes (NULL or
+ * "" clears it).  Returns 0 or -ENOMEM.
+ */
+int device_set_str(char **field, const char *value);
+
+/* A hub's own class is 09: hubs are never routed. */
+bool device_is_hub(const struct usb_device *dev);
+
+/*
+ * Parses a port path "B-P[.P...]" into its bus and depth; "usbN" (a root
+ * hub) has depth 0.  Returns 0 or -EINVAL.
+ */
+int device_port_parse(const char *port, unsigned *bus, unsigned *depth);
+
+/*
+ * True when the device at port path `port` is below hub `hub` at any depth.
+ * hub is "usbN" (a root hub: every device on bus N) or a port path.
+ */
+bool device_port_below(const char *port, const char *hub);
+
+/*
+ * Fills dev->ifaces from udev's ID_USB_INTERFACES (":030101:0b0000:").
+ * Returns the number of interfaces or -EINVAL.
+ */
+int device_parse_interfaces(struct usb_device *dev, const char *prop);
+
+/*
+ * Fills dev->dev_class and dev->ifaces from the raw `descriptors` attribute
+ * (device descriptor then configuration descriptors).  Returns the number of
+ * interfaces or -EINVAL on a malformed buffer.
+ */
+int device_parse_descriptors(struct usb_device *dev, const uint8_t *buf, size_t len);
+
+/* Writes "vvvv:pppp" into buf (at least 10 bytes). */
+char *device_id_string(const struct usb_device *dev, char *buf);
+
+#endif

@@ -1,0 +1,607 @@
+/*
+ * Domain workers: for one guest, the controllers and ports, the queue of
+ * devices waiting for a port, and the one backend operation in flight.
+ *
+ * Work runs one operation at a time, detaches first (they free ports).  An
+ * operation carries the guest's generation: when the guest stops, the
+ * generation moves on and a late answer about the old guest is only used to
+ * drop references.  Devices are never forgotten: a device is in the queue,
+ * attached, or waiting for a retry.
+ */
+#include "config.h"
+
+#include "domain.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define RETRY_MAX_SECONDS 60.0
+
+struct ctrl {
+    int id;
+    int version;
+    int n_ports;
+    struct dev_entry *slot[16];     /* our devices, by port - 1 */
+    bool foreign[16];               /* ports someone else uses */
+};
+
+enum op_type {
+    OP_ATTACH,
+    OP_DETACH,
+    OP_ADD_CONTROLLER,
+};
+
+struct op {
+    struct domain *dom;
+    enum op_type type;
+    unsigned gen;
+    struct dev_entry *entry;
+    int ctrl_id;
+    struct controller_spec spec;
+};
+
+struct detach_item {
+    struct dev_entry *entry;
+    int ctrl;
+    int port;
+    struct detach_item *next;
+};
+
+struct domain {
+    struct ev_loop *loop;
+    struct hv *hv;
+    char *name;
+    struct controller_spec spec;
+    int domid;                      /* -1: not running */
+    unsigned gen;                   /* bumped when the guest stops */
+    struct ctrl *ctrls;
+    size_t n_ctrls;
+    struct dev_entry *qhead;        /* waiting to be attached */
+    struct dev_entry *qtail;
+    struct dev_entry *retry;        /* failed, waiting for the retry timer */
+    struct detach_item *detaches;
+    bool busy;
+    bool full_logged;
+    bool closing;
+    ev_timer retry_timer;
+};
+
+static void kick(struct domain *dom);
+
+/* The guest is done with entry: the router may route it elsewhere now. */
+static void release(struct domain *dom, struct dev_entry *e)
+{
+    e->state = DEV_IDLE;
+    e->detach_wanted = false;
+    e->ctrl = e->port = -1;
+    router_entry_released(e, dom);
+    dev_entry_unref(e);
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct domain *dom = w->data;
+
+    /* Failed devices go back to the end of the queue. */
+    while (dom->retry) {
+        struct dev_entry *e = dom->retry;
+
+        dom->retry = e->qnext;
+        e->qnext = NULL;
+        if (dom->qtail)
+            dom->qtail->qnext = e;
+        else
+            dom->qhead = e;
+        dom->qtail = e;
+        e->state = DEV_WAITING;
+    }
+    kick(dom);
+}
+
+struct domain *domain_new(struct ev_loop *loop, struct hv *hv, const char *name,
+                          const struct controller_spec *spec)
+{
+    struct domain *dom = calloc(1, sizeof(*dom));
+
+    if (!dom)
+        return NULL;
+    dom->name = strdup(name);
+    if (!dom->name) {
+        free(dom);
+        return NULL;
+    }
+    dom->loop = loop;
+    dom->hv = hv;
+    dom->spec = *spec;
+    dom->domid = -1;
+    ev_timer_init(&dom->retry_timer, retry_cb, 0., 0.);
+    dom->retry_timer.data = dom;
+    return dom;
+}
+
+static void drop_list(struct dev_entry **head)
+{
+    while (*head) {
+        struct dev_entry *e = *head;
+
+        *head = e->qnext;
+        e->qnext = NULL;
+        e->queued = false;
+        dev_entry_unref(e);
+    }
+}
+
+void domain_free(struct domain *dom)
+{
+    if (!dom)
+        return;
+    ev_timer_stop(dom->loop, &dom->retry_timer);
+    drop_list(&dom->qhead);
+    drop_list(&dom->retry);
+    while (dom->detaches) {
+        struct detach_item *d = dom->detaches;
+
+        dom->detaches = d->next;
+        dev_entry_unref(d->entry);
+        free(d);
+    }
+    for (size_t i = 0; i < dom->n_ctrls; i++)
+        for (int p = 0; p < dom->ctrls[i].n_ports; p++)
+            if (dom->ctrls[i].slot[p])
+                dev_entry_unref(dom->ctrls[i].slot[p]);
+    free(dom->ctrls);
+    free(dom->name);
+    free(dom);
+}
+
+void domain_close(struct domain *dom)
+{
+    dom->closing = true;
+    ev_timer_stop(dom->loop, &dom->retry_timer);
+}
+
+const char *domain_name(const struct domain *dom)
+{
+    return dom->name;
+}
+
+void domain_set_spec(struct domain *dom, const struct controller_spec *spec)
+{
+    dom->spec = *spec;
+    dom->full_logged = false;
+    kick(dom);
+}
+
+int domain_domid(const struct domain *dom)
+{
+    return dom->domid;
+}
+
+bool domain_running(const struct domain *dom)
+{
+    return dom->domid >= 0;
+}
+
+static struct ctrl *find_ctrl(struct domain *dom, int id)
+{
+    for (size_t i = 0; i < dom->n_ctrls; i++)
+        if (dom->ctrls[i].id == id)
+            return &dom->ctrls[i];
+    return NULL;
+}
+
+static int add_ctrl(struct domain *dom, int id, int version, int n_ports)
+{
+    struct ctrl *ctrls = realloc(dom->ctrls, (dom->n_ctrls + 1) * sizeof(*ctrls));
+
+    if (!ctrls)
+        return -ENOMEM;
+    dom->ctrls = ctrls;
+    memset(&ctrls[dom->n_ctrls], 0, sizeof(*ctrls));
+    ctrls[dom->n_ctrls].id = id;
+    ctrls[dom->n_ctrls].version = version;
+    ctrls[dom->n_ctrls].n_ports = n_ports > 16 ? 16 : n_ports;
+    dom->n_ctrls++;
+    return 0;
+}
+
+static bool free_port(struct domain *dom, struct ctrl **ctrl, int *port)
+{
+    for (size_t i = 0; i < dom->n_ctrls; i++)
+        for (int p = 0; p < dom->ctrls[i].n_ports; p++)
+            if (!dom->ctrls[i].slot[p] && !dom->ctrls[i].foreign[p]) {
+                *ctrl = &dom->ctrls[i];
+                *port = p + 1;
+                return true;
+            }
+    return false;
+}
+
+static struct op *op_new(struct domain *dom, enum op_type type, struct dev_entry *entry)
+{
+    struct op *op = calloc(1, sizeof(*op));
+
+    if (!op)
+        return NULL;
+    op->dom = dom;
+    op->type = type;
+    op->gen = dom->gen;
+    op->entry = entry;
+    return op;
+}
+
+static void fill_usb(struct hv_usb *usb, const struct dev_entry *e, int ctrl, int port)
+{
+    usb->ctrl = ctrl;
+    usb->port = port;
+    usb->busnum = e->dev->busnum;
+    usb->devnum = e->dev->devnum;
+    usb->busid = e->dev->port;
+}
+
+static void queue_detach(struct domain *dom, struct dev_entry *entry, int ctrl, int port)
+{
+    struct detach_item *d = calloc(1, sizeof(*d)), **tail = &dom->detaches;
+
+    if (!d) {
+        log_error("%s: out of memory: %s stays attached", dom->name, entry->dev->port);
+        return;
+    }
+    d->entry = entry;
+    d->ctrl = ctrl;
+    d->port = port;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = d;
+    entry->state = DEV_DETACHING;
+}
+
+static void clear_slot(struct domain *dom, int ctrl_id, int port)
+{
+    struct ctrl *c = find_ctrl(dom, ctrl_id);
+
+    if (c && port >= 1 && port <= c->n_ports)
+        c->slot[port - 1] = NULL;
+}
+
+static void attach_done(void *arg, int err)
+{
+    struct op *op = arg;
+    struct domain *dom = op->dom;
+    struct dev_entry *e = op->entry;
+    bool stale = op->gen != dom->gen;
+
+    free(op);
+    if (dom->closing && !stale)
+        return;     /* the slot's reference is dropped by domain_free */
+    if (stale) {
+        /* The guest stopped meanwhile: domain_stopped requeued the device. */
+        dev_entry_unref(e);
+        return;
+    }
+    dom->busy = false;
+    if (err < 0) {
+        double delay;
+
+        clear_slot(dom, e->ctrl, e->port);
+        e->failures++;
+        if (e->unplugged || e->detach_wanted) {
+            release(dom, e);
+        } else {
+            delay = e->failures >= 6 ? RETRY_MAX_SECONDS : (double)(1u << e->failures);
+            log_warnx("%s: attaching %s failed (attempt %u): %s; retrying in %.0f s",
+                      dom->name, e->dev->port, e->failures, strerror(-err), delay);
+            e->state = DEV_FAILED;
+            e->queued = true;
+            e->qnext = dom->retry;
+            dom->retry = e;
+            if (!ev_is_active(&dom->retry_timer) && !dom->closing) {
+                ev_timer_set(&dom->retry_timer, delay, 0.);
+                ev_timer_start(dom->loop, &dom->retry_timer);
+            }
+        }
+    } else {
+        e->failures = 0;
+        e->state = DEV_ATTACHED;
+        log_info("%s: %s attached at controller %d port %d", dom->name, e->dev->port,
+                 e->ctrl, e->port);
+        if (e->unplugged || e->detach_wanted) {
+            e->detach_wanted = false;
+            queue_detach(dom, e, e->ctrl, e->port);
+        }
+    }
+    kick(dom);
+}
+
+static void detach_done(void *arg, int err)
+{
+    struct op *op = arg;
+    struct domain *dom = op->dom;
+    struct dev_entry *e = op->entry;
+    bool stale = op->gen != dom->gen;
+
+    free(op);
+    if (dom->closing && !stale)
+        return;     /* the slot's reference is dropped by domain_free */
+    if (!stale) {
+        dom->busy = false;
+        if (err < 0)
+            log_warnx("%s: detaching %s from controller %d port %d failed: %s", dom->name,
+                      e->dev->port, e->ctrl, e->port, strerror(-err));
+        else
+            log_info("%s: %s detached", dom->name, e->dev->port);
+        clear_slot(dom, e->ctrl, e->port);
+    }
+    release(dom, e);
+    if (!stale)
+        kick(dom);
+}
+
+static void ctrl_done(void *arg, int err)
+{
+    struct op *op = arg;
+    struct domain *dom = op->dom;
+    bool stale = op->gen != dom->gen || dom->closing;
+
+    if (!stale) {
+        dom->busy = false;
+        if (err < 0) {
+            log_warnx("%s: creating a USB controller (version %d, %d ports) failed: %s",
+                      dom->name, op->spec.version, op->spec.ports, strerror(-err));
+            /* Try again later rather than spin on a guest that refuses. */
+            if (!ev_is_active(&dom->retry_timer) && !dom->closing) {
+                ev_timer_set(&dom->retry_timer, 5., 0.);
+                ev_timer_start(dom->loop, &dom->retry_timer);
+            }
+        } else if (add_ctrl(dom, op->ctrl_id, op->spec.version, op->spec.ports) < 0) {
+            log_error("%s: out of memory", dom->name);
+        } else {
+            log_notice("%s: created USB controller %d (version %d, %d ports)", dom->name,
+                       op->ctrl_id, op->spec.version, op->spec.ports);
+        }
+    }
+    free(op);
+    if (!stale && err >= 0)
+        kick(dom);
+}
+
+static void start_detach(struct domain *dom)
+{
+    struct detach_item *d = dom->detaches;
+    struct op *op = op_new(dom, OP_DETACH, d->entry);
+    struct hv_usb usb;
+    int r;
+
+    if (!op)
+        return;
+    dom->detaches = d->next;
+    fill_usb(&usb, d->entry, d->ctrl, d->port);
+    free(d);
+    dom->busy = true;
+    r = dom->hv->ops->detach(dom->hv, dom->domid, &usb, detach_done, op);
+    if (r < 0)
+        detach_done(op, r);
+}
+
+static void start_attach(struct domain *dom, struct ctrl *c, int port)
+{
+    struct dev_entry *e = dom->qhead;
+    struct op *op = op_new(dom, OP_ATTACH, e);
+    struct hv_usb usb;
+    int r;
+
+    if (!op)
+        return;
+    dom->qhead = e->qnext;
+    if (!dom->qhead)
+        dom->qtail = NULL;
+    e->qnext = NULL;
+    e->queued = false;
+    e->state = DEV_ATTACHING;
+    e->ctrl = c->id;
+    e->port = port;
+    c->slot[port - 1] = e;
+    fill_usb(&usb, e, c->id, port);
+    dom->busy = true;
+    r = dom->hv->ops->attach(dom->hv, dom->domid, &usb, attach_done, op);
+    if (r < 0)
+        attach_done(op, r);
+}
+
+static void start_add_controller(struct domain *dom)
+{
+    struct op *op = op_new(dom, OP_ADD_CONTROLLER, NULL);
+    int r;
+
+    if (!op)
+        return;
+    op->spec = dom->spec;
+    dom->busy = true;
+    r = dom->hv->ops->add_controller(dom->hv, dom->domid, &op->spec, &op->ctrl_id,
+                                     ctrl_done, op);
+    if (r < 0)
+        ctrl_done(op, r);
+}
+
+static void kick(struct domain *dom)
+{
+    struct ctrl *c;
+    int port;
+
+    if (dom->busy || dom->domid < 0 || dom->closing)
+        return;
+    if (dom->detaches) {
+        start_detach(dom);
+        return;
+    }
+    if (!dom->qhead)
+        return;
+    if (free_port(dom, &c, &port)) {
+        dom->full_logged = false;
+        start_attach(dom, c, port);
+        return;
+    }
+    if ((int)dom->n_ctrls < dom->spec.max) {
+        if (!ev_is_active(&dom->retry_timer))
+            start_add_controller(dom);
+        return;
+    }
+    if (!dom->full_logged) {
+        log_warnx("%s: every port of its %zu USB controller(s) is taken and 'max: %d' "
+                  "allows no more: %s waits for a free port",
+                  dom->name, dom->n_ctrls, dom->spec.max, dom->qhead->dev->port);
+        dom->full_logged = true;
+    }
+}
+
+void domain_attach(struct domain *dom, struct dev_entry *entry)
+{
+    entry->refs++;
+    entry->state = DEV_WAITING;
+    entry->queued = true;
+    entry->qnext = NULL;
+    entry->detach_wanted = false;
+    if (dom->qtail)
+        dom->qtail->qnext = entry;
+    else
+        dom->qhead = entry;
+    dom->qtail = entry;
+    if (dom->domid < 0)
+        log_info("%s: %s waits until the guest runs", dom->name, entry->dev->port);
+    kick(dom);
+}
+
+static bool unlink_from(struct dev_entry **head, struct dev_entry **tail,
+                        struct dev_entry *entry)
+{
+    struct dev_entry *prev = NULL;
+
+    for (struct dev_entry *e = *head; e; prev = e, e = e->qnext) {
+        if (e != entry)
+            continue;
+        if (prev)
+            prev->qnext = e->qnext;
+        else
+            *head = e->qnext;
+        if (tail && *tail == e)
+            *tail = prev;
+        e->qnext = NULL;
+        return true;
+    }
+    return false;
+}
+
+void domain_detach(struct domain *dom, struct dev_entry *entry)
+{
+    if (entry->queued) {
+        if (!unlink_from(&dom->qhead, &dom->qtail, entry))
+            unlink_from(&dom->retry, NULL, entry);
+        entry->queued = false;
+        release(dom, entry);
+        return;
+    }
+    switch (entry->state) {
+    case DEV_ATTACHING:
+        entry->detach_wanted = true;
+        break;
+    case DEV_ATTACHED:
+        queue_detach(dom, entry, entry->ctrl, entry->port);
+        kick(dom);
+        break;
+    default:
+        break;
+    }
+}
+
+void domain_started(struct domain *dom, int domid)
+{
+    struct hv_controller *list = NULL;
+    size_t n = 0;
+
+    if (dom->domid == domid)
+        return;
+    if (dom->domid >= 0)
+        domain_stopped(dom);
+    dom->domid = domid;
+    log_notice("%s: guest is running (domid %d)", dom->name, domid);
+    if (dom->hv->ops->list_controllers(dom->hv, domid, &list, &n) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            struct ctrl *c;
+
+            if (add_ctrl(dom, list[i].id, list[i].version, list[i].n_ports) < 0)
+                break;
+            c = &dom->ctrls[dom->n_ctrls - 1];
+            for (int p = 0; p < c->n_ports; p++)
+                c->foreign[p] = list[i].ports[p].used;
+        }
+    }
+    free(list);
+    kick(dom);
+}
+
+void domain_stopped(struct domain *dom)
+{
+    struct dev_entry *requeue = NULL, **tail = &requeue;
+
+    if (dom->domid < 0)
+        return;
+    log_notice("%s: guest stopped (was domid %d)", dom->name, dom->domid);
+    dom->domid = -1;
+    dom->gen++;
+    dom->busy = false;
+    /* The guest took its controllers with it: our devices go back to the queue. */
+    for (size_t i = 0; i < dom->n_ctrls; i++) {
+        for (int p = 0; p < dom->ctrls[i].n_ports; p++) {
+            struct dev_entry *e = dom->ctrls[i].slot[p];
+
+            if (!e)
+                continue;
+            dom->ctrls[i].slot[p] = NULL;
+            /* A detach in flight or queued releases the device itself. */
+            if (e->state == DEV_DETACHING)
+                continue;
+            if (e->state == DEV_ATTACHING)
+                e->refs++;      /* the late answer drops the op's reference */
+            if (e->unplugged || e->detach_wanted) {
+                release(dom, e);
+                continue;
+            }
+            e->state = DEV_WAITING;
+            e->queued = true;
+            *tail = e;
+            tail = &e->qnext;
+        }
+    }
+    while (dom->detaches) {
+        struct detach_item *d = dom->detaches;
+
+        dom->detaches = d->next;
+        release(dom, d->entry);
+        free(d);
+    }
+    *tail = dom->qhead;
+    dom->qhead = requeue;
+    if (!dom->qtail)
+        for (struct dev_entry *e = dom->qhead; e; e = e->qnext)
+            dom->qtail = e;
+    free(dom->ctrls);
+    dom->ctrls = NULL;
+    dom->n_ctrls = 0;
+    dom->full_logged = false;
+}
+
+void domain_probe(struct domain *dom)
+{
+    int domid = dom->hv->ops->domain_lookup(dom->hv, dom->name);
+
+    if (domid >= 0)
+        domain_started(dom, domid);
+    else if (domid != -ENOENT)
+        log_warnx("%s: cannot tell whether the guest runs: %s", dom->name, strerror(-domid));
+    else
+        log_info("%s: guest is not running", dom->name);
+}

@@ -1,0 +1,44 @@
+/*
+ * A domain worker: one per guest named in the policy.  It knows whether the
+ * guest runs and under which domid, the guest's USB controllers and their
+ * free ports, and a queue of devices to attach.  It creates a controller
+ * when no port is free (up to the policy's max), runs one backend operation
+ * at a time, and retries failures with backoff.
+ */
+#ifndef AUA_DOMAIN_H
+#define AUA_DOMAIN_H
+
+#include <stdbool.h>
+
+#include "hv.h"
+#include "policy.h"
+#include "router.h"
+
+struct ev_loop;
+struct domain;
+
+/* Returns a worker for guest name; NULL on ENOMEM. */
+struct domain *domain_new(struct ev_loop *loop, struct hv *hv, const char *name,
+                          const struct controller_spec *spec);
+void domain_free(struct domain *dom);
+const char *domain_name(const struct domain *dom);
+void domain_set_spec(struct domain *dom, const struct controller_spec *spec);
+
+/* Queues entry for attaching (takes a reference). */
+void domain_attach(struct domain *dom, struct dev_entry *entry);
+/* Takes entry out of the guest: off the queue, or detached from its port. */
+void domain_detach(struct domain *dom, struct dev_entry *entry);
+
+/* The backend says the guest runs now (as domid) or has stopped. */
+void domain_started(struct domain *dom, int domid);
+void domain_stopped(struct domain *dom);
+/* Asks the backend whether the guest runs (at start). */
+void domain_probe(struct domain *dom);
+
+/* The daemon is stopping: answers are still taken, no new work is started. */
+void domain_close(struct domain *dom);
+
+int domain_domid(const struct domain *dom);
+bool domain_running(const struct domain *dom);
+
+#endif

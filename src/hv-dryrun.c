@@ -1,0 +1,161 @@
+/*
+ * The dry-run backend: every guest of the policy is taken to be running,
+ * controllers are simulated, and each operation is logged instead of done.
+ * Answers come from the event loop, as a real backend's would, so the domain
+ * workers run the same asynchronous paths as with libxl.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hv.h"
+#include "log.h"
+#include "strmap.h"
+
+struct dryrun {
+    struct hv hv;
+    struct ev_loop *loop;
+    struct strmap *domids;      /* guest name -> domid (as intptr) */
+    int next_domid;
+    int next_ctrl;
+    struct pending *pending;    /* answers not given yet */
+};
+
+struct pending {
+    ev_timer timer;
+    hv_done_fn done;
+    void *arg;
+    struct dryrun *dr;
+    struct pending **prev;
+    struct pending *next;
+};
+
+static void pending_unlink(struct pending *p)
+{
+    *p->prev = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+}
+
+static void answer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct pending *p = w->data;
+
+    pending_unlink(p);
+    p->done(p->arg, 0);
+    free(p);
+}
+
+static int answer_later(struct dryrun *dr, hv_done_fn done, void *arg)
+{
+    struct pending *p = calloc(1, sizeof(*p));
+
+    if (!p)
+        return -ENOMEM;
+    p->done = done;
+    p->arg = arg;
+    p->dr = dr;
+    p->next = dr->pending;
+    p->prev = &dr->pending;
+    if (p->next)
+        p->next->prev = &p->next;
+    dr->pending = p;
+    ev_timer_init(&p->timer, answer_cb, 0., 0.);
+    p->timer.data = p;
+    ev_timer_start(dr->loop, &p->timer);
+    return 0;
+}
+
+static int dryrun_lookup(struct hv *hv, const char *name)
+{
+    struct dryrun *dr = (struct dryrun *)hv;
+    void *v = strmap_get(dr->domids, name);
+
+    if (!v) {
+        v = (void *)(intptr_t)++dr->next_domid;
+        if (strmap_put(dr->domids, name, v, NULL) < 0)
+            return -ENOMEM;
+    }
+    return (int)(intptr_t)v;
+}
+
+static int dryrun_list(struct hv *hv, int domid, struct hv_controller **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    return 0;
+}
+
+static int dryrun_add_controller(struct hv *hv, int domid,
+                                 const struct controller_spec *spec, int *id,
+                                 hv_done_fn done, void *arg)
+{
+    struct dryrun *dr = (struct dryrun *)hv;
+
+    *id = dr->next_ctrl++;
+    log_info("dry-run: domid %d: create USB controller %d (version %d, %d ports)", domid,
+             *id, spec->version, spec->ports);
+    return answer_later(dr, done, arg);
+}
+
+static int dryrun_attach(struct hv *hv, int domid, const struct hv_usb *usb,
+                         hv_done_fn done, void *arg)
+{
+    log_info("dry-run: domid %d: attach %s (bus %u device %u) at controller %d port %d",
+             domid, usb->busid, usb->busnum, usb->devnum, usb->ctrl, usb->port);
+    return answer_later((struct dryrun *)hv, done, arg);
+}
+
+static int dryrun_detach(struct hv *hv, int domid, const struct hv_usb *usb,
+                         hv_done_fn done, void *arg)
+{
+    log_info("dry-run: domid %d: detach %s from controller %d port %d", domid, usb->busid,
+             usb->ctrl, usb->port);
+    return answer_later((struct dryrun *)hv, done, arg);
+}
+
+static void dryrun_free(struct hv *hv)
+{
+    struct dryrun *dr = (struct dryrun *)hv;
+
+    /* Unanswered operations at exit are cancelled, so their owners free them. */
+    while (dr->pending) {
+        struct pending *p = dr->pending;
+
+        ev_timer_stop(dr->loop, &p->timer);
+        pending_unlink(p);
+        p->done(p->arg, -ECANCELED);
+        free(p);
+    }
+    strmap_free(dr->domids, NULL);
+    free(dr);
+}
+
+static const struct hv_ops dryrun_ops = {
+    .name = "dry-run",
+    .domain_lookup = dryrun_lookup,
+    .list_controllers = dryrun_list,
+    .add_controller = dryrun_add_controller,
+    .attach = dryrun_attach,
+    .detach = dryrun_detach,
+    .free = dryrun_free,
+};
+
+struct hv *hv_dryrun_new(struct ev_loop *loop)
+{
+    struct dryrun *dr = calloc(1, sizeof(*dr));
+
+    if (!dr)
+        return NULL;
+    dr->hv.ops = &dryrun_ops;
+    dr->loop = loop;
+    dr->domids = strmap_new();
+    if (!dr->domids) {
+        free(dr);
+        return NULL;
+    }
+    return &dr->hv;
+}

@@ -1,0 +1,82 @@
+/*
+ * The hypervisor backend interface.  Domain workers call these operations;
+ * the dry-run, libxl and QMP backends implement them.  Operations that talk
+ * to a device model are asynchronous: they return at once and call done
+ * later from the event loop, never from inside the call itself.
+ */
+#ifndef AUA_HV_H
+#define AUA_HV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "policy.h"
+
+struct hv;
+
+/* err is 0 or a negative errno. */
+typedef void (*hv_done_fn)(void *arg, int err);
+
+/* One port of a guest's controller and the host device it holds, if any. */
+struct hv_port {
+    bool used;
+    unsigned busnum;
+    unsigned devnum;
+    char busid[32];         /* "1-1.2" as the backend records it, or "" */
+};
+
+struct hv_controller {
+    int id;
+    int version;
+    int n_ports;
+    struct hv_port ports[16];   /* ports[0] is port 1 */
+};
+
+/* What to attach or detach. */
+struct hv_usb {
+    int ctrl;
+    int port;               /* 1-based */
+    unsigned busnum;
+    unsigned devnum;
+    const char *busid;      /* port path, "1-1.2" */
+};
+
+/* Domain start and stop, reported by the backend to whoever owns it. */
+struct hv_events {
+    void (*domain_started)(void *arg, const char *name, int domid);
+    void (*domain_stopped)(void *arg, const char *name, int domid);
+    void *arg;
+};
+
+struct hv_ops {
+    const char *name;
+    /* The domid of the running guest called name, or -ENOENT. */
+    int (*domain_lookup)(struct hv *hv, const char *name);
+    /* The controllers of a guest: *out is allocated, the caller frees it. */
+    int (*list_controllers)(struct hv *hv, int domid, struct hv_controller **out,
+                            size_t *n);
+    /* Creates a controller; *id is set before done is called. */
+    int (*add_controller)(struct hv *hv, int domid, const struct controller_spec *spec,
+                          int *id, hv_done_fn done, void *arg);
+    int (*attach)(struct hv *hv, int domid, const struct hv_usb *usb, hv_done_fn done,
+                  void *arg);
+    int (*detach)(struct hv *hv, int domid, const struct hv_usb *usb, hv_done_fn done,
+                  void *arg);
+    /*
+     * Frees the backend.  Operations still in flight are answered with
+     * -ECANCELED first, so call it after router_close and before router_free.
+     */
+    void (*free)(struct hv *hv);
+};
+
+struct hv {
+    const struct hv_ops *ops;
+    struct hv_events events;
+};
+
+struct ev_loop;
+
+/* The dry-run backend: every guest of the policy runs; nothing is touched. */
+struct hv *hv_dryrun_new(struct ev_loop *loop);
+
+#endif

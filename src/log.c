@@ -1,0 +1,241 @@
+/*
+ * Logging: one place that knows where messages go (stderr or syslog) and
+ * which level is shown, and the escaping of untrusted strings so that a
+ * device's serial can never forge or break a log line.
+ */
+#include "config.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+static enum log_level log_level = LOG_LEVEL_NOTICE;
+static bool log_stderr = true;
+
+static const char *const level_names[] = {
+    [LOG_LEVEL_ERROR] = "error",
+    [LOG_LEVEL_WARNING] = "warning",
+    [LOG_LEVEL_NOTICE] = "notice",
+    [LOG_LEVEL_INFO] = "info",
+    [LOG_LEVEL_DEBUG] = "debug",
+};
+
+static const int syslog_prio[] = {
+    [LOG_LEVEL_ERROR] = LOG_ERR,
+    [LOG_LEVEL_WARNING] = LOG_WARNING,
+    [LOG_LEVEL_NOTICE] = LOG_NOTICE,
+    [LOG_LEVEL_INFO] = LOG_INFO,
+    [LOG_LEVEL_DEBUG] = LOG_DEBUG,
+};
+
+void log_init(const char *ident, enum log_level level, bool to_stderr)
+{
+    log_level = level;
+    log_stderr = to_stderr;
+    if (!to_stderr)
+        openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void log_set_level(enum log_level level)
+{
+    log_level = level;
+}
+
+enum log_level log_get_level(void)
+{
+    return log_level;
+}
+
+const char *log_level_name(enum log_level level)
+{
+    if ((unsigned)level > LOG_LEVEL_DEBUG)
+        return "unknown";
+    return level_names[level];
+}
+
+int log_level_parse(const char *name)
+{
+    for (size_t i = 0; i <= LOG_LEVEL_DEBUG; i++)
+        if (strcmp(name, level_names[i]) == 0)
+            return (int)i;
+    return -EINVAL;
+}
+
+static void log_vwrite(enum log_level level, const char *suffix, const char *fmt,
+                       va_list ap)
+{
+    char msg[2048];
+
+    if (level > log_level)
+        return;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (log_stderr)
+        fprintf(stderr, "%s%s%s\n", msg, suffix ? ": " : "", suffix ? suffix : "");
+    else
+        syslog(syslog_prio[level], "%s%s%s", msg, suffix ? ": " : "",
+               suffix ? suffix : "");
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_vwrite(level, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void log_warn(const char *fmt, ...)
+{
+    const char *err = strerror(errno);
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_vwrite(LOG_LEVEL_WARNING, err, fmt, ap);
+    va_end(ap);
+}
+
+#define LOG_FN(fn, level)                      \
+    void fn(const char *fmt, ...)              \
+    {                                          \
+        va_list ap;                            \
+        va_start(ap, fmt);                     \
+        log_vwrite(level, NULL, fmt, ap);      \
+        va_end(ap);                            \
+    }
+
+LOG_FN(log_warnx, LOG_LEVEL_WARNING)
+LOG_FN(log_error, LOG_LEVEL_ERROR)
+LOG_FN(log_notice, LOG_LEVEL_NOTICE)
+LOG_FN(log_info, LOG_LEVEL_INFO)
+LOG_FN(log_debug, LOG_LEVEL_DEBUG)
+
+void fatal(const char *fmt, ...)
+{
+    const char *err = strerror(errno);
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_vwrite(LOG_LEVEL_ERROR, err, fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
+void fatalx(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_vwrite(LOG_LEVEL_ERROR, NULL, fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
+size_t utf8_seq_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    size_t n;
+    unsigned min;
+    unsigned cp;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+        min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+        min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    /* Overlong forms, surrogates and values past U+10FFFF are invalid. */
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+char *log_escape(const char *s, char *buf, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t o = 0;
+
+    if (len == 0)
+        return buf;
+    if (!s)
+        p = (const unsigned char *)"(none)";
+    while (*p) {
+        char tmp[8];
+        size_t n, seq = utf8_seq_len(p);
+
+        if (*p == '"' || *p == '\\') {
+            tmp[0] = '\\';
+            tmp[1] = (char)*p;
+            n = 2;
+            seq = 1;
+        } else if (seq == 1 && (*p < 0x20 || *p == 0x7f)) {
+            n = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", *p);
+        } else if (seq == 0) {
+            n = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", *p);
+            seq = 1;
+        } else {
+            memcpy(tmp, p, seq);
+            n = seq;
+        }
+        if (o + n + 4 > len) {
+            /* Each append keeps room for "..." and the NUL. */
+            if (len >= 4) {
+                memcpy(buf + o, "...", 3);
+                o += 3;
+            }
+            break;
+        }
+        memcpy(buf + o, tmp, n);
+        o += n;
+        p += seq;
+    }
+    buf[len >= 4 ? o : 0] = '\0';
+    return buf;
+}
+
+char *log_utf8(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s);
+    /* Every invalid byte becomes 3 bytes (U+FFFD). */
+    char *out = malloc(len * 3 + 1);
+    size_t o = 0;
+
+    if (!out)
+        return NULL;
+    while (*p) {
+        size_t seq = utf8_seq_len(p);
+
+        if (seq == 0) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            p++;
+        } else {
+            memcpy(out + o, p, seq);
+            o += seq;
+            p += seq;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}

@@ -1,0 +1,277 @@
+/*
+ * auto-usb-attach: start-up, signals and the event loop.
+ *
+ * One libev loop drives everything.  The order at start matters: the udev
+ * monitor listens before the present devices are enumerated, so a device
+ * plugged in between is seen (twice at worst, and the router keeps one), and
+ * READY=1 goes out only when both are done.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hv.h"
+#include "log.h"
+#include "notify.h"
+#include "options.h"
+#include "policy.h"
+#include "report.h"
+#include "router.h"
+#include "udev-source.h"
+
+struct daemon {
+    struct ev_loop *loop;
+    struct options opt;
+    const char *policy_path;    /* NULL: the policy came from -d/-u/-x */
+    struct hv *hv;
+    struct router *router;
+    struct udev_source *udev;
+    bool print;                 /* decisions go to stdout */
+    ev_signal sighup;
+    ev_signal sigterm;
+    ev_signal sigint;
+};
+
+static void print_diag(const struct policy_diag *diag)
+{
+    for (size_t i = 0; i < diag->n; i++)
+        log_error("%s", diag->msgs[i]);
+    if (diag->truncated)
+        log_error("(more errors not shown)");
+}
+
+/* Loads the policy the command line names.  NULL after logging every error. */
+static struct policy *load_policy(const struct daemon *d)
+{
+    struct policy_diag diag = { 0 };
+    struct policy *policy;
+
+    if (d->policy_path)
+        policy = policy_load(d->policy_path, &diag);
+    else
+        policy = options_policy(&d->opt, &diag);
+    print_diag(&diag);
+    policy_diag_free(&diag);
+    return policy;
+}
+
+static void on_decision(void *arg, const struct decision_report *r)
+{
+    struct daemon *d = arg;
+    char line[4096];
+
+    if (d->print) {
+        if (report_print(stdout, d->opt.json, r) < 0 && errno != EPIPE)
+            log_warn("cannot write a decision to stdout");
+        return;
+    }
+    log_info("%s: %s", report_event_name(r->event), report_format(r, line, sizeof(line)));
+}
+
+static void reload(struct daemon *d)
+{
+    struct policy *policy;
+
+    notify_send("RELOADING=1");
+    if (!d->policy_path) {
+        log_notice("SIGHUP: the policy comes from the command line; nothing to reload");
+        notify_send("READY=1");
+        return;
+    }
+    policy = load_policy(d);
+    if (!policy) {
+        log_error("%s: not reloaded; the policy loaded before stays in force",
+                  d->policy_path);
+    } else {
+        log_notice("%s: reloaded (%u domains, %u rules)", d->policy_path, policy->n_domains,
+                   policy->n_rules);
+        router_set_policy(d->router, policy);
+    }
+    notify_send("READY=1");
+}
+
+static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    reload(w->data);
+}
+
+static void sigterm_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    log_notice("signal %d: stopping", w->signum);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static int check_policy(struct daemon *d)
+{
+    const char *name = d->policy_path ? d->policy_path : "command line";
+    struct policy *policy = load_policy(d);
+
+    if (!policy)
+        return 1;
+    printf("%s: OK (%u domain%s, %u rule%s)\n", name, policy->n_domains,
+           policy->n_domains == 1 ? "" : "s", policy->n_rules,
+           policy->n_rules == 1 ? "" : "s");
+    policy_free(policy);
+    return 0;
+}
+
+/* Leaves the terminal: a classic daemon when not asked to stay. */
+static int daemonize(void)
+{
+    pid_t pid = fork();
+    int fd;
+
+    if (pid < 0)
+        return -errno;
+    if (pid > 0)
+        _exit(0);
+    if (setsid() < 0)
+        return -errno;
+    pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid > 0)
+        _exit(0);
+    if (chdir("/") < 0)
+        return -errno;
+    fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    dup2(fd, STDIN_FILENO);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    if (fd > STDERR_FILENO)
+        close(fd);
+    return 0;
+}
+
+static void shutdown_daemon(struct daemon *d)
+{
+    udev_source_free(d->udev);
+    if (d->router)
+        router_close(d->router);
+    /* The backend answers what is in flight before the workers go. */
+    if (d->hv)
+        d->hv->ops->free(d->hv);
+    router_free(d->router);
+}
+
+static int run(struct daemon *d, struct policy *policy)
+{
+    d->hv = hv_dryrun_new(d->loop);
+    if (!d->hv) {
+        log_error("out of memory");
+        policy_free(policy);
+        return 1;
+    }
+    d->router = router_new(d->loop, d->hv, policy, on_decision, d);
+    if (!d->router) {
+        policy_free(policy);
+        return 1;
+    }
+    d->udev = udev_source_new(d->loop, d->router);
+    if (!d->udev)
+        return 1;
+    if (d->opt.once) {
+        if (udev_source_enumerate(d->udev, EVENT_PRESENT) < 0)
+            return 1;
+        ev_run(d->loop, EVRUN_NOWAIT);
+        return 0;
+    }
+    if (udev_source_listen(d->udev) < 0 || udev_source_enumerate(d->udev, EVENT_PRESENT) < 0)
+        return 1;
+
+    ev_signal_init(&d->sighup, sighup_cb, SIGHUP);
+    ev_signal_init(&d->sigterm, sigterm_cb, SIGTERM);
+    ev_signal_init(&d->sigint, sigterm_cb, SIGINT);
+    d->sighup.data = d->sigterm.data = d->sigint.data = d;
+    ev_signal_start(d->loop, &d->sighup);
+    ev_signal_start(d->loop, &d->sigterm);
+    ev_signal_start(d->loop, &d->sigint);
+
+    log_notice("running with %s (%u domains, %u rules), backend %s",
+               d->policy_path ? d->policy_path : "the command line's policy",
+               router_policy(d->router)->n_domains, router_policy(d->router)->n_rules,
+               d->hv->ops->name);
+    notify_send("READY=1");
+    ev_run(d->loop, 0);
+    notify_send("STOPPING=1");
+    ev_signal_stop(d->loop, &d->sighup);
+    ev_signal_stop(d->loop, &d->sigterm);
+    ev_signal_stop(d->loop, &d->sigint);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon d = { 0 };
+    struct policy *policy;
+    enum log_level level;
+    bool interactive;
+    int r;
+
+    switch (options_parse(argc, argv, &d.opt)) {
+    case OPTIONS_EXIT_OK:
+        options_free(&d.opt);
+        return 0;
+    case OPTIONS_ERROR:
+        options_free(&d.opt);
+        return 2;
+    case OPTIONS_RUN:
+        break;
+    }
+    level = d.opt.verbosity < 0    ? LOG_LEVEL_ERROR
+            : d.opt.verbosity == 0 ? LOG_LEVEL_NOTICE
+            : d.opt.verbosity == 1 ? LOG_LEVEL_INFO
+                                   : LOG_LEVEL_DEBUG;
+    /* The old script's form ran in a terminal; keep it there. */
+    interactive = d.opt.foreground || d.opt.dry_run || d.opt.once || d.opt.check ||
+                  options_legacy(&d.opt);
+    log_init("auto-usb-attach", level, interactive);
+    if (!options_legacy(&d.opt))
+        d.policy_path = d.opt.policy_file ? d.opt.policy_file : options_default_policy();
+
+    if (d.opt.check) {
+        r = check_policy(&d);
+        options_free(&d.opt);
+        return r;
+    }
+    if (!d.opt.dry_run && !d.opt.once) {
+        log_error("only --dry-run and --once are available in this version: "
+                  "the libxl and QMP backends are not built yet");
+        options_free(&d.opt);
+        return 1;
+    }
+    policy = load_policy(&d);
+    if (!policy) {
+        options_free(&d.opt);
+        return 1;
+    }
+    d.print = d.opt.dry_run || d.opt.once;
+    signal(SIGPIPE, SIG_IGN);
+    if (!interactive && daemonize() < 0) {
+        log_warn("cannot become a daemon");
+        policy_free(policy);
+        options_free(&d.opt);
+        return 1;
+    }
+    d.loop = ev_default_loop(EVFLAG_AUTO);
+    if (!d.loop) {
+        log_error("cannot start the event loop");
+        policy_free(policy);
+        options_free(&d.opt);
+        return 1;
+    }
+    r = run(&d, policy);
+    shutdown_daemon(&d);
+    ev_loop_destroy(d.loop);
+    options_free(&d.opt);
+    return r;
+}

@@ -1,0 +1,261 @@
+/*
+ * Rule matching and the index that makes it fast.
+ *
+ * Rules whose vendor and product are exact, whose port is exact, or that name
+ * a hub go into hash buckets; all others into one general list.  Every list
+ * is in file order, so a device's candidates are a merge of at most a dozen
+ * sorted lists and the first candidate that holds is the first rule in the
+ * file that holds: the index never changes an answer, only its cost.
+ */
+#include "config.h"
+
+#include "match.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "strmap.h"
+
+struct rule_list {
+    uint32_t *v;            /* 0-based rule positions, ascending */
+    size_t n;
+};
+
+struct match_index {
+    struct strmap *by_id;   /* "1050:0407" -> struct rule_list */
+    struct strmap *by_port; /* "1-1.4" */
+    struct strmap *by_hub;  /* "usb3", "1-1" */
+    struct rule_list general;
+};
+
+static int list_push(struct rule_list *list, uint32_t pos)
+{
+    if ((list->n & (list->n - 1)) == 0) {
+        size_t cap = list->n ? list->n * 2 : 1;
+        uint32_t *v = realloc(list->v, cap * sizeof(*v));
+
+        if (!v)
+            return -ENOMEM;
+        list->v = v;
+    }
+    list->v[list->n++] = pos;
+    return 0;
+}
+
+static void list_free(void *p)
+{
+    struct rule_list *list = p;
+
+    if (list)
+        free(list->v);
+    free(list);
+}
+
+static int bucket_push(struct strmap *map, const char *key, uint32_t pos)
+{
+    struct rule_list *list = strmap_get(map, key);
+
+    if (!list) {
+        list = calloc(1, sizeof(*list));
+        if (!list || strmap_put(map, key, list, NULL) < 0) {
+            free(list);
+            return -ENOMEM;
+        }
+    }
+    return list_push(list, pos);
+}
+
+static bool is_exact(const char *glob)
+{
+    return !strpbrk(glob, "*?[\\");
+}
+
+void match_index_free(struct match_index *index)
+{
+    if (!index)
+        return;
+    strmap_free(index->by_id, list_free);
+    strmap_free(index->by_port, list_free);
+    strmap_free(index->by_hub, list_free);
+    free(index->general.v);
+    free(index);
+}
+
+struct match_index *match_index_build(const struct policy *policy)
+{
+    struct match_index *index = calloc(1, sizeof(*index));
+
+    if (!index)
+        return NULL;
+    index->by_id = strmap_new();
+    index->by_port = strmap_new();
+    index->by_hub = strmap_new();
+    if (!index->by_id || !index->by_port || !index->by_hub)
+        goto fail;
+    for (uint32_t i = 0; i < policy->n_rules; i++) {
+        const struct rule_match *m = &policy->rules[i].match;
+        int r;
+
+        if ((m->keys & MATCH_VENDOR) && (m->keys & MATCH_PRODUCT) && is_exact(m->vendor) &&
+            is_exact(m->product)) {
+            char key[16];
+
+            snprintf(key, sizeof(key), "%s:%s", m->vendor, m->product);
+            r = bucket_push(index->by_id, key, i);
+        } else if ((m->keys & MATCH_PORT) && is_exact(m->port)) {
+            r = bucket_push(index->by_port, m->port, i);
+        } else if (m->keys & MATCH_HUB) {
+            r = bucket_push(index->by_hub, m->hub, i);
+        } else {
+            r = list_push(&index->general, i);
+        }
+        if (r < 0)
+            goto fail;
+    }
+    return index;
+fail:
+    match_index_free(index);
+    return NULL;
+}
+
+static bool glob_match(const char *glob, const char *value)
+{
+    return value && fnmatch(glob, value, 0) == 0;
+}
+
+static bool class_match(const struct class_match *m, const struct usb_class *c)
+{
+    return m->cls == c->cls && (m->subclass < 0 || m->subclass == c->subclass) &&
+           (m->protocol < 0 || m->protocol == c->protocol);
+}
+
+static void class_string(const struct class_match *m, char *buf, size_t len)
+{
+    if (m->subclass < 0)
+        snprintf(buf, len, "%02x", m->cls);
+    else if (m->protocol < 0)
+        snprintf(buf, len, "%02x:%02x", m->cls, m->subclass);
+    else
+        snprintf(buf, len, "%02x:%02x:%02x", m->cls, m->subclass, m->protocol);
+}
+
+#define FAIL(...)                                   \
+    do {                                            \
+        if (why)                                    \
+            snprintf(why, len, __VA_ARGS__);        \
+        return false;                               \
+    } while (0)
+
+bool match_rule(const struct policy_rule *rule, const struct usb_device *dev,
+                char *why, size_t len)
+{
+    const struct rule_match *m = &rule->match;
+    char hex[8], esc[128];
+
+    if (m->keys & MATCH_VENDOR) {
+        snprintf(hex, sizeof(hex), "%04x", dev->vendor);
+        if (!glob_match(m->vendor, hex))
+            FAIL("vendor %s does not match %s", hex, m->vendor);
+    }
+    if (m->keys & MATCH_PRODUCT) {
+        snprintf(hex, sizeof(hex), "%04x", dev->product);
+        if (!glob_match(m->product, hex))
+            FAIL("product %s does not match %s", hex, m->product);
+    }
+    if ((m->keys & MATCH_PORT) && !glob_match(m->port, dev->port))
+        FAIL("port %s does not match %s", dev->port, m->port);
+    if ((m->keys & MATCH_HUB) && !device_port_below(dev->port, m->hub))
+        FAIL("port %s is not below hub %s", dev->port, m->hub);
+    if ((m->keys & MATCH_SERIAL) && !glob_match(m->serial, dev->serial))
+        FAIL("serial \"%s\" does not match \"%s\"",
+             log_escape(dev->serial, esc, sizeof(esc)), m->serial);
+    if ((m->keys & MATCH_MANUFACTURER) && !glob_match(m->manufacturer, dev->manufacturer))
+        FAIL("manufacturer \"%s\" does not match \"%s\"",
+             log_escape(dev->manufacturer, esc, sizeof(esc)), m->manufacturer);
+    if ((m->keys & MATCH_PRODUCT_NAME) && !glob_match(m->product_name, dev->product_name))
+        FAIL("product name \"%s\" does not match \"%s\"",
+             log_escape(dev->product_name, esc, sizeof(esc)), m->product_name);
+    if ((m->keys & MATCH_CLASS) && !class_match(&m->dev_class, &dev->dev_class)) {
+        class_string(&m->dev_class, esc, sizeof(esc));
+        FAIL("device class %02x:%02x:%02x does not match %s", dev->dev_class.cls,
+             dev->dev_class.subclass, dev->dev_class.protocol, esc);
+    }
+    if (m->keys & MATCH_IFACE_CLASS) {
+        bool any = false;
+
+        for (unsigned i = 0; i < dev->n_ifaces && !any; i++)
+            any = class_match(&m->iface_class, &dev->ifaces[i]);
+        if (!any) {
+            class_string(&m->iface_class, esc, sizeof(esc));
+            FAIL("no interface of class %s", esc);
+        }
+    }
+    if (why && len)
+        snprintf(why, len, "every key matches");
+    return true;
+}
+
+const struct policy_rule *match_device_linear(const struct policy *policy,
+                                              const struct usb_device *dev)
+{
+    for (unsigned i = 0; i < policy->n_rules; i++)
+        if (match_rule(&policy->rules[i], dev, NULL, 0))
+            return &policy->rules[i];
+    return NULL;
+}
+
+/* Up to: id, port, the root hub and DEVICE_MAX_PORT_DEPTH hubs, general. */
+#define MAX_LISTS (DEVICE_MAX_PORT_DEPTH + 4)
+
+const struct policy_rule *match_device(const struct policy *policy,
+                                       const struct usb_device *dev)
+{
+    const struct match_index *index = policy->index;
+    const struct rule_list *lists[MAX_LISTS];
+    size_t heads[MAX_LISTS] = { 0 };
+    size_t n = 0;
+    char key[64];
+    unsigned bus, depth;
+
+    if (!index)
+        return match_device_linear(policy, dev);
+    snprintf(key, sizeof(key), "%04x:%04x", dev->vendor, dev->product);
+    if ((lists[n] = strmap_get(index->by_id, key)))
+        n++;
+    if ((lists[n] = strmap_get(index->by_port, dev->port)))
+        n++;
+    if (strmap_size(index->by_hub) && device_port_parse(dev->port, &bus, &depth) == 0) {
+        /* Every hub above the device: usbN, then each shorter port path. */
+        snprintf(key, sizeof(key), "usb%u", bus);
+        if ((lists[n] = strmap_get(index->by_hub, key)))
+            n++;
+        snprintf(key, sizeof(key), "%s", dev->port);
+        for (char *dot = strrchr(key, '.'); dot; dot = strrchr(key, '.')) {
+            *dot = '\0';
+            if ((lists[n] = strmap_get(index->by_hub, key)))
+                n++;
+        }
+    }
+    if (index->general.n)
+        lists[n++] = &index->general;
+    for (;;) {
+        size_t best = MAX_LISTS;
+        uint32_t pos = UINT32_MAX;
+
+        for (size_t i = 0; i < n; i++)
+            if (heads[i] < lists[i]->n && lists[i]->v[heads[i]] < pos) {
+                pos = lists[i]->v[heads[i]];
+                best = i;
+            }
+        if (best == MAX_LISTS)
+            return NULL;
+        heads[best]++;
+        if (match_rule(&policy->rules[pos], dev, NULL, 0))
+            return &policy->rules[pos];
+    }
+}

@@ -1,0 +1,1255 @@
+/*
+ * The policy file: YAML -> struct policy.
+ *
+ * libyaml's event parser first builds a small tree of nodes that remember
+ * their line and column; the tree is then checked key by key.  Checking goes
+ * on after a semantic error so that one run reports every mistake of a file;
+ * only a YAML syntax error stops it.  The structure that comes out is never
+ * changed again: a reload builds a new one and swaps it in.
+ */
+#include "config.h"
+
+#include "policy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "log.h"
+#include "match.h"
+
+const struct controller_spec policy_default_controller = {
+    .version = 2,
+    .ports = 6,
+    .max = 4,
+};
+
+/* ---- diagnostics ---- */
+
+void policy_diag_free(struct policy_diag *diag)
+{
+    for (size_t i = 0; i < diag->n; i++)
+        free(diag->msgs[i]);
+    free(diag->msgs);
+    memset(diag, 0, sizeof(*diag));
+}
+
+static void diag_add(struct policy_diag *diag, const char *file, unsigned line,
+                     unsigned column, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void diag_add(struct policy_diag *diag, const char *file, unsigned line,
+                     unsigned column, const char *fmt, ...)
+{
+    char msg[512];
+    char *full;
+    va_list ap;
+
+    if (diag->n >= POLICY_MAX_ERRORS) {
+        diag->truncated = true;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (asprintf(&full, "%s:%u:%u: %s", file, line, column, msg) < 0)
+        return;
+    if (diag->n == diag->cap) {
+        size_t cap = diag->cap ? diag->cap * 2 : 8;
+        char **msgs = realloc(diag->msgs, cap * sizeof(*msgs));
+
+        if (!msgs) {
+            free(full);
+            return;
+        }
+        diag->msgs = msgs;
+        diag->cap = cap;
+    }
+    diag->msgs[diag->n++] = full;
+}
+
+/* ---- the node tree ---- */
+
+enum node_type {
+    NODE_SCALAR,
+    NODE_MAP,
+    NODE_SEQ,
+};
+
+struct node {
+    enum node_type type;
+    unsigned line;
+    unsigned column;
+    bool plain;             /* an unquoted scalar */
+    char *value;            /* scalars */
+    struct node **items;    /* maps: key, value, key, value...; sequences */
+    size_t n;
+};
+
+static void node_free(struct node *node)
+{
+    if (!node)
+        return;
+    for (size_t i = 0; i < node->n; i++)
+        node_free(node->items[i]);
+    free(node->items);
+    free(node->value);
+    free(node);
+}
+
+static int node_push(struct node *parent, struct node *child)
+{
+    if ((parent->n & (parent->n - 1)) == 0) {
+        size_t cap = parent->n ? parent->n * 2 : 1;
+        struct node **items = realloc(parent->items, cap * sizeof(*items));
+
+        if (!items)
+            return -ENOMEM;
+        parent->items = items;
+    }
+    parent->items[parent->n++] = child;
+    return 0;
+}
+
+struct parse {
+    const char *file;
+    struct policy_diag *diag;
+    yaml_parser_t parser;
+    unsigned errors;        /* errors found so far by this parse */
+};
+
+static void perr(struct parse *ps, unsigned line, unsigned column, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void perr(struct parse *ps, unsigned line, unsigned column, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ps->errors++;
+    diag_add(ps->diag, ps->file, line, column, "%s", msg);
+}
+
+static void perr_node(struct parse *ps, const struct node *node, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void perr_node(struct parse *ps, const struct node *node, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    perr(ps, node->line, node->column, "%s", msg);
+}
+
+static bool next_event(struct parse *ps, yaml_event_t *ev)
+{
+    if (yaml_parser_parse(&ps->parser, ev))
+        return true;
+    perr(ps, (unsigned)ps->parser.problem_mark.line + 1,
+         (unsigned)ps->parser.problem_mark.column + 1, "YAML syntax error: %s%s%s",
+         ps->parser.problem ? ps->parser.problem : "unknown error",
+         ps->parser.context ? " " : "", ps->parser.context ? ps->parser.context : "");
+    return false;
+}
+
+/*
+ * Builds the node that starts with ev (already read).  Returns NULL after an
+ * error has been reported; the parse cannot go on then.
+ */
+static struct node *build_node(struct parse *ps, yaml_event_t *ev, unsigned depth)
+{
+    struct node *node = calloc(1, sizeof(*node));
+    yaml_event_type_t end;
+
+    if (!node) {
+        perr(ps, 1, 1, "out of memory");
+        return NULL;
+    }
+    node->line = (unsigned)ev->start_mark.line + 1;
+    node->column = (unsigned)ev->start_mark.column + 1;
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        node->type = NODE_SCALAR;
+        node->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+        node->value = strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
+        if (!node->value) {
+            perr(ps, node->line, node->column, "out of memory");
+            goto fail;
+        }
+        if (strlen(node->value) != ev->data.scalar.length) {
+            perr_node(ps, node, "a NUL character is not allowed in a value");
+            goto fail;
+        }
+        return node;
+    case YAML_ALIAS_EVENT:
+        perr_node(ps, node, "YAML aliases (*name) are not supported in a policy");
+        goto fail;
+    case YAML_MAPPING_START_EVENT:
+        node->type = NODE_MAP;
+        end = YAML_MAPPING_END_EVENT;
+        break;
+    case YAML_SEQUENCE_START_EVENT:
+        node->type = NODE_SEQ;
+        end = YAML_SEQUENCE_END_EVENT;
+        break;
+    default:
+        perr_node(ps, node, "unexpected YAML event");
+        goto fail;
+    }
+    if (depth >= POLICY_MAX_DEPTH) {
+        perr_node(ps, node, "nesting is too deep (more than %d levels)", POLICY_MAX_DEPTH);
+        goto fail;
+    }
+    for (;;) {
+        yaml_event_t child_ev;
+        struct node *child;
+
+        if (!next_event(ps, &child_ev))
+            goto fail;
+        if (child_ev.type == end) {
+            yaml_event_delete(&child_ev);
+            return node;
+        }
+        child = build_node(ps, &child_ev, depth + 1);
+        yaml_event_delete(&child_ev);
+        if (!child)
+            goto fail;
+        if (node_push(node, child) < 0) {
+            node_free(child);
+            perr(ps, node->line, node->column, "out of memory");
+            goto fail;
+        }
+    }
+fail:
+    node_free(node);
+    return NULL;
+}
+
+/*
+ * Parses the whole buffer into one document's root node.  *empty is set when
+ * the stream holds no document (an empty file, or only comments).
+ */
+static struct node *parse_document(struct parse *ps, const char *buf, size_t len,
+                                   bool *empty)
+{
+    struct node *root = NULL;
+    yaml_event_t ev;
+    bool done = false;
+
+    *empty = false;
+    yaml_parser_set_input_string(&ps->parser, (const unsigned char *)buf, len);
+    while (!done) {
+        if (!next_event(ps, &ev)) {
+            node_free(root);
+            return NULL;
+        }
+        switch (ev.type) {
+        case YAML_STREAM_START_EVENT:
+        case YAML_DOCUMENT_END_EVENT:
+            break;
+        case YAML_STREAM_END_EVENT:
+            done = true;
+            break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (root) {
+                perr(ps, (unsigned)ev.start_mark.line + 1,
+                     (unsigned)ev.start_mark.column + 1,
+                     "a policy file holds one YAML document, found a second one");
+                yaml_event_delete(&ev);
+                node_free(root);
+                return NULL;
+            }
+            break;
+        default:
+            root = build_node(ps, &ev, 0);
+            if (!root) {
+                yaml_event_delete(&ev);
+                return NULL;
+            }
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    if (!root)
+        *empty = true;
+    return root;
+}
+
+/* ---- typed access to nodes ---- */
+
+static const char *node_type_name(const struct node *node)
+{
+    switch (node->type) {
+    case NODE_MAP:
+        return "a mapping";
+    case NODE_SEQ:
+        return "a list";
+    case NODE_SCALAR:
+        break;
+    }
+    return "a scalar";
+}
+
+static bool node_is_null(const struct node *node)
+{
+    return node->type == NODE_SCALAR && node->plain &&
+           (node->value[0] == '\0' || strcmp(node->value, "~") == 0 ||
+            strcmp(node->value, "null") == 0 || strcmp(node->value, "Null") == 0 ||
+            strcmp(node->value, "NULL") == 0);
+}
+
+/* A mapping, or an empty value that stands for an empty mapping. */
+static bool expect_map(struct parse *ps, const struct node *node, const char *what)
+{
+    if (node->type == NODE_MAP || node_is_null(node))
+        return true;
+    perr_node(ps, node, "%s must be a mapping, not %s", what, node_type_name(node));
+    return false;
+}
+
+/* A string value: any non-null scalar. */
+static const char *expect_string(struct parse *ps, const struct node *node,
+                                 const char *key)
+{
+    if (node->type != NODE_SCALAR) {
+        perr_node(ps, node, "'%s' must be a string, not %s", key, node_type_name(node));
+        return NULL;
+    }
+    if (node_is_null(node)) {
+        perr_node(ps, node, "'%s' must not be empty", key);
+        return NULL;
+    }
+    return node->value;
+}
+
+static bool expect_int(struct parse *ps, const struct node *node, const char *key,
+                       int min, int max, int *out)
+{
+    char *end;
+    long v;
+
+    if (node->type != NODE_SCALAR || !node->plain) {
+        perr_node(ps, node, "'%s' must be a number, not %s", key,
+                  node->type == NODE_SCALAR ? "a quoted string" : node_type_name(node));
+        return false;
+    }
+    errno = 0;
+    v = strtol(node->value, &end, 10);
+    if (errno || end == node->value || *end) {
+        perr_node(ps, node, "'%s' must be a number, not '%s'", key, node->value);
+        return false;
+    }
+    if (v < min || v > max) {
+        perr_node(ps, node, "'%s' must be between %d and %d, not %ld", key, min, max, v);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+/*
+ * Walks the keys of a mapping, reporting duplicates and keys not in allowed
+ * (a NULL-terminated list; NULL allows any key).  Calls fn for each valid
+ * key/value pair.
+ */
+typedef void (*map_fn)(struct parse *ps, const struct node *key,
+                       const struct node *value, void *arg);
+
+static void walk_map(struct parse *ps, const struct node *map, const char *what,
+                     const char *const *allowed, map_fn fn, void *arg)
+{
+    if (map->type != NODE_MAP)
+        return;
+    for (size_t i = 0; i + 1 < map->n; i += 2) {
+        const struct node *key = map->items[i], *value = map->items[i + 1];
+        bool known = allowed == NULL, dup = false;
+
+        if (key->type != NODE_SCALAR) {
+            perr_node(ps, key, "a key in %s must be a plain name, not %s", what,
+                      node_type_name(key));
+            continue;
+        }
+        for (size_t j = 0; j < i && !dup; j += 2) {
+            const struct node *prev = map->items[j];
+
+            if (prev->type == NODE_SCALAR && strcmp(prev->value, key->value) == 0) {
+                perr_node(ps, key, "duplicate key '%s' in %s (first at line %u)",
+                          key->value, what, prev->line);
+                dup = true;
+            }
+        }
+        if (dup)
+            continue;
+        for (size_t k = 0; allowed && allowed[k] && !known; k++)
+            known = strcmp(allowed[k], key->value) == 0;
+        if (!known) {
+            char list[256] = "";
+
+            for (size_t k = 0; allowed[k]; k++) {
+                if (k)
+                    strncat(list, ", ", sizeof(list) - strlen(list) - 1);
+                strncat(list, allowed[k], sizeof(list) - strlen(list) - 1);
+            }
+            perr_node(ps, key, "unknown key '%s' in %s (expected one of: %s)",
+                      key->value, what, list);
+            continue;
+        }
+        fn(ps, key, value, arg);
+    }
+}
+
+static const struct node *map_get(const struct node *map, const char *name)
+{
+    if (map->type != NODE_MAP)
+        return NULL;
+    for (size_t i = 0; i + 1 < map->n; i += 2)
+        if (map->items[i]->type == NODE_SCALAR && strcmp(map->items[i]->value, name) == 0)
+            return map->items[i + 1];
+    return NULL;
+}
+
+/* ---- validators shared with the command line ---- */
+
+const char *policy_check_glob(const char *value)
+{
+    for (const char *p = value; *p; p++) {
+        if (*p == '\\') {
+            if (!p[1])
+                return "a glob must not end in a lone backslash";
+            p++;
+        } else if (*p == '[') {
+            const char *q = p + 1;
+
+            if (*q == '!' || *q == '^')
+                q++;
+            if (*q == ']')
+                q++;
+            while (*q && *q != ']')
+                q++;
+            if (!*q)
+                return "a '[' in a glob has no closing ']'";
+            p = q;
+        }
+    }
+    return NULL;
+}
+
+const char *policy_check_id_half(const char *value)
+{
+    size_t n = strlen(value);
+    bool glob = false;
+
+    if (n == 0 || n > 16)
+        return "expected four hex digits or a glob such as 10*";
+    for (const char *p = value; *p; p++) {
+        if (strchr("*?[]!-", *p))
+            glob = true;
+        else if (!strchr("0123456789abcdefABCDEF", *p))
+            return "expected four hex digits or a glob such as 10*";
+    }
+    if (!glob && n != 4)
+        return "expected four hex digits or a glob such as 10*";
+    return glob ? policy_check_glob(value) : NULL;
+}
+
+const char *policy_check_hub(const char *value)
+{
+    unsigned bus, depth;
+
+    if (device_port_parse(value, &bus, &depth) < 0)
+        return "expected a root hub such as usb3 or a hub's port path such as 1-1.4";
+    return NULL;
+}
+
+const char *policy_check_domain_name(const char *value)
+{
+    size_t n = strlen(value);
+
+    if (n == 0 || n > 64)
+        return "a domain name has 1 to 64 characters";
+    for (const char *p = value; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || strchr("_.+-", *p)))
+            return "a domain name has only letters, digits and _ . + -";
+    return NULL;
+}
+
+static const struct {
+    const char *name;
+    int cls;
+} class_names[] = {
+    { "audio", 0x01 },
+    { "comm", 0x02 },
+    { "cdc", 0x02 },
+    { "hid", 0x03 },
+    { "physical", 0x05 },
+    { "image", 0x06 },
+    { "printer", 0x07 },
+    { "storage", 0x08 },
+    { "mass-storage", 0x08 },
+    { "hub", 0x09 },
+    { "cdc-data", 0x0a },
+    { "smart-card", 0x0b },
+    { "ccid", 0x0b },
+    { "content-security", 0x0d },
+    { "video", 0x0e },
+    { "personal-healthcare", 0x0f },
+    { "audio-video", 0x10 },
+    { "billboard", 0x11 },
+    { "type-c-bridge", 0x12 },
+    { "diagnostic", 0xdc },
+    { "wireless", 0xe0 },
+    { "bluetooth", 0xe0 },
+    { "misc", 0xef },
+    { "application", 0xfe },
+    { "vendor", 0xff },
+};
+
+static int parse_class_part(const char *s, size_t n)
+{
+    int v = 0;
+
+    if (n == 1 && s[0] == '*')
+        return -1;
+    if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+        s += 2;
+        n -= 2;
+    }
+    if (n == 0 || n > 2)
+        return -2;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= c - '0';
+        else if (c >= 'a' && c <= 'f')
+            v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            v |= c - 'A' + 10;
+        else
+            return -2;
+    }
+    return v;
+}
+
+const char *policy_parse_class(const char *value, struct class_match *out)
+{
+    static const char *const bad =
+        "expected a class name (hid, storage, smart-card, audio, video...) "
+        "or hex class[:subclass[:protocol]] such as 03 or 03:01:01";
+    int parts[3] = { -1, -1, -1 };
+    const char *p = value;
+
+    for (size_t i = 0; i < sizeof(class_names) / sizeof(class_names[0]); i++) {
+        if (strcmp(value, class_names[i].name) == 0) {
+            out->cls = class_names[i].cls;
+            out->subclass = -1;
+            out->protocol = -1;
+            return NULL;
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        const char *colon = strchr(p, ':');
+        size_t n = colon ? (size_t)(colon - p) : strlen(p);
+
+        parts[i] = parse_class_part(p, n);
+        if (parts[i] == -2 || (i == 0 && parts[i] == -1))
+            return bad;
+        if (!colon)
+            break;
+        if (i == 2)
+            return bad;
+        p = colon + 1;
+    }
+    out->cls = parts[0];
+    out->subclass = parts[1];
+    out->protocol = parts[2];
+    return NULL;
+}
+
+int policy_default_ports(int version)
+{
+    switch (version) {
+    case 1:
+        return 2;
+    case 2:
+        return 6;
+    default:
+        return 8;
+    }
+}
+
+const char *policy_check_controller(int version, int ports)
+{
+    switch (version) {
+    case 1:
+        return ports == 2 ? NULL : "a version 1 controller has exactly 2 ports";
+    case 2:
+        return ports == 6 ? NULL : "a version 2 controller has exactly 6 ports";
+    case 3:
+        return ports >= 1 && ports <= 15 ? NULL
+                                         : "a version 3 controller has 1 to 15 ports";
+    }
+    return "the controller version is 1, 2 or 3";
+}
+
+/* ---- the policy structure ---- */
+
+void rule_match_clear(struct rule_match *match)
+{
+    free(match->vendor);
+    free(match->product);
+    free(match->serial);
+    free(match->manufacturer);
+    free(match->product_name);
+    free(match->hub);
+    free(match->port);
+    memset(match, 0, sizeof(*match));
+}
+
+struct policy *policy_new(const char *source)
+{
+    struct policy *policy = calloc(1, sizeof(*policy));
+
+    if (!policy)
+        return NULL;
+    policy->source = strdup(source);
+    if (!policy->source) {
+        free(policy);
+        return NULL;
+    }
+    policy->loaded = time(NULL);
+    return policy;
+}
+
+void policy_free(struct policy *policy)
+{
+    if (!policy)
+        return;
+    match_index_free(policy->index);
+    for (unsigned i = 0; i < policy->n_rules; i++) {
+        free(policy->rules[i].name);
+        rule_match_clear(&policy->rules[i].match);
+    }
+    free(policy->rules);
+    for (unsigned i = 0; i < policy->n_domains; i++) {
+        free(policy->domains[i].name);
+        free(policy->domains[i].qmp_socket);
+    }
+    free(policy->domains);
+    free(policy->source);
+    free(policy);
+}
+
+int policy_find_domain(const struct policy *policy, const char *name)
+{
+    for (unsigned i = 0; i < policy->n_domains; i++)
+        if (strcmp(policy->domains[i].name, name) == 0)
+            return (int)i;
+    return -ENOENT;
+}
+
+int policy_add_domain(struct policy *policy, const char *name,
+                      const struct controller_spec *controller, const char *qmp_socket)
+{
+    struct policy_domain *domains, *d;
+
+    if (policy_find_domain(policy, name) >= 0)
+        return -EEXIST;
+    domains = realloc(policy->domains, (policy->n_domains + 1) * sizeof(*domains));
+    if (!domains)
+        return -ENOMEM;
+    policy->domains = domains;
+    d = &domains[policy->n_domains];
+    memset(d, 0, sizeof(*d));
+    d->name = strdup(name);
+    d->controller = *controller;
+    d->qmp_socket = qmp_socket ? strdup(qmp_socket) : NULL;
+    if (!d->name || (qmp_socket && !d->qmp_socket)) {
+        free(d->name);
+        free(d->qmp_socket);
+        return -ENOMEM;
+    }
+    return (int)policy->n_domains++;
+}
+
+int policy_add_rule(struct policy *policy, char *name, unsigned line, unsigned column,
+                    enum rule_action action, int domain, struct rule_match *match)
+{
+    struct policy_rule *rules, *r;
+
+    /* Grows by doubling: files with 10,000 rules load in one pass. */
+    if ((policy->n_rules & (policy->n_rules - 1)) == 0) {
+        size_t cap = policy->n_rules ? policy->n_rules * 2 : 1;
+
+        rules = realloc(policy->rules, cap * sizeof(*rules));
+        if (!rules) {
+            free(name);
+            rule_match_clear(match);
+            return -ENOMEM;
+        }
+        policy->rules = rules;
+    }
+    r = &policy->rules[policy->n_rules];
+    r->index = policy->n_rules + 1;
+    r->name = name;
+    r->line = line;
+    r->column = column;
+    r->action = action;
+    r->domain = action == RULE_IGNORE ? -1 : domain;
+    r->match = *match;
+    memset(match, 0, sizeof(*match));
+    policy->n_rules++;
+    return 0;
+}
+
+int policy_finish(struct policy *policy)
+{
+    match_index_free(policy->index);
+    policy->index = match_index_build(policy);
+    return policy->index ? 0 : -ENOMEM;
+}
+
+/* ---- from nodes to the policy ---- */
+
+/* A controller: block while it is being read; -1 marks a key not given. */
+struct controller_node {
+    int version;
+    int ports;
+    int max;
+    const struct node *where;
+};
+
+static void controller_key(struct parse *ps, const struct node *key,
+                           const struct node *value, void *arg)
+{
+    struct controller_node *c = arg;
+
+    if (strcmp(key->value, "version") == 0)
+        expect_int(ps, value, "version", 1, 3, &c->version);
+    else if (strcmp(key->value, "ports") == 0)
+        expect_int(ps, value, "ports", 1, 15, &c->ports);
+    else if (strcmp(key->value, "max") == 0)
+        expect_int(ps, value, "max", 0, 64, &c->max);
+}
+
+static void read_controller(struct parse *ps, const struct node *node,
+                            struct controller_node *c)
+{
+    static const char *const keys[] = { "version", "ports", "max", NULL };
+
+    c->version = c->ports = c->max = -1;
+    c->where = node;
+    if (expect_map(ps, node, "'controller'"))
+        walk_map(ps, node, "'controller'", keys, controller_key, c);
+}
+
+/* Combines a domain's controller keys over the defaults and checks the pair. */
+static struct controller_spec controller_merge(struct parse *ps,
+                                               const struct controller_node *dflt,
+                                               const struct controller_node *own)
+{
+    struct controller_spec spec = policy_default_controller;
+    const struct controller_node *layers[] = { dflt, own };
+    bool ports_given = false;
+    const struct node *where = NULL;
+    const char *why;
+
+    for (size_t i = 0; i < 2; i++) {
+        const struct controller_node *c = layers[i];
+
+        if (!c || !c->where)
+            continue;
+        if (c->version >= 0) {
+            spec.version = c->version;
+            where = c->where;
+            if (c->ports < 0)
+                ports_given = false;
+        }
+        if (c->ports >= 0) {
+            spec.ports = c->ports;
+            ports_given = true;
+            where = c->where;
+        }
+        if (c->max >= 0)
+            spec.max = c->max;
+    }
+    if (!ports_given)
+        spec.ports = policy_default_ports(spec.version);
+    why = policy_check_controller(spec.version, spec.ports);
+    if (why && where)
+        perr_node(ps, where, "controller version %d with %d ports: %s", spec.version,
+                  spec.ports, why);
+    return spec;
+}
+
+struct domain_node {
+    struct controller_node controller;
+    const struct node *qmp;
+};
+
+static void domain_key(struct parse *ps, const struct node *key,
+                       const struct node *value, void *arg)
+{
+    struct domain_node *d = arg;
+
+    if (strcmp(key->value, "controller") == 0) {
+        read_controller(ps, value, &d->controller);
+    } else if (strcmp(key->value, "qmp-socket") == 0) {
+        const char *path = expect_string(ps, value, "qmp-socket");
+
+        if (path && path[0] != '/')
+            perr_node(ps, value, "'qmp-socket' must be an absolute path, not '%s'", path);
+        else if (path)
+            d->qmp = value;
+    }
+}
+
+static void read_domain_entry(struct parse *ps, const struct node *node,
+                              struct domain_node *d, const char *what)
+{
+    static const char *const keys[] = { "controller", "qmp-socket", NULL };
+
+    memset(d, 0, sizeof(*d));
+    if (expect_map(ps, node, what))
+        walk_map(ps, node, what, keys, domain_key, d);
+}
+
+struct rule_ctx {
+    struct policy *policy;
+    struct rule_match match;
+    const struct node *domain;
+    const struct node *action;
+    const struct node *name;
+    const struct node *match_node;
+};
+
+static void set_glob(struct parse *ps, const struct node *value, const char *key,
+                     char **field, enum match_key bit, struct rule_match *m)
+{
+    const char *s = expect_string(ps, value, key);
+    const char *why;
+
+    if (!s)
+        return;
+    why = policy_check_glob(s);
+    if (why) {
+        perr_node(ps, value, "bad glob '%s' for '%s': %s", s, key, why);
+        return;
+    }
+    free(*field);
+    *field = strdup(s);
+    if (*field)
+        m->keys |= bit;
+}
+
+void policy_lower_hex(char *s)
+{
+    for (char *p = s; p && *p; p++)
+        if (*p >= 'A' && *p <= 'F')
+            *p = (char)(*p - 'A' + 'a');
+}
+
+static void set_id_half(struct parse *ps, const struct node *value, const char *key,
+                        const char *s, char **field, enum match_key bit,
+                        struct rule_match *m)
+{
+    const char *why = policy_check_id_half(s);
+
+    if (why) {
+        perr_node(ps, value, "bad %s '%s': %s", key, s, why);
+        return;
+    }
+    free(*field);
+    *field = strdup(s);
+    policy_lower_hex(*field);
+    if (*field)
+        m->keys |= bit;
+}
+
+static void match_key_fn(struct parse *ps, const struct node *key,
+                         const struct node *value, void *arg)
+{
+    struct rule_match *m = arg;
+    const char *k = key->value, *s;
+
+    if (strcmp(k, "id") == 0) {
+        const char *colon;
+        char *vendor;
+
+        s = expect_string(ps, value, k);
+        if (!s)
+            return;
+        colon = strchr(s, ':');
+        if (!colon || strchr(colon + 1, ':')) {
+            perr_node(ps, value,
+                      "bad vendor:product '%s': expected two parts such as 1050:0407", s);
+            return;
+        }
+        vendor = strndup(s, (size_t)(colon - s));
+        if (!vendor)
+            return;
+        if (policy_check_id_half(vendor) || policy_check_id_half(colon + 1))
+            perr_node(ps, value,
+                      "bad vendor:product '%s': expected four hex digits or a glob "
+                      "on each side, such as 1050:0407 or 1050:*",
+                      s);
+        else {
+            set_id_half(ps, value, "vendor", vendor, &m->vendor, MATCH_VENDOR, m);
+            set_id_half(ps, value, "product", colon + 1, &m->product, MATCH_PRODUCT, m);
+        }
+        free(vendor);
+    } else if (strcmp(k, "vendor") == 0 || strcmp(k, "product") == 0) {
+        bool v = k[0] == 'v';
+
+        s = expect_string(ps, value, k);
+        if (s)
+            set_id_half(ps, value, k, s, v ? &m->vendor : &m->product,
+                        v ? MATCH_VENDOR : MATCH_PRODUCT, m);
+    } else if (strcmp(k, "serial") == 0) {
+        set_glob(ps, value, k, &m->serial, MATCH_SERIAL, m);
+    } else if (strcmp(k, "manufacturer") == 0) {
+        set_glob(ps, value, k, &m->manufacturer, MATCH_MANUFACTURER, m);
+    } else if (strcmp(k, "product-name") == 0) {
+        set_glob(ps, value, k, &m->product_name, MATCH_PRODUCT_NAME, m);
+    } else if (strcmp(k, "port") == 0) {
+        unsigned bus, depth;
+
+        s = expect_string(ps, value, k);
+        if (!s)
+            return;
+        if (!strpbrk(s, "*?[") && device_port_parse(s, &bus, &depth) < 0) {
+            perr_node(ps, value, "bad port '%s': expected a port path such as 1-1.4, or a glob",
+                      s);
+            return;
+        }
+        set_glob(ps, value, k, &m->port, MATCH_PORT, m);
+    } else if (strcmp(k, "hub") == 0) {
+        const char *why;
+
+        s = expect_string(ps, value, k);
+        if (!s)
+            return;
+        why = policy_check_hub(s);
+        if (why) {
+            perr_node(ps, value, "bad hub '%s': %s", s, why);
+            return;
+        }
+        free(m->hub);
+        m->hub = strdup(s);
+        if (m->hub)
+            m->keys |= MATCH_HUB;
+    } else if (strcmp(k, "class") == 0 || strcmp(k, "interface-class") == 0) {
+        bool dev = k[0] == 'c';
+        const char *why;
+
+        s = expect_string(ps, value, k);
+        if (!s)
+            return;
+        why = policy_parse_class(s, dev ? &m->dev_class : &m->iface_class);
+        if (why) {
+            perr_node(ps, value, "bad %s '%s': %s", k, s, why);
+            return;
+        }
+        m->keys |= dev ? MATCH_CLASS : MATCH_IFACE_CLASS;
+    }
+}
+
+static void rule_key(struct parse *ps, const struct node *key, const struct node *value,
+                     void *arg)
+{
+    static const char *const match_keys[] = {
+        "id", "vendor", "product", "serial", "manufacturer", "product-name",
+        "hub", "port", "class", "interface-class", NULL,
+    };
+    struct rule_ctx *rc = arg;
+
+    if (strcmp(key->value, "name") == 0) {
+        if (expect_string(ps, value, "name"))
+            rc->name = value;
+    } else if (strcmp(key->value, "match") == 0) {
+        rc->match_node = value;
+        if (expect_map(ps, value, "'match'"))
+            walk_map(ps, value, "'match'", match_keys, match_key_fn, &rc->match);
+    } else if (strcmp(key->value, "domain") == 0) {
+        const char *s = expect_string(ps, value, "domain");
+
+        if (s && policy_find_domain(rc->policy, s) < 0)
+            perr_node(ps, value, "unknown domain '%s' (declare it under 'domains:')", s);
+        else if (s)
+            rc->domain = value;
+    } else if (strcmp(key->value, "action") == 0) {
+        const char *s = expect_string(ps, value, "action");
+
+        if (s && strcmp(s, "attach") != 0 && strcmp(s, "ignore") != 0)
+            perr_node(ps, value, "bad action '%s': expected attach or ignore", s);
+        else if (s)
+            rc->action = value;
+    }
+}
+
+static void read_rule(struct parse *ps, struct policy *policy, const struct node *node)
+{
+    static const char *const keys[] = { "name", "match", "domain", "action", NULL };
+    struct rule_ctx rc = { .policy = policy };
+    unsigned before = ps->errors;
+    bool ignore;
+    char *name = NULL;
+    int domain = -1;
+
+    if (node->type != NODE_MAP) {
+        perr_node(ps, node, "a rule must be a mapping with 'match' and 'domain' or "
+                            "'action: ignore', not %s", node_type_name(node));
+        return;
+    }
+    walk_map(ps, node, "a rule", keys, rule_key, &rc);
+    ignore = rc.action && strcmp(rc.action->value, "ignore") == 0;
+    if (!rc.match_node && !map_get(node, "match"))
+        perr_node(ps, node, "a rule needs 'match:' (use 'match: {}' to match every device)");
+    if (ignore && map_get(node, "domain"))
+        perr_node(ps, map_get(node, "domain"), "a rule with 'action: ignore' names no domain");
+    else if (!ignore && !map_get(node, "domain"))
+        perr_node(ps, node, "a rule needs 'domain:' or 'action: ignore'");
+    if (ps->errors != before) {
+        rule_match_clear(&rc.match);
+        return;
+    }
+    if (rc.domain)
+        domain = policy_find_domain(policy, rc.domain->value);
+    if (rc.name && !(name = strdup(rc.name->value))) {
+        rule_match_clear(&rc.match);
+        perr_node(ps, node, "out of memory");
+        return;
+    }
+    if (policy_add_rule(policy, name, node->line, node->column,
+                        ignore ? RULE_IGNORE : RULE_ATTACH, domain, &rc.match) < 0)
+        perr_node(ps, node, "out of memory");
+}
+
+struct top {
+    const struct node *version;
+    const struct node *defaults;
+    const struct node *domains;
+    const struct node *rules;
+};
+
+static void top_key(struct parse *ps, const struct node *key, const struct node *value,
+                    void *arg)
+{
+    struct top *t = arg;
+
+    if (strcmp(key->value, "version") == 0)
+        t->version = value;
+    else if (strcmp(key->value, "defaults") == 0)
+        t->defaults = value;
+    else if (strcmp(key->value, "domains") == 0)
+        t->domains = value;
+    else if (strcmp(key->value, "rules") == 0)
+        t->rules = value;
+}
+
+static void read_policy(struct parse *ps, struct policy *policy, const struct node *root)
+{
+    static const char *const keys[] = { "version", "defaults", "domains", "rules", NULL };
+    struct domain_node dflt;
+    struct top t = { 0 };
+    int version;
+
+    if (root->type != NODE_MAP) {
+        perr_node(ps, root, "a policy is a mapping with 'version', 'domains' and 'rules', "
+                            "not %s", node_type_name(root));
+        return;
+    }
+    walk_map(ps, root, "the policy", keys, top_key, &t);
+    if (!t.version)
+        perr_node(ps, root, "missing 'version: 1'");
+    else
+        expect_int(ps, t.version, "version", 1, 1, &version);
+    memset(&dflt, 0, sizeof(dflt));
+    if (t.defaults)
+        read_domain_entry(ps, t.defaults, &dflt, "'defaults'");
+    if (t.domains && expect_map(ps, t.domains, "'domains'")) {
+        for (size_t i = 0; i + 1 < t.domains->n; i += 2) {
+            const struct node *key = t.domains->items[i], *value = t.domains->items[i + 1];
+            struct domain_node d;
+            struct controller_spec spec;
+            const char *why, *qmp;
+            char what[128];
+            int prev;
+
+            if (key->type != NODE_SCALAR) {
+                perr_node(ps, key, "a domain name must be a string, not %s",
+                          node_type_name(key));
+                continue;
+            }
+            why = policy_check_domain_name(key->value);
+            if (why) {
+                perr_node(ps, key, "bad domain name '%s': %s", key->value, why);
+                continue;
+            }
+            prev = policy_find_domain(policy, key->value);
+            if (prev >= 0) {
+                for (size_t j = 0; j < i; j += 2)
+                    if (strcmp(t.domains->items[j]->value, key->value) == 0) {
+                        perr_node(ps, key, "duplicate domain '%s' (first at line %u)",
+                                  key->value, t.domains->items[j]->line);
+                        break;
+                    }
+                continue;
+            }
+            snprintf(what, sizeof(what), "domain '%s'", key->value);
+            read_domain_entry(ps, value, &d, what);
+            spec = controller_merge(ps, dflt.controller.where ? &dflt.controller : NULL,
+                                    d.controller.where ? &d.controller : NULL);
+            qmp = d.qmp ? d.qmp->value : dflt.qmp ? dflt.qmp->value : NULL;
+            if (policy_add_domain(policy, key->value, &spec, qmp) < 0)
+                perr_node(ps, key, "out of memory");
+        }
+    } else if (dflt.controller.where) {
+        /* Check the defaults even when no domain uses them yet. */
+        controller_merge(ps, &dflt.controller, NULL);
+    }
+    if (t.rules) {
+        if (t.rules->type != NODE_SEQ && !node_is_null(t.rules)) {
+            perr_node(ps, t.rules, "'rules' must be a list, not %s", node_type_name(t.rules));
+            return;
+        }
+        for (size_t i = 0; i < t.rules->n; i++)
+            read_rule(ps, policy, t.rules->items[i]);
+    }
+}
+
+/* Reports a NUL byte (a binary file) at its line and column. */
+static bool check_text(struct parse *ps, const char *buf, size_t len)
+{
+    const char *nul = memchr(buf, '\0', len);
+    unsigned line = 1, column = 1;
+
+    if (!nul)
+        return true;
+    for (const char *p = buf; p < nul; p++) {
+        if (*p == '\n') {
+            line++;
+            column = 1;
+        } else {
+            column++;
+        }
+    }
+    perr(ps, line, column, "this is a binary file, not a YAML policy (NUL byte)");
+    return false;
+}
+
+struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
+                                  struct policy_diag *diag)
+{
+    struct parse ps = { .file = name, .diag = diag };
+    struct policy *policy = NULL;
+    struct node *root;
+    bool empty;
+
+    if (len > POLICY_MAX_BYTES) {
+        perr(&ps, 1, 1, "the file is too large (%zu bytes; a policy may have at most %u)",
+             len, POLICY_MAX_BYTES);
+        return NULL;
+    }
+    if (!check_text(&ps, buf, len))
+        return NULL;
+    if (!yaml_parser_initialize(&ps.parser)) {
+        perr(&ps, 1, 1, "out of memory");
+        return NULL;
+    }
+    root = parse_document(&ps, buf, len, &empty);
+    yaml_parser_delete(&ps.parser);
+    if (!root) {
+        if (empty)
+            perr(&ps, 1, 1, "the policy is empty (expected 'version: 1', 'domains' and 'rules')");
+        return NULL;
+    }
+    policy = policy_new(name);
+    if (!policy) {
+        perr(&ps, 1, 1, "out of memory");
+    } else {
+        read_policy(&ps, policy, root);
+        if (ps.errors == 0 && policy_finish(policy) < 0)
+            perr(&ps, 1, 1, "out of memory");
+    }
+    node_free(root);
+    if (ps.errors) {
+        policy_free(policy);
+        return NULL;
+    }
+    return policy;
+}
+
+struct policy *policy_load(const char *path, struct policy_diag *diag)
+{
+    struct parse ps = { .file = path, .diag = diag };
+    struct policy *policy;
+    struct stat st;
+    char *buf;
+    size_t len = 0;
+    int fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        perr(&ps, 1, 1, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        perr(&ps, 1, 1, "not a regular file");
+        close(fd);
+        return NULL;
+    }
+    if ((uintmax_t)st.st_size > POLICY_MAX_BYTES) {
+        perr(&ps, 1, 1, "the file is too large (%jd bytes; a policy may have at most %u)",
+             (intmax_t)st.st_size, POLICY_MAX_BYTES);
+        close(fd);
+        return NULL;
+    }
+    /* One byte more than the size: a file that grows is caught below. */
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        perr(&ps, 1, 1, "out of memory");
+        close(fd);
+        return NULL;
+    }
+    for (;;) {
+        ssize_t r = read(fd, buf + len, (size_t)st.st_size + 1 - len);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            perr(&ps, 1, 1, "cannot read: %s", strerror(errno));
+            free(buf);
+            close(fd);
+            return NULL;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+        if (len > (size_t)st.st_size) {
+            perr(&ps, 1, 1, "the file changed while it was read; try again");
+            free(buf);
+            close(fd);
+            return NULL;
+        }
+    }
+    close(fd);
+    policy = policy_load_buffer(path, buf, len, diag);
+    free(buf);
+    return policy;
+}

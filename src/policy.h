@@ -1,0 +1,160 @@
+/*
+ * The policy: which guest each USB device belongs to.  A YAML file (or the
+ * old script's -d/-u/-x options) becomes an immutable struct policy; every
+ * error names FILE:LINE:COLUMN.  A policy is built completely before it is
+ * used, so a bad file never replaces a good one.
+ */
+#ifndef AUA_POLICY_H
+#define AUA_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "device.h"
+
+/* Larger files are refused before they are parsed. */
+#define POLICY_MAX_BYTES (16u << 20)
+/* YAML nesting deeper than this is refused (a policy needs 5). */
+#define POLICY_MAX_DEPTH 32
+/* Reporting stops after this many errors. */
+#define POLICY_MAX_ERRORS 100
+
+enum rule_action {
+    RULE_ATTACH,
+    RULE_IGNORE,
+};
+
+enum match_key {
+    MATCH_VENDOR = 1u << 0,
+    MATCH_PRODUCT = 1u << 1,
+    MATCH_SERIAL = 1u << 2,
+    MATCH_MANUFACTURER = 1u << 3,
+    MATCH_PRODUCT_NAME = 1u << 4,
+    MATCH_HUB = 1u << 5,
+    MATCH_PORT = 1u << 6,
+    MATCH_CLASS = 1u << 7,
+    MATCH_IFACE_CLASS = 1u << 8,
+};
+
+/* A class, subclass and protocol; -1 in a field matches any value. */
+struct class_match {
+    int cls;
+    int subclass;
+    int protocol;
+};
+
+struct rule_match {
+    unsigned keys;          /* enum match_key bits that are set */
+    char *vendor;           /* glob on "1050" (lowercase hex) */
+    char *product;          /* glob on "0407" */
+    char *serial;           /* globs on the device's strings */
+    char *manufacturer;
+    char *product_name;
+    char *hub;              /* "usb3" or a port path: the device is below it */
+    char *port;             /* glob on the port path */
+    struct class_match dev_class;
+    struct class_match iface_class;
+};
+
+struct policy_rule {
+    unsigned index;         /* 1-based position in the file */
+    char *name;             /* NULL when the rule has none */
+    unsigned line;          /* where the rule starts */
+    unsigned column;
+    enum rule_action action;
+    int domain;             /* index in policy->domains; -1 for ignore */
+    struct rule_match match;
+};
+
+struct controller_spec {
+    int version;            /* 1, 2 or 3 */
+    int ports;
+    int max;                /* controllers the daemon may create */
+};
+
+struct policy_domain {
+    char *name;
+    struct controller_spec controller;
+    char *qmp_socket;       /* NULL: attach through libxl */
+};
+
+struct match_index;
+
+struct policy {
+    char *source;           /* file name, or "command line" */
+    time_t loaded;
+    struct policy_domain *domains;
+    unsigned n_domains;
+    struct policy_rule *rules;
+    unsigned n_rules;
+    struct match_index *index;
+};
+
+/* Error messages of one load, each "FILE:LINE:COLUMN: message". */
+struct policy_diag {
+    char **msgs;
+    size_t n;
+    size_t cap;
+    bool truncated;         /* more than POLICY_MAX_ERRORS */
+};
+
+void policy_diag_free(struct policy_diag *diag);
+
+/*
+ * Reads and validates a policy file.  Returns a new policy (free it with
+ * policy_free) or NULL with every error appended to diag.
+ */
+struct policy *policy_load(const char *path, struct policy_diag *diag);
+
+/* The same for a buffer; name is used in the messages. */
+struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
+                                  struct policy_diag *diag);
+
+void policy_free(struct policy *policy);
+
+/*
+ * Builder used by the YAML parser and the command-line mapping.  A policy
+ * made with policy_new is not usable until policy_finish succeeds.
+ */
+struct policy *policy_new(const char *source);
+/* Adds a domain; returns its index, or -ENOMEM / -EEXIST. */
+int policy_add_domain(struct policy *policy, const char *name,
+                      const struct controller_spec *controller,
+                      const char *qmp_socket);
+/* Returns the domain index for name, or -ENOENT. */
+int policy_find_domain(const struct policy *policy, const char *name);
+/*
+ * Appends a rule, taking ownership of the strings in *match and of name.
+ * Returns 0 or -ENOMEM (then the strings are freed).
+ */
+int policy_add_rule(struct policy *policy, char *name, unsigned line, unsigned column,
+                    enum rule_action action, int domain, struct rule_match *match);
+/* Builds the match index.  Returns 0 or -ENOMEM. */
+int policy_finish(struct policy *policy);
+
+/* The built-in controller defaults (version 2, 6 ports, max 4). */
+extern const struct controller_spec policy_default_controller;
+/* The port count libxl uses for a version when none is given. */
+int policy_default_ports(int version);
+/* NULL when version and ports are a pair libxl accepts, else why not. */
+const char *policy_check_controller(int version, int ports);
+
+/*
+ * Validators shared with the command line.  Each returns NULL when value is
+ * well formed, or a static string saying what was expected.
+ */
+const char *policy_check_glob(const char *value);
+const char *policy_check_id_half(const char *value);
+const char *policy_check_hub(const char *value);
+const char *policy_check_domain_name(const char *value);
+/* Parses "hid", "03", "0x03", "03:01:01" ("*" for any part). */
+const char *policy_parse_class(const char *value, struct class_match *out);
+
+/* Lowercases the hex letters of a vendor or product (sysfs spells them so). */
+void policy_lower_hex(char *s);
+
+/* Frees the strings of a match. */
+void rule_match_clear(struct rule_match *match);
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * The decision lines that --dry-run and --once print, and that the log
+ * repeats: a stable format for people, and JSON (jansson) for scripts.
+ */
+#include "config.h"
+
+#include "report.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static const char *const event_names[] = {
+    [EVENT_PRESENT] = "present",
+    [EVENT_ADD] = "add",
+    [EVENT_REMOVE] = "remove",
+    [EVENT_RELOAD] = "reload",
+};
+
+const char *report_event_name(enum router_event event)
+{
+    return event_names[event];
+}
+
+char *report_format(const struct decision_report *r, char *buf, size_t len)
+{
+    const struct usb_device *d = r->dev;
+    char id[10], mfr[3 * DEVICE_STR_MAX + 8], prod[3 * DEVICE_STR_MAX + 8];
+    char esc[3 * DEVICE_STR_MAX + 8], serial[3 * DEVICE_STR_MAX + 16];
+    char rule_name[512], where[600], rule[600];
+
+    log_escape(d->manufacturer, mfr, sizeof(mfr));
+    log_escape(d->product_name, prod, sizeof(prod));
+    if (d->serial)
+        snprintf(serial, sizeof(serial), " serial %s", log_escape(d->serial, esc, sizeof(esc)));
+    else
+        serial[0] = '\0';
+    if (!r->rule)
+        snprintf(rule, sizeof(rule), "(no rule matched)");
+    else if (r->rule_name)
+        snprintf(rule, sizeof(rule), "(rule %u \"%s\")", r->rule,
+                 log_escape(r->rule_name, rule_name, sizeof(rule_name)));
+    else
+        snprintf(rule, sizeof(rule), "(rule %u)", r->rule);
+    if (strcmp(r->action, "attach") == 0)
+        snprintf(where, sizeof(where), " -> %s", r->domain);
+    else if (strcmp(r->action, "detach") == 0)
+        snprintf(where, sizeof(where), " <- %s", r->domain);
+    else
+        where[0] = '\0';
+    snprintf(buf, len, "%s %s %s \"%s%s%s\"%s%s %s", r->action, d->port,
+             device_id_string(d, id), d->manufacturer ? mfr : "",
+             d->manufacturer && d->product_name ? " " : "", d->product_name ? prod : "",
+             serial, where, rule);
+    return buf;
+}
+
+static json_t *json_str_or_null(const char *s)
+{
+    char *clean;
+    json_t *j;
+
+    if (!s)
+        return json_null();
+    clean = log_utf8(s);
+    if (!clean)
+        return NULL;
+    j = json_string(clean);
+    free(clean);
+    return j;
+}
+
+int report_print(FILE *out, bool json, const struct decision_report *r)
+{
+    const struct usb_device *d = r->dev;
+    char line[4096], id[10];
+    char *text;
+
+    if (!json) {
+        fprintf(out, "%s\n", report_format(r, line, sizeof(line)));
+        return fflush(out) == 0 ? 0 : -errno;
+    }
+    json_t *o = json_pack("{s:s, s:s, s:o, s:i, s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                          "event", report_event_name(r->event),
+                          "action", r->action,
+                          "port", json_str_or_null(d->port),
+                          "busnum", (int)d->busnum,
+                          "devnum", (int)d->devnum,
+                          "id", device_id_string(d, id),
+                          "serial", json_str_or_null(d->serial),
+                          "manufacturer", json_str_or_null(d->manufacturer),
+                          "product", json_str_or_null(d->product_name),
+                          "devpath", json_str_or_null(d->devpath),
+                          "domain", r->domain ? json_string(r->domain) : json_null(),
+                          "rule", r->rule ? json_integer(r->rule) : json_null(),
+                          "rule_name", json_str_or_null(r->rule_name));
+    if (!o)
+        return -ENOMEM;
+    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (!text)
+        return -ENOMEM;
+    fprintf(out, "%s\n", text);
+    free(text);
+    return fflush(out) == 0 ? 0 : -errno;
+}

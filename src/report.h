@@ -1,0 +1,21 @@
+/*
+ * Printing decisions: one line per event, human-readable or JSON.  Device
+ * strings are escaped so that no device can forge or break a line.
+ */
+#ifndef AUA_REPORT_H
+#define AUA_REPORT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "router.h"
+
+const char *report_event_name(enum router_event event);
+
+/* Writes one line for r to out and flushes it.  Returns 0 or -errno. */
+int report_print(FILE *out, bool json, const struct decision_report *r);
+
+/* Formats the human-readable line (without newline) into buf. */
+char *report_format(const struct decision_report *r, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,323 @@
+/*
+ * The router owns the table of plugged devices (keyed by DEVPATH, so that a
+ * remove event, which carries no sysfs attributes, finds what was recorded at
+ * add time), asks the policy for each device's decision, reports it, and
+ * hands routed devices to their guest's domain worker.  On a reload it moves
+ * only the devices whose decision changed.
+ */
+#include "config.h"
+
+#include "router.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "domain.h"
+#include "log.h"
+#include "match.h"
+#include "strmap.h"
+
+struct router {
+    struct ev_loop *loop;
+    struct hv *hv;
+    struct policy *policy;
+    struct strmap *devices;     /* devpath -> struct dev_entry */
+    struct strmap *domains;     /* guest name -> struct domain */
+    decision_fn report;
+    void *report_arg;
+};
+
+static const char *const state_names[] = {
+    [DEV_IDLE] = "idle",
+    [DEV_WAITING] = "waiting",
+    [DEV_ATTACHING] = "attaching",
+    [DEV_ATTACHED] = "attached",
+    [DEV_DETACHING] = "detaching",
+    [DEV_FAILED] = "failed",
+};
+
+const char *dev_state_name(enum dev_state state)
+{
+    return state_names[state];
+}
+
+void dev_entry_unref(struct dev_entry *entry)
+{
+    if (!entry || --entry->refs > 0)
+        return;
+    device_free(entry->dev);
+    free(entry->rule_name);
+    free(entry);
+}
+
+static void free_entry_ref(void *p)
+{
+    dev_entry_unref(p);
+}
+
+static void free_domain(void *p)
+{
+    domain_free(p);
+}
+
+static void domain_started_cb(void *arg, const char *name, int domid)
+{
+    struct domain *dom = router_domain(arg, name);
+
+    if (dom)
+        domain_started(dom, domid);
+}
+
+static void domain_stopped_cb(void *arg, const char *name, int domid)
+{
+    struct domain *dom = router_domain(arg, name);
+
+    if (dom && domain_domid(dom) == domid)
+        domain_stopped(dom);
+}
+
+/* Makes sure every guest of the policy has a worker with the policy's settings. */
+static int sync_domains(struct router *router)
+{
+    for (unsigned i = 0; i < router->policy->n_domains; i++) {
+        const struct policy_domain *pd = &router->policy->domains[i];
+        struct domain *dom = strmap_get(router->domains, pd->name);
+
+        if (dom) {
+            domain_set_spec(dom, &pd->controller);
+            continue;
+        }
+        dom = domain_new(router->loop, router->hv, pd->name, &pd->controller);
+        if (!dom || strmap_put(router->domains, pd->name, dom, NULL) < 0) {
+            domain_free(dom);
+            log_error("out of memory");
+            return -ENOMEM;
+        }
+        domain_probe(dom);
+    }
+    return 0;
+}
+
+struct router *router_new(struct ev_loop *loop, struct hv *hv, struct policy *policy,
+                          decision_fn report, void *report_arg)
+{
+    struct router *router = calloc(1, sizeof(*router));
+
+    if (!router)
+        return NULL;
+    router->loop = loop;
+    router->hv = hv;
+    router->policy = policy;
+    router->report = report;
+    router->report_arg = report_arg;
+    router->devices = strmap_new();
+    router->domains = strmap_new();
+    hv->events.domain_started = domain_started_cb;
+    hv->events.domain_stopped = domain_stopped_cb;
+    hv->events.arg = router;
+    if (!router->devices || !router->domains || sync_domains(router) < 0) {
+        router_free(router);
+        return NULL;
+    }
+    return router;
+}
+
+void router_close(struct router *router)
+{
+    size_t pos = 0;
+    const char *key;
+    void *value;
+
+    while (strmap_next(router->domains, &pos, &key, &value) == 0)
+        domain_close(value);
+}
+
+void router_free(struct router *router)
+{
+    if (!router)
+        return;
+    /* Workers first: they drop their references to the devices. */
+    strmap_free(router->domains, free_domain);
+    strmap_free(router->devices, free_entry_ref);
+    policy_free(router->policy);
+    free(router);
+}
+
+const struct policy *router_policy(const struct router *router)
+{
+    return router->policy;
+}
+
+struct domain *router_domain(const struct router *router, const char *name)
+{
+    return name ? strmap_get(router->domains, name) : NULL;
+}
+
+static const char *decision_action(enum decision d)
+{
+    switch (d) {
+    case DECISION_ATTACH:
+        return "attach";
+    case DECISION_IGNORE:
+        return "ignore";
+    case DECISION_NONE:
+        break;
+    }
+    return "none";
+}
+
+static void report(struct router *router, enum router_event event, const char *action,
+                   const struct dev_entry *entry, const struct domain *dom)
+{
+    struct decision_report r = {
+        .event = event,
+        .action = action,
+        .dev = entry->dev,
+        .domain = dom ? domain_name(dom) : NULL,
+        .rule = entry->rule,
+        .rule_name = entry->rule_name,
+    };
+
+    if (router->report)
+        router->report(router->report_arg, &r);
+}
+
+/* Asks the policy about entry and records the answer in it. */
+static int decide(struct router *router, struct dev_entry *entry)
+{
+    const struct policy_rule *rule = match_device(router->policy, entry->dev);
+    char *name = NULL;
+
+    if (rule && rule->name && !(name = strdup(rule->name)))
+        return -ENOMEM;
+    free(entry->rule_name);
+    entry->rule_name = name;
+    entry->rule = rule ? rule->index : 0;
+    entry->decision = !rule ? DECISION_NONE
+                      : rule->action == RULE_IGNORE ? DECISION_IGNORE
+                                                    : DECISION_ATTACH;
+    entry->domain = entry->decision == DECISION_ATTACH
+                        ? router_domain(router, router->policy->domains[rule->domain].name)
+                        : NULL;
+    return 0;
+}
+
+void router_device_added(struct router *router, struct usb_device *dev,
+                         enum router_event event)
+{
+    struct dev_entry *entry, *old;
+
+    if (device_is_hub(dev)) {
+        log_debug("%s: a hub, never routed", dev->port);
+        device_free(dev);
+        return;
+    }
+    old = strmap_get(router->devices, dev->devpath);
+    if (old) {
+        if (old->dev->busnum == dev->busnum && old->dev->devnum == dev->devnum) {
+            /* Seen twice (enumeration and monitor both saw it): once is enough. */
+            log_debug("%s: already known", dev->port);
+            device_free(dev);
+            return;
+        }
+        /* The remove was lost: a new device sits at the same place. */
+        router_device_removed(router, dev->devpath);
+    }
+    entry = calloc(1, sizeof(*entry));
+    if (!entry) {
+        log_error("%s: out of memory: device not handled", dev->port);
+        device_free(dev);
+        return;
+    }
+    entry->dev = dev;
+    entry->refs = 1;
+    entry->ctrl = entry->port = -1;
+    if (decide(router, entry) < 0 ||
+        strmap_put(router->devices, dev->devpath, entry, NULL) < 0) {
+        log_error("%s: out of memory: device not handled", dev->port);
+        dev_entry_unref(entry);
+        return;
+    }
+    report(router, event, decision_action(entry->decision), entry, entry->domain);
+    if (entry->decision == DECISION_ATTACH)
+        domain_attach(entry->domain, entry);
+}
+
+void router_device_removed(struct router *router, const char *devpath)
+{
+    struct dev_entry *entry = strmap_remove(router->devices, devpath);
+
+    if (!entry) {
+        log_debug("%s: removed, but not one of ours", devpath);
+        return;
+    }
+    entry->unplugged = true;
+    if (entry->decision == DECISION_ATTACH) {
+        report(router, EVENT_REMOVE, "detach", entry, entry->domain);
+        domain_detach(entry->domain, entry);
+    } else {
+        report(router, EVENT_REMOVE, decision_action(entry->decision), entry, NULL);
+    }
+    dev_entry_unref(entry);
+}
+
+void router_entry_released(struct dev_entry *entry, struct domain *dom)
+{
+    /* Moved to another guest (or back) while it was being taken out. */
+    if (!entry->unplugged && entry->decision == DECISION_ATTACH && entry->domain)
+        domain_attach(entry->domain, entry);
+}
+
+static int cmp_port(const void *a, const void *b)
+{
+    const struct dev_entry *x = *(struct dev_entry *const *)a;
+    const struct dev_entry *y = *(struct dev_entry *const *)b;
+
+    return strcmp(x->dev->port, y->dev->port);
+}
+
+void router_set_policy(struct router *router, struct policy *policy)
+{
+    size_t n = strmap_size(router->devices), i = 0, pos = 0;
+    struct dev_entry **entries = calloc(n ? n : 1, sizeof(*entries));
+    const char *key;
+    void *value;
+
+    policy_free(router->policy);
+    router->policy = policy;
+    sync_domains(router);
+    if (!entries) {
+        log_error("out of memory: devices keep their old decisions");
+        return;
+    }
+    while (strmap_next(router->devices, &pos, &key, &value) == 0)
+        entries[i++] = value;
+    /* Port order: the same policy change always prints the same lines. */
+    qsort(entries, n, sizeof(*entries), cmp_port);
+    for (i = 0; i < n; i++) {
+        struct dev_entry *e = entries[i];
+        enum decision old = e->decision;
+        struct domain *old_dom = e->domain;
+
+        if (decide(router, e) < 0) {
+            log_error("%s: out of memory: decision kept", e->dev->port);
+            continue;
+        }
+        if (old == e->decision && old_dom == e->domain)
+            continue;
+        if (old == DECISION_ATTACH)
+            report(router, EVENT_RELOAD, "detach", e, old_dom);
+        report(router, EVENT_RELOAD, decision_action(e->decision), e, e->domain);
+        if (old == DECISION_ATTACH) {
+            /* Released by the old guest, it goes on to the new one. */
+            if (e->state == DEV_IDLE && e->decision == DECISION_ATTACH)
+                domain_attach(e->domain, e);
+            else
+                domain_detach(old_dom, e);
+        } else if (e->decision == DECISION_ATTACH) {
+            domain_attach(e->domain, e);
+        }
+    }
+    free(entries);
+}

@@ -1,0 +1,102 @@
+/*
+ * The router: the table of plugged devices, the decision the policy made for
+ * each, and the dispatch of attach and detach work to the domain workers.
+ * It re-decides every device when the policy is replaced and moves only
+ * those whose decision changed.
+ */
+#ifndef AUA_ROUTER_H
+#define AUA_ROUTER_H
+
+#include <stdbool.h>
+
+#include "device.h"
+#include "hv.h"
+#include "policy.h"
+
+struct domain;
+struct ev_loop;
+
+enum decision {
+    DECISION_NONE,          /* no rule matched: the device stays in dom0 */
+    DECISION_IGNORE,
+    DECISION_ATTACH,
+};
+
+enum dev_state {
+    DEV_IDLE,               /* in dom0: unmatched, ignored, or a hub */
+    DEV_WAITING,            /* routed; waiting for its guest or a free port */
+    DEV_ATTACHING,
+    DEV_ATTACHED,
+    DEV_DETACHING,
+    DEV_FAILED,             /* attach failed; retried later */
+};
+
+/* Why a decision is reported. */
+enum router_event {
+    EVENT_PRESENT,          /* found at start */
+    EVENT_ADD,
+    EVENT_REMOVE,
+    EVENT_RELOAD,
+};
+
+struct dev_entry {
+    struct usb_device *dev;
+    unsigned refs;          /* the table and each domain operation */
+    enum decision decision;
+    unsigned rule;          /* 1-based; 0 when no rule matched */
+    char *rule_name;
+    struct domain *domain;  /* the guest it is routed to, for DECISION_ATTACH */
+    enum dev_state state;
+    int ctrl;               /* where it is attached, when attached */
+    int port;
+    bool queued;            /* in its domain's queue */
+    bool unplugged;         /* removed from the table */
+    bool detach_wanted;     /* detach as soon as an attach in flight ends */
+    unsigned failures;
+    struct dev_entry *qnext;
+};
+
+/* One printed decision. */
+struct decision_report {
+    enum router_event event;
+    const char *action;     /* "attach", "detach", "ignore", "none" */
+    const struct usb_device *dev;
+    const char *domain;     /* NULL unless attach/detach */
+    unsigned rule;          /* 0: none */
+    const char *rule_name;
+};
+
+typedef void (*decision_fn)(void *arg, const struct decision_report *report);
+
+struct router;
+
+/*
+ * Returns a router that owns policy (freed with the router) and uses hv.
+ * report (may be NULL) is called for every decision.
+ */
+struct router *router_new(struct ev_loop *loop, struct hv *hv, struct policy *policy,
+                          decision_fn report, void *report_arg);
+/* Stops all new work; see hv_ops.free for the order at exit. */
+void router_close(struct router *router);
+void router_free(struct router *router);
+
+/* A device was found at start (present) or plugged in (add); takes dev. */
+void router_device_added(struct router *router, struct usb_device *dev,
+                         enum router_event event);
+/* A device left: matched by devpath against what was recorded at add time. */
+void router_device_removed(struct router *router, const char *devpath);
+/* Swaps in a new policy (taking it) and moves the devices whose decision changed. */
+void router_set_policy(struct router *router, struct policy *policy);
+const struct policy *router_policy(const struct router *router);
+/* The domain worker called name, or NULL. */
+struct domain *router_domain(const struct router *router, const char *name);
+
+void dev_entry_unref(struct dev_entry *entry);
+/*
+ * Called by a domain worker when it is done with entry (detached, dropped
+ * from its queue): the router routes it on if its decision wants that.
+ */
+void router_entry_released(struct dev_entry *entry, struct domain *dom);
+const char *dev_state_name(enum dev_state state);
+
+#endif

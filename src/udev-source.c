@@ -1,0 +1,305 @@
+/*
+ * libudev -> struct usb_device -> router.
+ *
+ * A hot add is decided from the uevent's properties (BUSNUM, DEVNUM,
+ * ID_VENDOR_ID, ID_MODEL_ID, ID_SERIAL_SHORT, ID_USB_INTERFACES, TYPE):
+ * reading a sysfs attribute costs more than the rest of the decision, so
+ * sysfs is read only for what the properties lack.  The interface children
+ * do not exist yet at a hot add; the interface classes come from
+ * ID_USB_INTERFACES or the raw descriptors.  A remove is handed on by
+ * DEVPATH alone: sysfs is gone by then and the router has the record.
+ */
+#include "config.h"
+
+#include "udev-source.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <libudev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "device.h"
+#include "log.h"
+
+struct udev_source {
+    struct ev_loop *loop;
+    struct router *router;
+    struct udev *udev;
+    struct udev_monitor *monitor;
+    ev_io io;
+};
+
+static int parse_uint(const char *s, int base, unsigned max, unsigned *out)
+{
+    char *end;
+    unsigned long v;
+
+    if (!s || !*s)
+        return -EINVAL;
+    errno = 0;
+    v = strtoul(s, &end, base);
+    if (errno || *end || v > max)
+        return -EINVAL;
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* A property, or else a sysfs attribute (which costs a read). */
+static const char *prop_or_attr(struct udev_device *ud, const char *prop, const char *attr)
+{
+    const char *v = prop ? udev_device_get_property_value(ud, prop) : NULL;
+
+    if (v && *v)
+        return v;
+    return attr ? udev_device_get_sysattr_value(ud, attr) : NULL;
+}
+
+/* Decodes udev's ID_*_ENC escaping (\x20) into buf. */
+static const char *decode_enc(const char *s, char *buf, size_t len)
+{
+    size_t o = 0;
+
+    for (; *s && o + 1 < len; s++) {
+        unsigned v;
+        char hex[3];
+
+        if (s[0] == '\\' && s[1] == 'x' && s[2] && s[3]) {
+            hex[0] = s[2];
+            hex[1] = s[3];
+            hex[2] = '\0';
+            if (parse_uint(hex, 16, 255, &v) == 0 && v != 0) {
+                buf[o++] = (char)v;
+                s += 3;
+                continue;
+            }
+        }
+        buf[o++] = *s;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static int set_string(struct udev_device *ud, char **field, const char *enc_prop,
+                      const char *attr)
+{
+    const char *enc = udev_device_get_property_value(ud, enc_prop);
+    char buf[DEVICE_STR_MAX + 1];
+
+    if (enc && *enc)
+        return device_set_str(field, decode_enc(enc, buf, sizeof(buf)));
+    return device_set_str(field, udev_device_get_sysattr_value(ud, attr));
+}
+
+/* Reads the binary descriptors file (libudev's attribute API stops at a NUL). */
+static int read_descriptors(struct udev_device *ud, struct usb_device *dev)
+{
+    char path[512];
+    uint8_t buf[4096];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/descriptors", udev_device_get_syspath(ud));
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    n = read(fd, buf, sizeof(buf));
+    close(fd);
+    if (n < 0)
+        return -errno;
+    return device_parse_descriptors(dev, buf, (size_t)n);
+}
+
+/* Builds our record of a usb_device; NULL (logged) when it is not usable. */
+static struct usb_device *device_from_udev(struct udev_device *ud)
+{
+    const char *port = udev_device_get_sysname(ud);
+    const char *devpath = udev_device_get_devpath(ud);
+    const char *v, *type;
+    struct usb_device *dev;
+    unsigned x, bus, depth;
+
+    if (!port || !devpath || device_port_parse(port, &bus, &depth) < 0) {
+        log_debug("%s: not a USB port path, skipped", port ? port : "(unnamed)");
+        return NULL;
+    }
+    dev = device_new(devpath, port);
+    if (!dev) {
+        log_error("%s: out of memory", port);
+        return NULL;
+    }
+    if (parse_uint(prop_or_attr(ud, "BUSNUM", "busnum"), 10, 999, &dev->busnum) < 0 ||
+        parse_uint(prop_or_attr(ud, "DEVNUM", "devnum"), 10, 999, &dev->devnum) < 0) {
+        log_warnx("%s: no bus or device number, skipped", port);
+        device_free(dev);
+        return NULL;
+    }
+    if (parse_uint(prop_or_attr(ud, "ID_VENDOR_ID", "idVendor"), 16, 0xffff, &x) == 0)
+        dev->vendor = (uint16_t)x;
+    if (parse_uint(prop_or_attr(ud, "ID_MODEL_ID", "idProduct"), 16, 0xffff, &x) == 0)
+        dev->product = (uint16_t)x;
+    if (set_string(ud, &dev->manufacturer, "ID_VENDOR_ENC", "manufacturer") < 0 ||
+        set_string(ud, &dev->product_name, "ID_MODEL_ENC", "product") < 0 ||
+        device_set_str(&dev->serial, prop_or_attr(ud, "ID_SERIAL_SHORT", "serial")) < 0) {
+        log_error("%s: out of memory", port);
+        device_free(dev);
+        return NULL;
+    }
+    /* TYPE is "class/subclass/protocol" in decimal. */
+    type = udev_device_get_property_value(ud, "TYPE");
+    if (type && sscanf(type, "%u/%u/%u", &x, &bus, &depth) == 3 && x < 256 && bus < 256 &&
+        depth < 256) {
+        dev->dev_class.cls = (uint8_t)x;
+        dev->dev_class.subclass = (uint8_t)bus;
+        dev->dev_class.protocol = (uint8_t)depth;
+    } else if (parse_uint(udev_device_get_sysattr_value(ud, "bDeviceClass"), 16, 255, &x) == 0) {
+        dev->dev_class.cls = (uint8_t)x;
+    }
+    v = udev_device_get_property_value(ud, "ID_USB_INTERFACES");
+    if (!v || device_parse_interfaces(dev, v) < 0) {
+        struct usb_class cls = dev->dev_class;
+
+        if (read_descriptors(ud, dev) < 0)
+            log_debug("%s: interface classes unknown", port);
+        if (type)
+            dev->dev_class = cls;
+    }
+    return dev;
+}
+
+static bool is_usb_device(struct udev_device *ud)
+{
+    const char *devtype = udev_device_get_devtype(ud);
+
+    return devtype && strcmp(devtype, "usb_device") == 0;
+}
+
+static void handle(struct udev_source *src, struct udev_device *ud)
+{
+    const char *action = udev_device_get_action(ud);
+    struct usb_device *dev;
+
+    if (!action || !is_usb_device(ud))
+        return;
+    if (strcmp(action, "add") == 0) {
+        dev = device_from_udev(ud);
+        if (dev)
+            router_device_added(src->router, dev, EVENT_ADD);
+    } else if (strcmp(action, "remove") == 0) {
+        router_device_removed(src->router, udev_device_get_devpath(ud));
+    }
+}
+
+static void monitor_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct udev_source *src = w->data;
+
+    /* Drain what is queued: a burst is handled in one wake-up. */
+    for (int i = 0; i < 256; i++) {
+        struct udev_device *ud = udev_monitor_receive_device(src->monitor);
+
+        if (!ud) {
+            if (errno == ENOBUFS) {
+                log_warnx("udev events were lost (receive buffer overrun): "
+                          "looking at every device again");
+                udev_source_enumerate(src, EVENT_PRESENT);
+                continue;
+            }
+            break;
+        }
+        handle(src, ud);
+        udev_device_unref(ud);
+    }
+}
+
+struct udev_source *udev_source_new(struct ev_loop *loop, struct router *router)
+{
+    struct udev_source *src = calloc(1, sizeof(*src));
+
+    if (!src) {
+        log_error("out of memory");
+        return NULL;
+    }
+    src->loop = loop;
+    src->router = router;
+    src->udev = udev_new();
+    if (!src->udev) {
+        log_error("cannot start libudev");
+        free(src);
+        return NULL;
+    }
+    return src;
+}
+
+int udev_source_listen(struct udev_source *src)
+{
+    int r;
+
+    src->monitor = udev_monitor_new_from_netlink(src->udev, "udev");
+    if (!src->monitor) {
+        r = -errno;
+        log_warn("cannot open the udev monitor");
+        return r ? r : -EIO;
+    }
+    r = udev_monitor_filter_add_match_subsystem_devtype(src->monitor, "usb", "usb_device");
+    if (r >= 0)
+        r = udev_monitor_enable_receiving(src->monitor);
+    if (r < 0) {
+        log_error("cannot listen to udev: %s", strerror(-r));
+        return r;
+    }
+    /* A burst of plugs must not overrun the socket (needs CAP_NET_ADMIN). */
+    udev_monitor_set_receive_buffer_size(src->monitor, 4 << 20);
+    ev_io_init(&src->io, monitor_cb, udev_monitor_get_fd(src->monitor), EV_READ);
+    src->io.data = src;
+    ev_io_start(src->loop, &src->io);
+    return 0;
+}
+
+int udev_source_enumerate(struct udev_source *src, enum router_event event)
+{
+    struct udev_enumerate *en = udev_enumerate_new(src->udev);
+    struct udev_list_entry *item;
+    int r;
+
+    if (!en) {
+        log_error("out of memory");
+        return -ENOMEM;
+    }
+    r = udev_enumerate_add_match_subsystem(en, "usb");
+    if (r >= 0)
+        r = udev_enumerate_scan_devices(en);
+    if (r < 0) {
+        log_error("cannot list USB devices: %s", strerror(-r));
+        udev_enumerate_unref(en);
+        return r;
+    }
+    udev_list_entry_foreach(item, udev_enumerate_get_list_entry(en)) {
+        struct udev_device *ud =
+            udev_device_new_from_syspath(src->udev, udev_list_entry_get_name(item));
+        struct usb_device *dev;
+
+        if (!ud)
+            continue;
+        if (is_usb_device(ud) && (dev = device_from_udev(ud)))
+            router_device_added(src->router, dev, event);
+        udev_device_unref(ud);
+    }
+    udev_enumerate_unref(en);
+    return 0;
+}
+
+void udev_source_free(struct udev_source *src)
+{
+    if (!src)
+        return;
+    if (src->monitor) {
+        ev_io_stop(src->loop, &src->io);
+        udev_monitor_unref(src->monitor);
+    }
+    udev_unref(src->udev);
+    free(src);
+}

@@ -1,0 +1,22 @@
+/*
+ * The udev source: a libudev monitor (usb / usb_device) in the event loop and
+ * the enumeration of the devices present at start.  It turns udev devices
+ * into struct usb_device and hands them to the router.
+ */
+#ifndef AUA_UDEV_SOURCE_H
+#define AUA_UDEV_SOURCE_H
+
+#include "router.h"
+
+struct ev_loop;
+struct udev_source;
+
+/* Returns a source that reports to router; NULL (logged) on failure. */
+struct udev_source *udev_source_new(struct ev_loop *loop, struct router *router);
+/* Starts listening for uevents.  Returns 0 or a negative errno (logged). */
+int udev_source_listen(struct udev_source *src);
+/* Reports every USB device present now with the given event. 0 or -errno. */
+int udev_source_enumerate(struct udev_source *src, enum router_event event);
+void udev_source_free(struct udev_source *src);
+
+#endif
