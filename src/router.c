@@ -149,6 +149,11 @@ const struct policy *router_policy(const struct router *router)
     return router->policy;
 }
 
+struct dev_entry *router_lookup(const struct router *router, const char *devpath)
+{
+    return strmap_get(router->devices, devpath);
+}
+
 struct domain *router_domain(const struct router *router, const char *name)
 {
     return name ? strmap_get(router->domains, name) : NULL;

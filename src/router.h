@@ -88,6 +88,8 @@ void router_device_removed(struct router *router, const char *devpath);
 /* Swaps in a new policy (taking it) and moves the devices whose decision changed. */
 void router_set_policy(struct router *router, struct policy *policy);
 const struct policy *router_policy(const struct router *router);
+/* The device recorded under devpath, or NULL.  The router keeps ownership. */
+struct dev_entry *router_lookup(const struct router *router, const char *devpath);
 /* The domain worker called name, or NULL. */
 struct domain *router_domain(const struct router *router, const char *name);
 

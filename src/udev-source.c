@@ -83,13 +83,19 @@ static const char *decode_enc(const char *s, char *buf, size_t len)
     return buf;
 }
 
+/*
+ * A device string from udev's encoded property, else from sysfs.  udev puts
+ * the hex id there when the device has no string (usb_id's fallback):
+ * that is no name, so sysfs decides.
+ */
 static int set_string(struct udev_device *ud, char **field, const char *enc_prop,
-                      const char *attr)
+                      const char *attr, unsigned id)
 {
     const char *enc = udev_device_get_property_value(ud, enc_prop);
-    char buf[DEVICE_STR_MAX + 1];
+    char buf[DEVICE_STR_MAX + 1], hex[8];
 
-    if (enc && *enc)
+    snprintf(hex, sizeof(hex), "%04x", id);
+    if (enc && *enc && strcmp(enc, hex) != 0)
         return device_set_str(field, decode_enc(enc, buf, sizeof(buf)));
     return device_set_str(field, udev_device_get_sysattr_value(ud, attr));
 }
@@ -120,7 +126,7 @@ static struct usb_device *device_from_udev(struct udev_device *ud)
     const char *devpath = udev_device_get_devpath(ud);
     const char *v, *type;
     struct usb_device *dev;
-    unsigned x, bus, depth;
+    unsigned x, sub, proto, bus, depth;
 
     if (!port || !devpath || device_port_parse(port, &bus, &depth) < 0) {
         log_debug("%s: not a USB port path, skipped", port ? port : "(unnamed)");
@@ -141,8 +147,8 @@ static struct usb_device *device_from_udev(struct udev_device *ud)
         dev->vendor = (uint16_t)x;
     if (parse_uint(prop_or_attr(ud, "ID_MODEL_ID", "idProduct"), 16, 0xffff, &x) == 0)
         dev->product = (uint16_t)x;
-    if (set_string(ud, &dev->manufacturer, "ID_VENDOR_ENC", "manufacturer") < 0 ||
-        set_string(ud, &dev->product_name, "ID_MODEL_ENC", "product") < 0 ||
+    if (set_string(ud, &dev->manufacturer, "ID_VENDOR_ENC", "manufacturer", dev->vendor) < 0 ||
+        set_string(ud, &dev->product_name, "ID_MODEL_ENC", "product", dev->product) < 0 ||
         device_set_str(&dev->serial, prop_or_attr(ud, "ID_SERIAL_SHORT", "serial")) < 0) {
         log_error("%s: out of memory", port);
         device_free(dev);
@@ -150,11 +156,11 @@ static struct usb_device *device_from_udev(struct udev_device *ud)
     }
     /* TYPE is "class/subclass/protocol" in decimal. */
     type = udev_device_get_property_value(ud, "TYPE");
-    if (type && sscanf(type, "%u/%u/%u", &x, &bus, &depth) == 3 && x < 256 && bus < 256 &&
-        depth < 256) {
+    if (type && sscanf(type, "%u/%u/%u", &x, &sub, &proto) == 3 && x < 256 && sub < 256 &&
+        proto < 256) {
         dev->dev_class.cls = (uint8_t)x;
-        dev->dev_class.subclass = (uint8_t)bus;
-        dev->dev_class.protocol = (uint8_t)depth;
+        dev->dev_class.subclass = (uint8_t)sub;
+        dev->dev_class.protocol = (uint8_t)proto;
     } else if (parse_uint(udev_device_get_sysattr_value(ud, "bDeviceClass"), 16, 255, &x) == 0) {
         dev->dev_class.cls = (uint8_t)x;
     }

@@ -39,7 +39,6 @@ Facts this relies on (umockdev 0.17.16, libudev 252; see shared/TESTING.md):
 """
 
 import ctypes
-import errno
 import glob
 import json
 import os
@@ -385,9 +384,14 @@ class Testbed:
         if not in_preload():
             fail("the harness must run under the umockdev preload "
                  "(umockdev-wrapper, or aua.main())")
-        import gi
-        gi.require_version("UMockdev", "1.0")
-        from gi.repository import UMockdev
+        try:
+            import gi
+            gi.require_version("UMockdev", "1.0")
+            from gi.repository import UMockdev
+        except (ImportError, ValueError) as e:
+            fail("%s cannot load UMockdev (%s): run the tests with "
+                 "/usr/bin/python3, with python3-gi and gir1.2-umockdev-1.0 "
+                 "installed" % (sys.executable, e))
         # Cache "not in a mock environment" before the testbed exists, so
         # that umockdev sends no uevent itself (see the module comment).
         UMockdev.in_mock_environment()
@@ -828,14 +832,17 @@ class Daemon:
                 except subprocess.TimeoutExpired:
                     os.kill(self.pid, signal.SIGKILL)
                     self.proc.wait()
-            for t in self._readers:
-                t.join(2.0)
             self.returncode = self.proc.returncode
             # keep late notifications (STOPPING=1) for assertions
             while self._receive_notify(0):
                 pass
-            self.proc.stdout.close()
-            self.proc.stderr.close()
+            for t, pipe in zip(self._readers,
+                               (self.proc.stdout, self.proc.stderr)):
+                t.join(2.0)
+                # A grandchild may still hold the pipe open; closing it
+                # under a blocked reader would hang: leave it to the exit.
+                if not t.is_alive():
+                    pipe.close()
         return self.returncode, self.stderr()
 
 

@@ -13,6 +13,7 @@ under the current directory, as make check leaves it).
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,13 +191,17 @@ def check_stop_escalates():
 def check_pdeathsig():
     """A harness that dies takes its children along."""
     code = ("import os, sys; sys.path.insert(0, %r); import aua; "
-            "d = aua.Daemon(['sleep', '60']); print(d.pid, flush=True); "
+            "d = aua.Daemon(['sleep', '60']); "
+            "print(d.pid, os.path.dirname(d.notify_path), flush=True); "
             "os._exit(0)" % os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                          text=True, timeout=30)
-    aua.check(out.returncode == 0 and out.stdout.strip().isdigit(),
+    words = out.stdout.split()
+    aua.check(out.returncode == 0 and len(words) == 2 and words[0].isdigit(),
               "helper harness failed: %r %r" % (out.stdout, out.stderr))
-    pid = int(out.stdout)
+    pid = int(words[0])
+    # the helper died without cleaning up: its temp dir is ours to remove
+    shutil.rmtree(words[1], ignore_errors=True)
 
     def gone():
         try:

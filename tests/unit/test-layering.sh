@@ -1,0 +1,21 @@
+#!/bin/bash
+# The core (everything linked into libaua-core.a) talks to udev, libxl,
+# xenstore and QMP only through device.h and hv.h: none of their headers
+# may appear in it.  Each adapter is one file.
+set -u
+src=${AUA_SRCDIR:-$(dirname "$0")/../..}/src
+core="device domain hv-dryrun log match notify options policy report router strmap"
+bad=0
+for m in $core; do
+    for f in "$src/$m.c" "$src/$m.h"; do
+        [ -f "$f" ] || continue
+        if grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"](libudev|libxl|libxlutil|xenstore|xenctrl|xentoollog)[^>"]*[>"]' "$f"; then
+            echo "FAIL: $f includes an adapter's header"
+            bad=1
+        fi
+    done
+done
+# And the check itself must be able to fail: the udev adapter does include libudev.
+grep -q '#include <libudev.h>' "$src/udev-source.c" || { echo "FAIL: the check found no libudev include in udev-source.c"; bad=1; }
+[ $bad -eq 0 ] && echo "PASS: core includes no adapter header"
+exit $bad
