@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +27,8 @@ struct ctrl {
     int version;
     int n_ports;
     struct dev_entry *slot[16];     /* our devices, by port - 1 */
-    bool foreign[16];               /* ports someone else uses */
+    bool foreign[16];               /* ports we did not fill ourselves */
+    char busid[16][32];             /* what the guest says a foreign port holds */
 };
 
 enum op_type {
@@ -44,16 +46,19 @@ struct op {
     struct controller_spec spec;
 };
 
+/* A detach to do: of one of our devices, or (entry NULL) of a stale one. */
 struct detach_item {
     struct dev_entry *entry;
     int ctrl;
     int port;
+    char busid[32];
     struct detach_item *next;
 };
 
 struct domain {
     struct ev_loop *loop;
     struct hv *hv;
+    struct router *router;
     char *name;
     struct controller_spec spec;
     int domid;                      /* -1: not running */
@@ -102,8 +107,8 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     kick(dom);
 }
 
-struct domain *domain_new(struct ev_loop *loop, struct hv *hv, const char *name,
-                          const struct controller_spec *spec)
+struct domain *domain_new(struct ev_loop *loop, struct hv *hv, struct router *router,
+                          const char *name, const struct controller_spec *spec)
 {
     struct domain *dom = calloc(1, sizeof(*dom));
 
@@ -116,6 +121,7 @@ struct domain *domain_new(struct ev_loop *loop, struct hv *hv, const char *name,
     }
     dom->loop = loop;
     dom->hv = hv;
+    dom->router = router;
     dom->spec = *spec;
     dom->domid = -1;
     ev_timer_init(&dom->retry_timer, retry_cb, 0., 0.);
@@ -146,7 +152,8 @@ void domain_free(struct domain *dom)
         struct detach_item *d = dom->detaches;
 
         dom->detaches = d->next;
-        dev_entry_unref(d->entry);
+        if (d->entry)
+            dev_entry_unref(d->entry);
         free(d);
     }
     for (size_t i = 0; i < dom->n_ctrls; i++)
@@ -243,21 +250,24 @@ static void fill_usb(struct hv_usb *usb, const struct dev_entry *e, int ctrl, in
     usb->busid = e->dev->port;
 }
 
-static void queue_detach(struct domain *dom, struct dev_entry *entry, int ctrl, int port)
+static void queue_detach(struct domain *dom, struct dev_entry *entry, int ctrl, int port,
+                         const char *busid)
 {
     struct detach_item *d = calloc(1, sizeof(*d)), **tail = &dom->detaches;
 
     if (!d) {
-        log_error("%s: out of memory: %s stays attached", dom->name, entry->dev->port);
+        log_error("%s: out of memory: %s stays attached", dom->name, busid);
         return;
     }
     d->entry = entry;
     d->ctrl = ctrl;
     d->port = port;
+    snprintf(d->busid, sizeof(d->busid), "%s", busid);
     while (*tail)
         tail = &(*tail)->next;
     *tail = d;
-    entry->state = DEV_DETACHING;
+    if (entry)
+        entry->state = DEV_DETACHING;
 }
 
 static void clear_slot(struct domain *dom, int ctrl_id, int port)
@@ -292,7 +302,9 @@ static void attach_done(void *arg, int err)
         if (e->unplugged || e->detach_wanted) {
             release(dom, e);
         } else {
-            delay = e->failures >= 6 ? RETRY_MAX_SECONDS : (double)(1u << e->failures);
+            /* Someone else's device is looked at again now and then, not fought over. */
+            delay = err == -EBUSY || e->failures >= 6 ? RETRY_MAX_SECONDS
+                                                      : (double)(1u << e->failures);
             log_warnx("%s: attaching %s failed (attempt %u): %s; retrying in %.0f s",
                       dom->name, e->dev->port, e->failures, strerror(-err), delay);
             e->state = DEV_FAILED;
@@ -311,7 +323,7 @@ static void attach_done(void *arg, int err)
                  e->ctrl, e->port);
         if (e->unplugged || e->detach_wanted) {
             e->detach_wanted = false;
-            queue_detach(dom, e, e->ctrl, e->port);
+            queue_detach(dom, e, e->ctrl, e->port, e->dev->port);
         }
     }
     kick(dom);
@@ -339,6 +351,30 @@ static void detach_done(void *arg, int err)
     release(dom, e);
     if (!stale)
         kick(dom);
+}
+
+static void stale_done(void *arg, int err)
+{
+    struct op *op = arg;
+    struct domain *dom = op->dom;
+    bool stale = op->gen != dom->gen || dom->closing;
+    struct ctrl *c = find_ctrl(dom, op->ctrl_id);
+    int port = op->spec.ports;
+
+    free(op);
+    if (stale)
+        return;
+    dom->busy = false;
+    if (err < 0) {
+        log_warnx("%s: removing the stale device at controller %d port %d failed: %s",
+                  dom->name, c ? c->id : -1, port, strerror(-err));
+    } else if (c && port >= 1 && port <= c->n_ports) {
+        log_notice("%s: removed the stale device %s from controller %d port %d", dom->name,
+                   c->busid[port - 1], c->id, port);
+        c->foreign[port - 1] = false;
+        c->busid[port - 1][0] = '\0';
+    }
+    kick(dom);
 }
 
 static void ctrl_done(void *arg, int err)
@@ -373,18 +409,23 @@ static void start_detach(struct domain *dom)
 {
     struct detach_item *d = dom->detaches;
     struct op *op = op_new(dom, OP_DETACH, d->entry);
-    struct hv_usb usb;
+    hv_done_fn done = d->entry ? detach_done : stale_done;
+    struct hv_usb usb = { .ctrl = d->ctrl, .port = d->port, .busid = d->busid };
     int r;
 
     if (!op)
         return;
     dom->detaches = d->next;
-    fill_usb(&usb, d->entry, d->ctrl, d->port);
-    free(d);
+    if (d->entry)
+        fill_usb(&usb, d->entry, d->ctrl, d->port);
+    /* A stale removal remembers where it was in the op. */
+    op->ctrl_id = d->ctrl;
+    op->spec.ports = d->port;
     dom->busy = true;
-    r = dom->hv->ops->detach(dom->hv, dom->domid, &usb, detach_done, op);
+    r = dom->hv->ops->detach(dom->hv, dom->domid, &usb, done, op);
+    free(d);
     if (r < 0)
-        detach_done(op, r);
+        done(op, r);
 }
 
 static void start_attach(struct domain *dom, struct ctrl *c, int port)
@@ -427,6 +468,48 @@ static void start_add_controller(struct domain *dom)
         ctrl_done(op, r);
 }
 
+/*
+ * Queued devices that the guest has already (attached before the daemon
+ * started, or by its configuration) are taken as attached, not added twice.
+ */
+static void adopt(struct domain *dom)
+{
+    struct dev_entry **link = &dom->qhead, *prev = NULL;
+
+    while (*link) {
+        struct dev_entry *e = *link;
+        bool found = false;
+
+        for (size_t i = 0; i < dom->n_ctrls && !found; i++) {
+            struct ctrl *c = &dom->ctrls[i];
+
+            for (int p = 0; p < c->n_ports && !found; p++) {
+                if (!c->foreign[p] || strcmp(c->busid[p], e->dev->port) != 0)
+                    continue;
+                found = true;
+                c->foreign[p] = false;
+                c->busid[p][0] = '\0';
+                c->slot[p] = e;
+                e->ctrl = c->id;
+                e->port = p + 1;
+            }
+        }
+        if (!found) {
+            prev = e;
+            link = &e->qnext;
+            continue;
+        }
+        *link = e->qnext;
+        if (dom->qtail == e)
+            dom->qtail = prev;
+        e->qnext = NULL;
+        e->queued = false;
+        e->state = DEV_ATTACHED;
+        log_notice("%s: %s is attached already at controller %d port %d", dom->name,
+                   e->dev->port, e->ctrl, e->port);
+    }
+}
+
 static void kick(struct domain *dom)
 {
     struct ctrl *c;
@@ -434,6 +517,7 @@ static void kick(struct domain *dom)
 
     if (dom->busy || dom->domid < 0 || dom->closing)
         return;
+    adopt(dom);
     if (dom->detaches) {
         start_detach(dom);
         return;
@@ -509,7 +593,7 @@ void domain_detach(struct domain *dom, struct dev_entry *entry)
         entry->detach_wanted = true;
         break;
     case DEV_ATTACHED:
-        queue_detach(dom, entry, entry->ctrl, entry->port);
+        queue_detach(dom, entry, entry->ctrl, entry->port, entry->dev->port);
         kick(dom);
         break;
     default:
@@ -535,11 +619,32 @@ void domain_started(struct domain *dom, int domid)
             if (add_ctrl(dom, list[i].id, list[i].version, list[i].n_ports) < 0)
                 break;
             c = &dom->ctrls[dom->n_ctrls - 1];
-            for (int p = 0; p < c->n_ports; p++)
+            for (int p = 0; p < c->n_ports; p++) {
                 c->foreign[p] = list[i].ports[p].used;
+                memcpy(c->busid[p], list[i].ports[p].busid, sizeof(c->busid[p]));
+            }
         }
     }
     free(list);
+    domain_reap_stale(dom);
+    kick(dom);
+}
+
+void domain_reap_stale(struct domain *dom)
+{
+    if (dom->domid < 0 || !router_complete(dom->router))
+        return;
+    for (size_t i = 0; i < dom->n_ctrls; i++) {
+        struct ctrl *c = &dom->ctrls[i];
+
+        for (int p = 0; p < c->n_ports; p++) {
+            if (!c->foreign[p] || !c->busid[p][0] || router_port_present(dom->router, c->busid[p]))
+                continue;
+            log_notice("%s: controller %d port %d holds %s, which is not plugged in: "
+                       "removing it", dom->name, c->id, p + 1, c->busid[p]);
+            queue_detach(dom, NULL, c->id, p + 1, c->busid[p]);
+        }
+    }
     kick(dom);
 }
 
@@ -580,7 +685,8 @@ void domain_stopped(struct domain *dom)
         struct detach_item *d = dom->detaches;
 
         dom->detaches = d->next;
-        release(dom, d->entry);
+        if (d->entry)
+            release(dom, d->entry);
         free(d);
     }
     *tail = dom->qhead;

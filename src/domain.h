@@ -18,8 +18,8 @@ struct ev_loop;
 struct domain;
 
 /* Returns a worker for guest name; NULL on ENOMEM. */
-struct domain *domain_new(struct ev_loop *loop, struct hv *hv, const char *name,
-                          const struct controller_spec *spec);
+struct domain *domain_new(struct ev_loop *loop, struct hv *hv, struct router *router,
+                          const char *name, const struct controller_spec *spec);
 void domain_free(struct domain *dom);
 const char *domain_name(const struct domain *dom);
 void domain_set_spec(struct domain *dom, const struct controller_spec *spec);
@@ -32,6 +32,11 @@ void domain_detach(struct domain *dom, struct dev_entry *entry);
 /* The backend says the guest runs now (as domid) or has stopped. */
 void domain_started(struct domain *dom, int domid);
 void domain_stopped(struct domain *dom);
+/*
+ * Removes what the guest's ports hold that is not plugged in (left over from
+ * before the daemon started), once the router knows every present device.
+ */
+void domain_reap_stale(struct domain *dom);
 /* Asks the backend whether the guest runs (at start). */
 void domain_probe(struct domain *dom);
 

@@ -32,7 +32,12 @@ struct hv_controller {
     struct hv_port ports[16];   /* ports[0] is port 1 */
 };
 
-/* What to attach or detach. */
+/*
+ * What to attach or detach.  A detach may have busnum and devnum 0 (a stale
+ * attachment whose device is gone): the backend finds them itself.  attach
+ * answers -EBUSY, without trying, when someone else gave the device to
+ * another guest.
+ */
 struct hv_usb {
     int ctrl;
     int port;               /* 1-based */
@@ -78,5 +83,7 @@ struct ev_loop;
 
 /* The dry-run backend: every guest of the policy runs; nothing is touched. */
 struct hv *hv_dryrun_new(struct ev_loop *loop);
+/* The libxl backend; NULL (logged) when libxl or xenstore cannot be opened. */
+struct hv *hv_libxl_new(struct ev_loop *loop);
 
 #endif

@@ -163,11 +163,26 @@ static void shutdown_daemon(struct daemon *d)
     router_free(d->router);
 }
 
+/* -n/--no-wait: the old script exited at once when its guest was not running. */
+static int check_no_wait(const struct daemon *d)
+{
+    const struct policy *policy = router_policy(d->router);
+    int missing = 0;
+
+    for (unsigned i = 0; i < policy->n_domains; i++) {
+        if (d->hv->ops->domain_lookup(d->hv, policy->domains[i].name) < 0) {
+            log_error("%s is not running and --no-wait was given: exiting",
+                      policy->domains[i].name);
+            missing++;
+        }
+    }
+    return missing ? -ENOENT : 0;
+}
+
 static int run(struct daemon *d, struct policy *policy)
 {
-    d->hv = hv_dryrun_new(d->loop);
+    d->hv = d->opt.dry_run || d->opt.once ? hv_dryrun_new(d->loop) : hv_libxl_new(d->loop);
     if (!d->hv) {
-        log_error("out of memory");
         policy_free(policy);
         return 1;
     }
@@ -176,6 +191,8 @@ static int run(struct daemon *d, struct policy *policy)
         policy_free(policy);
         return 1;
     }
+    if (d->opt.no_wait && check_no_wait(d) < 0)
+        return 1;
     d->udev = udev_source_new(d->loop, d->router);
     if (!d->udev)
         return 1;
@@ -187,6 +204,7 @@ static int run(struct daemon *d, struct policy *policy)
     }
     if (udev_source_listen(d->udev) < 0 || udev_source_enumerate(d->udev, EVENT_PRESENT) < 0)
         return 1;
+    router_coldplug_done(d->router);
 
     ev_signal_init(&d->sighup, sighup_cb, SIGHUP);
     ev_signal_init(&d->sigterm, sigterm_cb, SIGTERM);
@@ -243,9 +261,9 @@ int main(int argc, char **argv)
         options_free(&d.opt);
         return r;
     }
-    if (!d.opt.dry_run && !d.opt.once) {
-        log_error("only --dry-run and --once are available in this version: "
-                  "the libxl and QMP backends are not built yet");
+    if (!d.opt.dry_run && !d.opt.once && d.opt.qmp_socket) {
+        log_error("-s/--qmp-socket: the QMP backend is not built yet; "
+                  "leave -s out to attach through libxl");
         options_free(&d.opt);
         return 1;
     }

@@ -26,6 +26,7 @@ struct router {
     struct strmap *domains;     /* guest name -> struct domain */
     decision_fn report;
     void *report_arg;
+    bool complete;              /* cold plug is done */
 };
 
 static const char *const state_names[] = {
@@ -88,7 +89,7 @@ static int sync_domains(struct router *router)
             domain_set_spec(dom, &pd->controller);
             continue;
         }
-        dom = domain_new(router->loop, router->hv, pd->name, &pd->controller);
+        dom = domain_new(router->loop, router->hv, router, pd->name, &pd->controller);
         if (!dom || strmap_put(router->domains, pd->name, dom, NULL) < 0) {
             domain_free(dom);
             log_error("out of memory");
@@ -272,6 +273,34 @@ void router_entry_released(struct dev_entry *entry, struct domain *dom)
     /* Moved to another guest (or back) while it was being taken out. */
     if (!entry->unplugged && entry->decision == DECISION_ATTACH && entry->domain)
         domain_attach(entry->domain, entry);
+}
+
+void router_coldplug_done(struct router *router)
+{
+    size_t pos = 0;
+    const char *key;
+    void *value;
+
+    router->complete = true;
+    while (strmap_next(router->domains, &pos, &key, &value) == 0)
+        domain_reap_stale(value);
+}
+
+bool router_complete(const struct router *router)
+{
+    return router->complete;
+}
+
+bool router_port_present(const struct router *router, const char *busid)
+{
+    size_t pos = 0;
+    const char *key;
+    void *value;
+
+    while (strmap_next(router->devices, &pos, &key, &value) == 0)
+        if (strcmp(((struct dev_entry *)value)->dev->port, busid) == 0)
+            return true;
+    return false;
 }
 
 static int cmp_port(const void *a, const void *b)

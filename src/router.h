@@ -85,6 +85,14 @@ void router_device_added(struct router *router, struct usb_device *dev,
                          enum router_event event);
 /* A device left: matched by devpath against what was recorded at add time. */
 void router_device_removed(struct router *router, const char *devpath);
+/*
+ * Every device present at start has been reported: from now on, what a
+ * guest holds that the table lacks is stale.
+ */
+void router_coldplug_done(struct router *router);
+bool router_complete(const struct router *router);
+/* True when a device is plugged in at port path busid ("1-1.2"). */
+bool router_port_present(const struct router *router, const char *busid);
 /* Swaps in a new policy (taking it) and moves the devices whose decision changed. */
 void router_set_policy(struct router *router, struct policy *policy);
 const struct policy *router_policy(const struct router *router);

@@ -1,0 +1,788 @@
+/*
+ * The libxl backend: attach, detach and controllers through libxenlight,
+ * guest start and stop from xenstore watches.
+ *
+ * One libxl_ctx lives in the daemon's libev loop: libxl's fds and timeouts
+ * are registered with libxl_osevent_register_hooks, every USB operation is
+ * asynchronous (libxl_asyncop_how with a callback), and libev owns SIGCHLD:
+ * an ev_child watcher hands each reaped child to libxl_childproc_reaped.
+ * xenstore's @introduceDomain and @releaseDomain watches make the backend
+ * rescan the domains and report guests that appeared or went away.
+ *
+ * The ports of a guest's controllers are read from xenstore
+ * (/libxl/<domid>/device/vusb/<ctrl>/port/<n>), not from
+ * libxl_device_usbdev_list, which silently drops a controller whose device
+ * has left sysfs.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <libxl.h>
+#include <libxl_utils.h>
+#include <xenstore.h>
+#include <xentoollog.h>
+
+#include "hv.h"
+#include "log.h"
+#include "strmap.h"
+
+struct libxl_hv;
+
+/* An fd or a timeout libxl asked us to watch. */
+struct osev {
+    struct libxl_hv *lx;
+    void *for_libxl;
+    ev_io io;
+    ev_timer timer;
+    struct osev *next;
+    struct osev **prev;
+};
+
+/* One asynchronous libxl operation in flight. */
+struct lx_op {
+    struct libxl_hv *lx;
+    hv_done_fn done;
+    void *arg;
+    int *id_out;
+    libxl_device_usbctrl ctrl;
+    libxl_device_usbdev usbdev;
+    bool is_ctrl;
+    bool is_usbdev;
+    struct lx_op *next;
+    struct lx_op **prev;
+};
+
+struct logger {
+    xentoollog_logger base;
+};
+
+struct libxl_hv {
+    struct hv hv;
+    struct ev_loop *loop;
+    libxl_ctx *ctx;
+    struct logger logger;
+    struct xs_handle *xs;
+    ev_io xs_io;
+    ev_child child;
+    ev_timer rescan_timer;
+    libxl_osevent_hooks osevent_hooks;
+    libxl_childproc_hooks child_hooks;
+    struct strmap *running;     /* guest name -> domid + 1, as reported */
+    struct osev *osevs;
+    struct lx_op *ops;
+    bool in_libxl;
+};
+
+static int rc_to_errno(int rc)
+{
+    switch (rc) {
+    case 0:
+        return 0;
+    case ERROR_NOMEM:
+        return -ENOMEM;
+    case ERROR_INVAL:
+        return -EINVAL;
+    case ERROR_DOMAIN_NOTFOUND:
+    case ERROR_NOTFOUND:
+        return -ENOENT;
+    case ERROR_TIMEDOUT:
+        return -ETIMEDOUT;
+    case ERROR_ABORTED:
+        return -ECANCELED;
+    case ERROR_DEVICE_EXISTS:
+        return -EEXIST;
+    default:
+        return -EIO;
+    }
+}
+
+/* ---- libxl's messages go to our log ---- */
+
+static void logger_vmessage(xentoollog_logger *logger, xentoollog_level level, int errnoval,
+                            const char *context, const char *format, va_list al)
+{
+    enum log_level ours = level >= XTL_ERROR  ? LOG_LEVEL_ERROR
+                          : level == XTL_WARN ? LOG_LEVEL_WARNING
+                          : level >= XTL_INFO ? LOG_LEVEL_INFO
+                                              : LOG_LEVEL_DEBUG;
+    char msg[1024];
+
+    if (ours > log_get_level())
+        return;
+    vsnprintf(msg, sizeof(msg), format, al);
+    if (errnoval >= 0)
+        log_msg(ours, "%s: %s: %s", context ? context : "libxl", msg, strerror(errnoval));
+    else
+        log_msg(ours, "%s: %s", context ? context : "libxl", msg);
+}
+
+static void logger_progress(xentoollog_logger *logger, const char *context,
+                            const char *doing_what, int percent, unsigned long done,
+                            unsigned long total)
+{
+}
+
+static void logger_destroy(xentoollog_logger *logger)
+{
+}
+
+/* ---- libxl's fds and timeouts in the libev loop ---- */
+
+static void osev_unlink(struct osev *o)
+{
+    *o->prev = o->next;
+    if (o->next)
+        o->next->prev = o->prev;
+}
+
+static void osev_link(struct libxl_hv *lx, struct osev *o)
+{
+    o->lx = lx;
+    o->next = lx->osevs;
+    o->prev = &lx->osevs;
+    if (o->next)
+        o->next->prev = &o->next;
+    lx->osevs = o;
+}
+
+static int poll_to_ev(short events)
+{
+    return ((events & (POLLIN | POLLPRI)) ? EV_READ : 0) | ((events & POLLOUT) ? EV_WRITE : 0);
+}
+
+static void fd_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct osev *o = w->data;
+    short events = 0, rev = 0;
+
+    if (w->events & EV_READ)
+        events |= POLLIN;
+    if (w->events & EV_WRITE)
+        events |= POLLOUT;
+    if (revents & EV_READ)
+        rev |= POLLIN;
+    if (revents & EV_WRITE)
+        rev |= POLLOUT;
+    libxl_osevent_occurred_fd(o->lx->ctx, o->for_libxl, w->fd, events, rev);
+}
+
+static int fd_register(void *user, int fd, void **reg, short events, void *for_libxl)
+{
+    struct libxl_hv *lx = user;
+    struct osev *o = calloc(1, sizeof(*o));
+
+    if (!o)
+        return ERROR_OSEVENT_REG_FAIL;
+    osev_link(lx, o);
+    o->for_libxl = for_libxl;
+    ev_io_init(&o->io, fd_cb, fd, poll_to_ev(events));
+    o->io.data = o;
+    if (poll_to_ev(events))
+        ev_io_start(lx->loop, &o->io);
+    *reg = o;
+    return 0;
+}
+
+static int fd_modify(void *user, int fd, void **reg, short events)
+{
+    struct osev *o = *reg;
+
+    ev_io_stop(o->lx->loop, &o->io);
+    ev_io_set(&o->io, fd, poll_to_ev(events));
+    if (poll_to_ev(events))
+        ev_io_start(o->lx->loop, &o->io);
+    return 0;
+}
+
+static void fd_deregister(void *user, int fd, void *reg)
+{
+    struct osev *o = reg;
+
+    ev_io_stop(o->lx->loop, &o->io);
+    osev_unlink(o);
+    free(o);
+}
+
+static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct osev *o = w->data;
+    struct libxl_hv *lx = o->lx;
+    void *for_libxl = o->for_libxl;
+
+    /* The timeout counts as deregistered when libxl hears of it. */
+    osev_unlink(o);
+    free(o);
+    libxl_osevent_occurred_timeout(lx->ctx, for_libxl);
+}
+
+static double seconds_until(struct timeval abs)
+{
+    struct timeval now;
+    double d;
+
+    gettimeofday(&now, NULL);
+    d = (double)(abs.tv_sec - now.tv_sec) + (double)(abs.tv_usec - now.tv_usec) / 1e6;
+    return d > 0 ? d : 0.;
+}
+
+static int timeout_register(void *user, void **reg, struct timeval abs, void *for_libxl)
+{
+    struct libxl_hv *lx = user;
+    struct osev *o = calloc(1, sizeof(*o));
+
+    if (!o)
+        return ERROR_OSEVENT_REG_FAIL;
+    osev_link(lx, o);
+    o->for_libxl = for_libxl;
+    ev_timer_init(&o->timer, timeout_cb, seconds_until(abs), 0.);
+    o->timer.data = o;
+    ev_timer_start(lx->loop, &o->timer);
+    *reg = o;
+    return 0;
+}
+
+static int timeout_modify(void *user, void **reg, struct timeval abs)
+{
+    struct osev *o = *reg;
+
+    /* Only ever "as soon as possible". */
+    ev_timer_stop(o->lx->loop, &o->timer);
+    ev_timer_set(&o->timer, 0., 0.);
+    ev_timer_start(o->lx->loop, &o->timer);
+    return 0;
+}
+
+static void timeout_deregister(void *user, void *reg)
+{
+    struct osev *o = reg;
+
+    ev_timer_stop(o->lx->loop, &o->timer);
+    osev_unlink(o);
+    free(o);
+}
+
+/* libev reaps every child; libxl is told of the ones that are its own. */
+static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+    struct libxl_hv *lx = w->data;
+
+    libxl_childproc_reaped(lx->ctx, w->rpid, w->rstatus);
+}
+
+/* ---- guests coming and going ---- */
+
+static void report_started(struct libxl_hv *lx, const char *name, int domid)
+{
+    void *old = strmap_get(lx->running, name);
+
+    if (old && (intptr_t)old - 1 == domid)
+        return;
+    if (old && lx->hv.events.domain_stopped)
+        lx->hv.events.domain_stopped(lx->hv.events.arg, name, (int)((intptr_t)old - 1));
+    if (strmap_put(lx->running, name, (void *)(intptr_t)(domid + 1), NULL) < 0) {
+        log_error("out of memory");
+        return;
+    }
+    if (lx->hv.events.domain_started)
+        lx->hv.events.domain_started(lx->hv.events.arg, name, domid);
+}
+
+/*
+ * Looks at every domain now and reports what changed.  A guest that has no
+ * name in xenstore yet (it is being built) is looked at again shortly.
+ */
+static void rescan(struct libxl_hv *lx)
+{
+    struct strmap *now = strmap_new();
+    libxl_dominfo *list;
+    bool unnamed = false;
+    size_t pos = 0;
+    const char *key;
+    void *value;
+    int n = 0;
+
+    if (!now) {
+        log_error("out of memory");
+        return;
+    }
+    list = libxl_list_domain(lx->ctx, &n);
+    for (int i = 0; list && i < n; i++) {
+        char *name;
+
+        if (list[i].domid == 0 || list[i].dying || list[i].shutdown)
+            continue;
+        name = libxl_domid_to_name(lx->ctx, list[i].domid);
+        if (!name || !*name) {
+            unnamed = true;
+            free(name);
+            continue;
+        }
+        if (strmap_put(now, name, (void *)(intptr_t)(list[i].domid + 1), NULL) < 0)
+            log_error("out of memory");
+        free(name);
+    }
+    if (list)
+        libxl_dominfo_list_free(list, n);
+    else
+        log_warnx("cannot list the domains");
+
+    /* Gone first (a reboot's old domid), then started. */
+    while (strmap_next(lx->running, &pos, &key, &value) == 0) {
+        void *cur = strmap_get(now, key);
+
+        if (cur == value)
+            continue;
+        if (lx->hv.events.domain_stopped)
+            lx->hv.events.domain_stopped(lx->hv.events.arg, key, (int)((intptr_t)value - 1));
+        strmap_remove(lx->running, key);
+        pos = 0;    /* the map changed under the iteration */
+    }
+    pos = 0;
+    while (list && strmap_next(now, &pos, &key, &value) == 0)
+        report_started(lx, key, (int)((intptr_t)value - 1));
+    strmap_free(now, NULL);
+    if (unnamed && !ev_is_active(&lx->rescan_timer)) {
+        ev_timer_set(&lx->rescan_timer, 0.5, 0.);
+        ev_timer_start(lx->loop, &lx->rescan_timer);
+    }
+}
+
+static void rescan_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    rescan(w->data);
+}
+
+static void xs_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct libxl_hv *lx = w->data;
+    char **ev;
+    bool changed = false;
+
+    /* Drain the watch events; one rescan answers them all. */
+    while ((ev = xs_check_watch(lx->xs))) {
+        changed = true;
+        free(ev);
+    }
+    if (changed)
+        rescan(lx);
+}
+
+/* ---- hv_ops ---- */
+
+static int lx_domain_lookup(struct hv *hv, const char *name)
+{
+    struct libxl_hv *lx = (struct libxl_hv *)hv;
+    void *v = strmap_get(lx->running, name);
+
+    return v ? (int)((intptr_t)v - 1) : -ENOENT;
+}
+
+static unsigned read_uint(struct libxl_hv *lx, const char *path, unsigned dflt)
+{
+    unsigned len;
+    char *s = xs_read(lx->xs, XBT_NULL, path, &len);
+    unsigned long v;
+    char *end;
+
+    if (!s)
+        return dflt;
+    v = strtoul(s, &end, 10);
+    free(s);
+    return end != s ? (unsigned)v : dflt;
+}
+
+static int lx_list_controllers(struct hv *hv, int domid, struct hv_controller **out,
+                               size_t *n_out)
+{
+    struct libxl_hv *lx = (struct libxl_hv *)hv;
+    char path[128], **ids;
+    unsigned n = 0;
+    struct hv_controller *list;
+
+    *out = NULL;
+    *n_out = 0;
+    snprintf(path, sizeof(path), "/libxl/%d/device/vusb", domid);
+    ids = xs_directory(lx->xs, XBT_NULL, path, &n);
+    if (!ids)
+        return 0;       /* no controller yet */
+    list = calloc(n ? n : 1, sizeof(*list));
+    if (!list) {
+        free(ids);
+        return -ENOMEM;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct hv_controller *c = &list[*n_out];
+        char *end;
+        long id = strtol(ids[i], &end, 10);
+
+        if (*end || id < 0)
+            continue;
+        c->id = (int)id;
+        snprintf(path, sizeof(path), "/libxl/%d/device/vusb/%ld/usb-ver", domid, id);
+        c->version = (int)read_uint(lx, path, 2);
+        snprintf(path, sizeof(path), "/libxl/%d/device/vusb/%ld/num-ports", domid, id);
+        c->n_ports = (int)read_uint(lx, path, 0);
+        if (c->n_ports > 16)
+            c->n_ports = 16;
+        for (int p = 0; p < c->n_ports; p++) {
+            unsigned len;
+            char *busid;
+
+            snprintf(path, sizeof(path), "/libxl/%d/device/vusb/%ld/port/%d", domid, id, p + 1);
+            busid = xs_read(lx->xs, XBT_NULL, path, &len);
+            if (busid && *busid) {
+                c->ports[p].used = true;
+                snprintf(c->ports[p].busid, sizeof(c->ports[p].busid), "%s", busid);
+            }
+            free(busid);
+        }
+        (*n_out)++;
+    }
+    free(ids);
+    *out = list;
+    return 0;
+}
+
+static void op_unlink(struct lx_op *op)
+{
+    *op->prev = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+}
+
+static struct lx_op *op_new(struct libxl_hv *lx, hv_done_fn done, void *arg)
+{
+    struct lx_op *op = calloc(1, sizeof(*op));
+
+    if (!op)
+        return NULL;
+    op->lx = lx;
+    op->done = done;
+    op->arg = arg;
+    op->next = lx->ops;
+    op->prev = &lx->ops;
+    if (op->next)
+        op->next->prev = &op->next;
+    lx->ops = op;
+    return op;
+}
+
+static void op_free(struct lx_op *op)
+{
+    if (op->is_ctrl)
+        libxl_device_usbctrl_dispose(&op->ctrl);
+    if (op->is_usbdev)
+        libxl_device_usbdev_dispose(&op->usbdev);
+    free(op);
+}
+
+/*
+ * libxl may answer from inside the call that started the operation; the
+ * domain workers expect answers from the loop, so such an answer waits for
+ * a zero timer.
+ */
+struct deferred {
+    ev_timer timer;
+    struct lx_op *op;
+    int rc;
+};
+
+static void finish(struct lx_op *op, int rc)
+{
+    op_unlink(op);
+    if (op->is_ctrl && op->id_out && rc == 0)
+        *op->id_out = op->ctrl.devid;
+    op->done(op->arg, rc_to_errno(rc));
+    op_free(op);
+}
+
+static void deferred_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct deferred *d = w->data;
+
+    finish(d->op, d->rc);
+    free(d);
+}
+
+static void ao_done(libxl_ctx *ctx, int rc, void *for_callback)
+{
+    struct lx_op *op = for_callback;
+    struct libxl_hv *lx = op->lx;
+    struct deferred *d;
+
+    if (!lx->in_libxl) {
+        finish(op, rc);
+        return;
+    }
+    d = calloc(1, sizeof(*d));
+    if (!d) {
+        finish(op, rc);
+        return;
+    }
+    d->op = op;
+    d->rc = rc;
+    ev_timer_init(&d->timer, deferred_cb, 0., 0.);
+    d->timer.data = d;
+    ev_timer_start(lx->loop, &d->timer);
+}
+
+static int lx_add_controller(struct hv *hv, int domid, const struct controller_spec *spec,
+                             int *id, hv_done_fn done, void *arg)
+{
+    struct libxl_hv *lx = (struct libxl_hv *)hv;
+    struct lx_op *op = op_new(lx, done, arg);
+    libxl_asyncop_how how = { .callback = ao_done };
+    int rc;
+
+    if (!op)
+        return -ENOMEM;
+    op->is_ctrl = true;
+    op->id_out = id;
+    libxl_device_usbctrl_init(&op->ctrl);
+    op->ctrl.type = LIBXL_USBCTRL_TYPE_DEVICEMODEL;
+    op->ctrl.version = spec->version;
+    op->ctrl.ports = spec->ports;
+    op->ctrl.devid = -1;
+    how.u.for_callback = op;
+    lx->in_libxl = true;
+    rc = libxl_device_usbctrl_add(lx->ctx, (uint32_t)domid, &op->ctrl, &how);
+    lx->in_libxl = false;
+    if (rc) {
+        op_unlink(op);
+        op_free(op);
+        return rc_to_errno(rc);
+    }
+    return 0;
+}
+
+/* Is the device at busid attached to any guest now (someone else's doing)? */
+static int attached_elsewhere(struct libxl_hv *lx, const char *busid, int domid)
+{
+    unsigned n_dom = 0;
+    char **doms = xs_directory(lx->xs, XBT_NULL, "/libxl", &n_dom);
+    int found = -1;
+
+    for (unsigned d = 0; doms && d < n_dom && found < 0; d++) {
+        char path[128], **ctrls;
+        unsigned n_ctrl = 0;
+
+        snprintf(path, sizeof(path), "/libxl/%s/device/vusb", doms[d]);
+        ctrls = xs_directory(lx->xs, XBT_NULL, path, &n_ctrl);
+        for (unsigned c = 0; ctrls && c < n_ctrl && found < 0; c++) {
+            unsigned n_port = 0;
+            char **ports;
+
+            snprintf(path, sizeof(path), "/libxl/%s/device/vusb/%s/port", doms[d], ctrls[c]);
+            ports = xs_directory(lx->xs, XBT_NULL, path, &n_port);
+            for (unsigned p = 0; ports && p < n_port && found < 0; p++) {
+                unsigned len;
+                char ppath[160], *v;
+
+                snprintf(ppath, sizeof(ppath), "%s/%s", path, ports[p]);
+                v = xs_read(lx->xs, XBT_NULL, ppath, &len);
+                if (v && strcmp(v, busid) == 0)
+                    found = atoi(doms[d]);
+                free(v);
+            }
+            free(ports);
+        }
+        free(ctrls);
+    }
+    free(doms);
+    return found >= 0 && found != domid ? found : -1;
+}
+
+static int start_usbdev(struct libxl_hv *lx, int domid, const struct hv_usb *usb, bool add,
+                        hv_done_fn done, void *arg)
+{
+    struct lx_op *op;
+    libxl_asyncop_how how = { .callback = ao_done };
+    int rc;
+
+    if (add && usb->busid) {
+        int other = attached_elsewhere(lx, usb->busid, domid);
+
+        if (other >= 0) {
+            log_warnx("%s is attached to domain %d already, by someone else: not taken away",
+                      usb->busid, other);
+            return -EBUSY;
+        }
+    }
+    op = op_new(lx, done, arg);
+    if (!op)
+        return -ENOMEM;
+    op->is_usbdev = true;
+    libxl_device_usbdev_init(&op->usbdev);
+    op->usbdev.type = LIBXL_USBDEV_TYPE_HOSTDEV;
+    op->usbdev.ctrl = usb->ctrl;
+    op->usbdev.port = usb->port;
+    op->usbdev.u.hostdev.hostbus = (uint8_t)usb->busnum;
+    op->usbdev.u.hostdev.hostaddr = (uint8_t)usb->devnum;
+    how.u.for_callback = op;
+    lx->in_libxl = true;
+    if (add)
+        rc = libxl_device_usbdev_add(lx->ctx, (uint32_t)domid, &op->usbdev, &how);
+    else
+        rc = libxl_device_usbdev_remove(lx->ctx, (uint32_t)domid, &op->usbdev, &how);
+    lx->in_libxl = false;
+    if (rc) {
+        op_unlink(op);
+        op_free(op);
+        return rc_to_errno(rc);
+    }
+    return 0;
+}
+
+static int lx_attach(struct hv *hv, int domid, const struct hv_usb *usb, hv_done_fn done,
+                     void *arg)
+{
+    return start_usbdev((struct libxl_hv *)hv, domid, usb, true, done, arg);
+}
+
+/*
+ * A detach needs the host bus and address, which a device that has left
+ * sysfs can no longer tell: libxl's saved guest configuration has them.
+ */
+static void fill_from_config(struct libxl_hv *lx, int domid, struct hv_usb *usb)
+{
+    libxl_domain_config cfg;
+
+    libxl_domain_config_init(&cfg);
+    if (libxl_retrieve_domain_configuration(lx->ctx, (uint32_t)domid, &cfg, NULL) == 0) {
+        for (int i = 0; i < cfg.num_usbdevs; i++) {
+            if (cfg.usbdevs[i].ctrl == usb->ctrl && cfg.usbdevs[i].port == usb->port) {
+                usb->busnum = cfg.usbdevs[i].u.hostdev.hostbus;
+                usb->devnum = cfg.usbdevs[i].u.hostdev.hostaddr;
+            }
+        }
+    }
+    libxl_domain_config_dispose(&cfg);
+}
+
+static int lx_detach(struct hv *hv, int domid, const struct hv_usb *usb, hv_done_fn done,
+                     void *arg)
+{
+    struct libxl_hv *lx = (struct libxl_hv *)hv;
+    struct hv_usb u = *usb;
+
+    if (!u.busnum || !u.devnum)
+        fill_from_config(lx, domid, &u);
+    return start_usbdev(lx, domid, &u, false, done, arg);
+}
+
+static void lx_free(struct hv *hv)
+{
+    struct libxl_hv *lx = (struct libxl_hv *)hv;
+    struct lx_op *ops = lx->ops;
+
+    /*
+     * What is in flight is answered as cancelled first; the structures libxl
+     * still points at are freed only after its ctx is gone.
+     */
+    for (struct lx_op *op = ops; op; op = op->next)
+        op->done(op->arg, -ECANCELED);
+    lx->ops = NULL;
+    if (lx->xs) {
+        ev_io_stop(lx->loop, &lx->xs_io);
+        xs_close(lx->xs);
+    }
+    ev_timer_stop(lx->loop, &lx->rescan_timer);
+    ev_child_stop(lx->loop, &lx->child);
+    if (lx->ctx)
+        libxl_ctx_free(lx->ctx);
+    while (ops) {
+        struct lx_op *next = ops->next;
+
+        op_free(ops);
+        ops = next;
+    }
+    /* libxl deregisters its fds and timeouts as its ctx goes; free any left. */
+    while (lx->osevs) {
+        struct osev *o = lx->osevs;
+
+        ev_io_stop(lx->loop, &o->io);
+        ev_timer_stop(lx->loop, &o->timer);
+        osev_unlink(o);
+        free(o);
+    }
+    strmap_free(lx->running, NULL);
+    free(lx);
+}
+
+static const struct hv_ops libxl_ops = {
+    .name = "libxl",
+    .domain_lookup = lx_domain_lookup,
+    .list_controllers = lx_list_controllers,
+    .add_controller = lx_add_controller,
+    .attach = lx_attach,
+    .detach = lx_detach,
+    .free = lx_free,
+};
+
+struct hv *hv_libxl_new(struct ev_loop *loop)
+{
+    struct libxl_hv *lx = calloc(1, sizeof(*lx));
+
+    if (!lx) {
+        log_error("out of memory");
+        return NULL;
+    }
+    lx->hv.ops = &libxl_ops;
+    lx->loop = loop;
+    lx->logger.base.vmessage = logger_vmessage;
+    lx->logger.base.progress = logger_progress;
+    lx->logger.base.destroy = logger_destroy;
+    lx->running = strmap_new();
+    ev_timer_init(&lx->rescan_timer, rescan_cb, 0., 0.);
+    lx->rescan_timer.data = lx;
+    if (!lx->running) {
+        log_error("out of memory");
+        goto fail;
+    }
+    if (libxl_ctx_alloc(&lx->ctx, LIBXL_VERSION, 0, &lx->logger.base) != 0) {
+        log_error("cannot open libxl: is this a Xen dom0, and are the Xen services "
+                  "(xenstored) running?");
+        lx->ctx = NULL;
+        goto fail;
+    }
+    lx->osevent_hooks = (libxl_osevent_hooks){
+        .fd_register = fd_register,
+        .fd_modify = fd_modify,
+        .fd_deregister = fd_deregister,
+        .timeout_register = timeout_register,
+        .timeout_modify = timeout_modify,
+        .timeout_deregister = timeout_deregister,
+    };
+    libxl_osevent_register_hooks(lx->ctx, &lx->osevent_hooks, lx);
+    lx->child_hooks.chldowner = libxl_sigchld_owner_mainloop;
+    libxl_childproc_setmode(lx->ctx, &lx->child_hooks, lx);
+    ev_child_init(&lx->child, child_cb, 0, 0);
+    lx->child.data = lx;
+    ev_child_start(loop, &lx->child);
+
+    lx->xs = xs_open(0);
+    if (!lx->xs) {
+        log_warn("cannot open xenstore");
+        goto fail;
+    }
+    if (!xs_watch(lx->xs, "@introduceDomain", "introduce") ||
+        !xs_watch(lx->xs, "@releaseDomain", "release")) {
+        log_warn("cannot watch xenstore for guests starting and stopping");
+        goto fail;
+    }
+    ev_io_init(&lx->xs_io, xs_cb, xs_fileno(lx->xs), EV_READ);
+    lx->xs_io.data = lx;
+    ev_io_start(loop, &lx->xs_io);
+    rescan(lx);
+    return &lx->hv;
+fail:
+    lx_free(&lx->hv);
+    return NULL;
+}
