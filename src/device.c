@@ -127,7 +127,12 @@ int device_port_parse(const char *port, unsigned *bus, unsigned *depth)
 
 bool device_port_below(const char *port, const char *hub)
 {
+    unsigned bus, depth;
     size_t n;
+
+    /* What the index cannot parse, the scan must not match either. */
+    if (device_port_parse(port, &bus, &depth) < 0)
+        return false;
 
     if (strncmp(hub, "usb", 3) == 0) {
         /* Every device on that bus: "usb3" covers "3-...". */
@@ -190,7 +195,7 @@ int device_parse_descriptors(struct usb_device *dev, const uint8_t *buf, size_t 
     unsigned n = 0;
 
     /* The device descriptor: 18 bytes, type 1. */
-    if (len < 18 || buf[0] < 18 || buf[1] != 0x01)
+    if (len < 18 || buf[0] < 18 || buf[0] > len || buf[1] != 0x01)
         return -EINVAL;
     dev->dev_class.cls = buf[4];
     dev->dev_class.subclass = buf[5];

@@ -148,12 +148,11 @@ void domain_free(struct domain *dom)
     ev_timer_stop(dom->loop, &dom->retry_timer);
     drop_list(&dom->qhead);
     drop_list(&dom->retry);
+    /* A queued detach's device is still in its slot: the slot loop drops it. */
     while (dom->detaches) {
         struct detach_item *d = dom->detaches;
 
         dom->detaches = d->next;
-        if (d->entry)
-            dev_entry_unref(d->entry);
         free(d);
     }
     for (size_t i = 0; i < dom->n_ctrls; i++)

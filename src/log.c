@@ -170,46 +170,61 @@ size_t utf8_seq_len(const unsigned char *s)
     return n;
 }
 
+/*
+ * Escapes the character at p into out (at least 9 bytes); returns the bytes
+ * written and sets *used to the bytes of p consumed.
+ */
+static size_t escape_char(const unsigned char *p, char *out, size_t *used)
+{
+    size_t seq = utf8_seq_len(p);
+
+    if (*p == '"' || *p == '\\') {
+        out[0] = '\\';
+        out[1] = (char)*p;
+        *used = 1;
+        return 2;
+    }
+    if (seq == 0 || (seq == 1 && (*p < 0x20 || *p == 0x7f))) {
+        *used = 1;
+        return (size_t)snprintf(out, 9, "\\x%02x", *p);
+    }
+    /* C1 controls (U+0080..U+009F) break lines and start terminal escapes too. */
+    if (seq == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
+        *used = 2;
+        return (size_t)snprintf(out, 9, "\\x%02x\\x%02x", p[0], p[1]);
+    }
+    memcpy(out, p, seq);
+    *used = seq;
+    return seq;
+}
+
 char *log_escape(const char *s, char *buf, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t o = 0;
+    const unsigned char *start = (const unsigned char *)(s ? s : "(none)");
+    const unsigned char *p;
+    size_t total = 0, o = 0, used;
+    char tmp[9];
+    bool cut;
 
     if (len == 0)
         return buf;
-    if (!s)
-        p = (const unsigned char *)"(none)";
-    while (*p) {
-        char tmp[8];
-        size_t n, seq = utf8_seq_len(p);
+    for (p = start; *p; p += used)
+        total += escape_char(p, tmp, &used);
+    /* Cut only what does not fit, and then say so with "...". */
+    cut = total + 1 > len;
+    for (p = start; *p; p += used) {
+        size_t n = escape_char(p, tmp, &used);
 
-        if (*p == '"' || *p == '\\') {
-            tmp[0] = '\\';
-            tmp[1] = (char)*p;
-            n = 2;
-            seq = 1;
-        } else if (seq == 1 && (*p < 0x20 || *p == 0x7f)) {
-            n = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", *p);
-        } else if (seq == 0) {
-            n = (size_t)snprintf(tmp, sizeof(tmp), "\\x%02x", *p);
-            seq = 1;
-        } else {
-            memcpy(tmp, p, seq);
-            n = seq;
-        }
-        if (o + n + 4 > len) {
-            /* Each append keeps room for "..." and the NUL. */
-            if (len >= 4) {
-                memcpy(buf + o, "...", 3);
-                o += 3;
-            }
+        if (o + n + (cut ? 4 : 1) > len)
             break;
-        }
         memcpy(buf + o, tmp, n);
         o += n;
-        p += seq;
     }
-    buf[len >= 4 ? o : 0] = '\0';
+    if (cut && o + 4 <= len) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
     return buf;
 }
 

@@ -147,7 +147,7 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
     int c;
 
     memset(o, 0, sizeof(*o));
-    optind = 1;
+    optind = 0;     /* 0, not 1: glibc then also forgets a half-read "-zn" */
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":c:d:u:x:s:nwvqh", long_options, NULL)) != -1) {
         switch (c) {
@@ -220,6 +220,8 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
         case ':':
             return fail("option '%s' needs a value", argv[optind - 1]);
         default:
+            if (optopt)
+                return fail("unknown option '-%c'", optopt);
             return fail("unknown option '%s'", argv[optind - 1]);
         }
     }

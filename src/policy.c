@@ -38,6 +38,7 @@ void policy_diag_free(struct policy_diag *diag)
     for (size_t i = 0; i < diag->n; i++)
         free(diag->msgs[i]);
     free(diag->msgs);
+    free(diag->pos);
     memset(diag, 0, sizeof(*diag));
 }
 
@@ -64,15 +65,43 @@ static void diag_add(struct policy_diag *diag, const char *file, unsigned line,
     if (diag->n == diag->cap) {
         size_t cap = diag->cap ? diag->cap * 2 : 8;
         char **msgs = realloc(diag->msgs, cap * sizeof(*msgs));
+        unsigned long *pos;
 
         if (!msgs) {
             free(full);
             return;
         }
         diag->msgs = msgs;
+        pos = realloc(diag->pos, cap * sizeof(*pos));
+        if (!pos) {
+            free(full);
+            return;
+        }
+        diag->pos = pos;
         diag->cap = cap;
     }
+    diag->pos[diag->n] = (unsigned long)line << 24 | (column & 0xffffff);
     diag->msgs[diag->n++] = full;
+}
+
+/*
+ * Puts the messages from first on in file order (the checks run section by
+ * section); a stable insertion sort keeps messages at one place in order.
+ */
+static void diag_sort(struct policy_diag *diag, size_t first)
+{
+    for (size_t i = first + 1; i < diag->n; i++) {
+        unsigned long pos = diag->pos[i];
+        char *msg = diag->msgs[i];
+        size_t j = i;
+
+        for (; j > first && diag->pos[j - 1] > pos; j--) {
+            diag->pos[j] = diag->pos[j - 1];
+            diag->msgs[j] = diag->msgs[j - 1];
+        }
+        diag->pos[j] = pos;
+        diag->msgs[j] = msg;
+    }
 }
 
 /* ---- the node tree ---- */
@@ -123,7 +152,25 @@ struct parse {
     struct policy_diag *diag;
     yaml_parser_t parser;
     unsigned errors;        /* errors found so far by this parse */
+    const char *buf;        /* the text, for positions libyaml gives as offsets */
+    size_t len;
 };
+
+/* Line and column (1-based) of a byte offset into the text. */
+static void offset_position(const struct parse *ps, size_t offset, unsigned *line,
+                            unsigned *column)
+{
+    *line = 1;
+    *column = 1;
+    for (size_t i = 0; i < offset && i < ps->len; i++) {
+        if (ps->buf[i] == '\n') {
+            (*line)++;
+            *column = 1;
+        } else {
+            (*column)++;
+        }
+    }
+}
 
 static void perr(struct parse *ps, unsigned line, unsigned column, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -156,10 +203,18 @@ static void perr_node(struct parse *ps, const struct node *node, const char *fmt
 
 static bool next_event(struct parse *ps, yaml_event_t *ev)
 {
+    unsigned line, column;
+
     if (yaml_parser_parse(&ps->parser, ev))
         return true;
-    perr(ps, (unsigned)ps->parser.problem_mark.line + 1,
-         (unsigned)ps->parser.problem_mark.column + 1, "YAML syntax error: %s%s%s",
+    /* A reader error (bad UTF-8, a control character) has an offset, no mark. */
+    if (ps->parser.error == YAML_READER_ERROR) {
+        offset_position(ps, ps->parser.problem_offset, &line, &column);
+    } else {
+        line = (unsigned)ps->parser.problem_mark.line + 1;
+        column = (unsigned)ps->parser.problem_mark.column + 1;
+    }
+    perr(ps, line, column, "YAML syntax error: %s%s%s",
          ps->parser.problem ? ps->parser.problem : "unknown error",
          ps->parser.context ? " " : "", ps->parser.context ? ps->parser.context : "");
     return false;
@@ -758,7 +813,11 @@ static void read_controller(struct parse *ps, const struct node *node,
         walk_map(ps, node, "'controller'", keys, controller_key, c);
 }
 
-/* Combines a domain's controller keys over the defaults and checks the pair. */
+/*
+ * Combines a domain's controller keys over the defaults and checks the pair.
+ * A bad pair is reported where the domain's own keys made it; a bad pair in
+ * the defaults alone is reported once, by the caller, not once per domain.
+ */
 static struct controller_spec controller_merge(struct parse *ps,
                                                const struct controller_node *dflt,
                                                const struct controller_node *own)
@@ -766,7 +825,6 @@ static struct controller_spec controller_merge(struct parse *ps,
     struct controller_spec spec = policy_default_controller;
     const struct controller_node *layers[] = { dflt, own };
     bool ports_given = false;
-    const struct node *where = NULL;
     const char *why;
 
     for (size_t i = 0; i < 2; i++) {
@@ -776,14 +834,11 @@ static struct controller_spec controller_merge(struct parse *ps,
             continue;
         if (c->version >= 0) {
             spec.version = c->version;
-            where = c->where;
-            if (c->ports < 0)
-                ports_given = false;
+            ports_given = false;
         }
         if (c->ports >= 0) {
             spec.ports = c->ports;
             ports_given = true;
-            where = c->where;
         }
         if (c->max >= 0)
             spec.max = c->max;
@@ -791,8 +846,8 @@ static struct controller_spec controller_merge(struct parse *ps,
     if (!ports_given)
         spec.ports = policy_default_ports(spec.version);
     why = policy_check_controller(spec.version, spec.ports);
-    if (why && where)
-        perr_node(ps, where, "controller version %d with %d ports: %s", spec.version,
+    if (why && own && own->where)
+        perr_node(ps, own->where, "controller version %d with %d ports: %s", spec.version,
                   spec.ports, why);
     return spec;
 }
@@ -1082,6 +1137,8 @@ static void read_policy(struct parse *ps, struct policy *policy, const struct no
     memset(&dflt, 0, sizeof(dflt));
     if (t.defaults)
         read_domain_entry(ps, t.defaults, &dflt, "'defaults'");
+    if (dflt.controller.where)
+        controller_merge(ps, NULL, &dflt.controller);
     if (t.domains && expect_map(ps, t.domains, "'domains'")) {
         for (size_t i = 0; i + 1 < t.domains->n; i += 2) {
             const struct node *key = t.domains->items[i], *value = t.domains->items[i + 1];
@@ -1119,9 +1176,6 @@ static void read_policy(struct parse *ps, struct policy *policy, const struct no
             if (policy_add_domain(policy, key->value, &spec, qmp) < 0)
                 perr_node(ps, key, "out of memory");
         }
-    } else if (dflt.controller.where) {
-        /* Check the defaults even when no domain uses them yet. */
-        controller_merge(ps, &dflt.controller, NULL);
     }
     if (t.rules) {
         if (t.rules->type != NODE_SEQ && !node_is_null(t.rules)) {
@@ -1137,18 +1191,11 @@ static void read_policy(struct parse *ps, struct policy *policy, const struct no
 static bool check_text(struct parse *ps, const char *buf, size_t len)
 {
     const char *nul = memchr(buf, '\0', len);
-    unsigned line = 1, column = 1;
+    unsigned line, column;
 
     if (!nul)
         return true;
-    for (const char *p = buf; p < nul; p++) {
-        if (*p == '\n') {
-            line++;
-            column = 1;
-        } else {
-            column++;
-        }
-    }
+    offset_position(ps, (size_t)(nul - buf), &line, &column);
     perr(ps, line, column, "this is a binary file, not a YAML policy (NUL byte)");
     return false;
 }
@@ -1156,7 +1203,8 @@ static bool check_text(struct parse *ps, const char *buf, size_t len)
 struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
                                   struct policy_diag *diag)
 {
-    struct parse ps = { .file = name, .diag = diag };
+    struct parse ps = { .file = name, .diag = diag, .buf = buf, .len = len };
+    size_t first = diag->n;
     struct policy *policy = NULL;
     struct node *root;
     bool empty;
@@ -1188,6 +1236,7 @@ struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
             perr(&ps, 1, 1, "out of memory");
     }
     node_free(root);
+    diag_sort(diag, first);
     if (ps.errors) {
         policy_free(policy);
         return NULL;

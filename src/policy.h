@@ -93,7 +93,8 @@ struct policy {
 
 /* Error messages of one load, each "FILE:LINE:COLUMN: message". */
 struct policy_diag {
-    char **msgs;
+    char **msgs;            /* in file order */
+    unsigned long *pos;     /* line << 24 | column of each message */
     size_t n;
     size_t cap;
     bool truncated;         /* more than POLICY_MAX_ERRORS */

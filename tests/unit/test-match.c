@@ -315,28 +315,30 @@ static void first_match_wins(void **state)
 /* A general (unindexed) rule before an indexed one still wins, and after it loses. */
 static void index_keeps_file_order(void **state)
 {
-    static const char *const policies[][2] = {
-        /* rules text, expected rule for the YubiKey */
+    static const struct {
+        const char *rules;
+        unsigned want;      /* the rule the YubiKey gets */
+    } policies[] = {
         { "  - match: {vendor: \"10*\"}\n    domain: a\n"
-          "  - match: {id: \"1050:0407\"}\n    domain: b\n", "1" },
+          "  - match: {id: \"1050:0407\"}\n    domain: b\n", 1 },
         { "  - match: {id: \"1050:0407\"}\n    domain: b\n"
-          "  - match: {vendor: \"10*\"}\n    domain: a\n", "1" },
+          "  - match: {vendor: \"10*\"}\n    domain: a\n", 1 },
         { "  - match: {serial: \"none\"}\n    domain: a\n"
           "  - match: {hub: \"1-1\"}\n    domain: a\n"
           "  - match: {port: \"1-1.2\"}\n    domain: b\n"
-          "  - match: {id: \"1050:0407\"}\n    domain: b\n", "2" },
+          "  - match: {id: \"1050:0407\"}\n    domain: b\n", 2 },
         { "  - match: {id: \"1050:0407\", serial: \"x\"}\n    domain: a\n"
           "  - match: {port: \"1-1.2\", class: \"ff\"}\n    domain: a\n"
           "  - match: {hub: usb1, manufacturer: \"Nobody\"}\n    domain: b\n"
           "  - match: {hub: usb1}\n    domain: b\n"
-          "  - match: {port: \"1-1.2\"}\n    domain: b\n", "4" },
+          "  - match: {port: \"1-1.2\"}\n    domain: b\n", 4 },
     };
 
     for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
-        struct policy *p = load(policies[i][0]);
+        struct policy *p = load(policies[i].rules);
         struct usb_device *dev = make_dev(&devices[YUBIKEY]);
 
-        assert_int_equal(decide(p, dev), (unsigned)atoi(policies[i][1]));
+        assert_int_equal(decide(p, dev), policies[i].want);
         policy_free(p);
         device_free(dev);
     }
@@ -417,19 +419,24 @@ static void index_agrees_on_odd_ports(void **state)
         "usb1", "1-1.1.1.1.1.1.1", "1-1.1.1.1.1.1.1.1", "1-1.", "garbage", "1-01.2",
     };
     struct policy *p = load("  - match: {hub: \"1-1\"}\n    domain: a\n"
-                            "  - match: {hub: usb1}\n    domain: b\n"
-                            "  - match: {port: \"1-1.1.1.1.1.1.1.1\"}\n    domain: b\n");
+                            "  - match: {hub: usb1}\n    domain: b\n");
 
     for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
         struct dev_spec s = devices[BARE];
         struct usb_device *dev;
+        const struct policy_rule *fast, *slow;
 
         s.port = ports[i];
         dev = make_dev(&s);
-        print_message("port %s: linear rule %u\n", ports[i],
-                      match_device_linear(p, dev) ? match_device_linear(p, dev)->index : 0);
-        decide(p, dev);
+        fast = match_device(p, dev);
+        slow = match_device_linear(p, dev);
         device_free(dev);
+        if (fast != slow) {
+            print_message("port %s: index says rule %u, scan says %u\n", ports[i],
+                          fast ? fast->index : 0, slow ? slow->index : 0);
+            policy_free(p);
+        }
+        assert_ptr_equal(fast, slow);
     }
     policy_free(p);
 }
@@ -449,8 +456,14 @@ static uint32_t rnd(struct rng *r, uint32_t n)
     return (uint32_t)((r->s * 0x2545F4914F6CDD1DULL) >> 32) % n;
 }
 
-static const uint16_t vendor_pool[] = { 0x1050, 0x046d, 0x0781, 0x05ac, 0x8087, 0x04f2 };
-static const uint16_t product_pool[] = { 0x0407, 0xc31c, 0x5581, 0x0024, 0x085e, 0xb68b };
+static const uint16_t vendor_pool[] = {
+    0x1050, 0x046d, 0x0781, 0x05ac, 0x8087, 0x04f2, 0x0bda, 0x1d6b, 0x2109, 0x0951,
+};
+static const uint16_t product_pool[] = {
+    0x0407, 0xc31c, 0x5581, 0x0024, 0x085e, 0xb68b, 0x0129, 0x0002, 0x2817, 0x1666,
+};
+#define N_VENDORS (sizeof(vendor_pool) / sizeof(vendor_pool[0]))
+#define N_PRODUCTS (sizeof(product_pool) / sizeof(product_pool[0]))
 static const char *const serial_pool[] = { "0012345", "0012999", "ABC", "4C5300", "x" };
 static const char *const maker_pool[] = { "Yubico", "Logitech", "SanDisk", "Apple" };
 static const char *const name_pool[] = { "YubiKey", "BRIO Webcam", "Ultra", "Keyboard" };
@@ -501,92 +514,114 @@ enum rule_kind {
     N_KINDS,
 };
 
-static enum rule_kind random_rule(struct rng *r, struct rule_match *m)
+/* Narrows a rule by one more key, so that rules early in the file do not shadow the rest. */
+static void add_filter(struct rng *r, struct rule_match *m)
 {
     char buf[64];
 
-    memset(m, 0, sizeof(*m));
-    switch (rnd(r, 7)) {
+    switch (rnd(r, 6)) {
     case 0:
+        if (m->keys & MATCH_SERIAL)
+            break;
+        m->keys |= MATCH_SERIAL;
+        snprintf(buf, sizeof(buf), "%.3s*", serial_pool[rnd(r, 5)]);
+        m->serial = xstrdup(buf);
+        break;
+    case 1:
+        if (m->keys & MATCH_MANUFACTURER)
+            break;
+        m->keys |= MATCH_MANUFACTURER;
+        m->manufacturer = xstrdup(maker_pool[rnd(r, 4)]);
+        break;
+    case 2:
+        if (m->keys & MATCH_PRODUCT_NAME)
+            break;
+        m->keys |= MATCH_PRODUCT_NAME;
+        snprintf(buf, sizeof(buf), "*%s*", name_pool[rnd(r, 4)] + 1);
+        m->product_name = xstrdup(buf);
+        break;
+    case 3:
+        m->keys |= MATCH_CLASS;
+        random_class(r, &m->dev_class);
+        break;
+    case 4:
+        m->keys |= MATCH_IFACE_CLASS;
+        random_class(r, &m->iface_class);
+        break;
+    default:
+        if (m->keys & MATCH_VENDOR)
+            break;
+        m->keys |= MATCH_VENDOR;
+        m->vendor = hex4(vendor_pool[rnd(r, N_VENDORS)]);
+        break;
+    }
+}
+
+static enum rule_kind random_rule(struct rng *r, struct rule_match *m)
+{
+    enum rule_kind kind = (enum rule_kind)rnd(r, KIND_ALL);
+    char buf[64];
+
+    memset(m, 0, sizeof(*m));
+    switch (kind) {
+    case KIND_ID:
         m->keys = MATCH_VENDOR | MATCH_PRODUCT;
-        m->vendor = hex4(vendor_pool[rnd(r, 6)]);
-        m->product = hex4(product_pool[rnd(r, 6)]);
-        if (rnd(r, 3) == 0) {
-            m->keys |= MATCH_SERIAL;
-            m->serial = xstrdup(rnd(r, 2) ? "0012*" : "A*");
-        }
+        m->vendor = hex4(vendor_pool[rnd(r, N_VENDORS)]);
+        m->product = hex4(product_pool[rnd(r, N_PRODUCTS)]);
         if (rnd(r, 4) == 0) {
             random_port(r, buf, sizeof(buf), 2);
             m->keys |= MATCH_HUB;
-            m->hub = xstrdup(rnd(r, 2) ? buf : "usb2");
+            m->hub = xstrdup(buf);
         }
-        return KIND_ID;
-    case 1:
+        break;
+    case KIND_PORT:
         random_port(r, buf, sizeof(buf), 4);
         m->keys = MATCH_PORT;
         m->port = xstrdup(buf);
-        if (rnd(r, 3) == 0) {
-            m->keys |= MATCH_IFACE_CLASS;
-            random_class(r, &m->iface_class);
-        }
-        return KIND_PORT;
-    case 2:
+        break;
+    case KIND_HUB:
         m->keys = MATCH_HUB;
         if (rnd(r, 4) == 0) {
             snprintf(buf, sizeof(buf), "usb%u", 1 + rnd(r, 3));
+            add_filter(r, m);
         } else {
             random_port(r, buf, sizeof(buf), 3);
         }
         m->hub = xstrdup(buf);
-        if (rnd(r, 3) == 0) {
-            m->keys |= MATCH_VENDOR;
-            m->vendor = hex4(vendor_pool[rnd(r, 6)]);
-        }
-        return KIND_HUB;
-    case 3:
-        snprintf(buf, sizeof(buf), "%02x*", vendor_pool[rnd(r, 6)] >> 8);
+        break;
+    case KIND_ID_GLOB:
+        snprintf(buf, sizeof(buf), "%02x*", vendor_pool[rnd(r, N_VENDORS)] >> 8);
         m->keys = MATCH_VENDOR;
         m->vendor = xstrdup(buf);
         if (rnd(r, 2)) {
-            snprintf(buf, sizeof(buf), "%03x?", product_pool[rnd(r, 6)] >> 4);
+            snprintf(buf, sizeof(buf), "%03x?", product_pool[rnd(r, N_PRODUCTS)] >> 4);
             m->keys |= MATCH_PRODUCT;
             m->product = xstrdup(buf);
         }
-        return KIND_ID_GLOB;
-    case 4:
-        switch (rnd(r, 3)) {
-        case 0:
-            m->keys = MATCH_SERIAL;
-            snprintf(buf, sizeof(buf), "%.3s*", serial_pool[rnd(r, 5)]);
-            m->serial = xstrdup(buf);
-            break;
-        case 1:
-            m->keys = MATCH_MANUFACTURER;
-            m->manufacturer = xstrdup(maker_pool[rnd(r, 4)]);
-            break;
-        default:
-            m->keys = MATCH_PRODUCT_NAME;
-            snprintf(buf, sizeof(buf), "*%s*", name_pool[rnd(r, 4)] + 1);
-            m->product_name = xstrdup(buf);
-            break;
-        }
-        return KIND_STRINGS;
-    case 5:
-        if (rnd(r, 2)) {
-            m->keys = MATCH_CLASS;
-            random_class(r, &m->dev_class);
-        } else {
-            m->keys = MATCH_IFACE_CLASS;
-            random_class(r, &m->iface_class);
-        }
-        return KIND_CLASS;
+        break;
+    case KIND_STRINGS:
+        m->keys = MATCH_SERIAL;
+        m->serial = xstrdup(serial_pool[rnd(r, 5)]);
+        break;
+    case KIND_CLASS:
+        m->keys = MATCH_IFACE_CLASS;
+        random_class(r, &m->iface_class);
+        break;
     default:
         random_port(r, buf, sizeof(buf), 2);
         strcat(buf, rnd(r, 2) ? ".*" : "?");
         m->keys = MATCH_PORT;
         m->port = xstrdup(buf);
-        return KIND_PORT_GLOB;
+        break;
     }
+    /*
+     * More keys: narrow rules leave room for later ones.  Exact ids and ports
+     * are narrow already; the others get at least one key more.
+     */
+    for (unsigned extra = rnd(r, 3) + (kind != KIND_ID && kind != KIND_PORT);
+         extra > 0; extra--)
+        add_filter(r, m);
+    return kind;
 }
 
 static struct usb_device *random_device(struct rng *r, unsigned i)
@@ -598,8 +633,8 @@ static struct usb_device *random_device(struct rng *r, unsigned i)
     snprintf(devpath, sizeof(devpath), "/devices/test/%u/%s", i, port);
     dev = device_new(devpath, port);
     assert_non_null(dev);
-    dev->vendor = rnd(r, 5) ? vendor_pool[rnd(r, 6)] : (uint16_t)rnd(r, 0x10000);
-    dev->product = rnd(r, 5) ? product_pool[rnd(r, 6)] : (uint16_t)rnd(r, 0x10000);
+    dev->vendor = rnd(r, 8) ? vendor_pool[rnd(r, N_VENDORS)] : (uint16_t)rnd(r, 0x10000);
+    dev->product = rnd(r, 8) ? product_pool[rnd(r, N_PRODUCTS)] : (uint16_t)rnd(r, 0x10000);
     if (rnd(r, 5))
         assert_int_equal(device_set_str(&dev->serial, serial_pool[rnd(r, 5)]), 0);
     if (rnd(r, 5))
@@ -674,7 +709,7 @@ static void index_equals_linear_scan(void **state)
                   wins[KIND_HUB], wins[KIND_ID_GLOB], wins[KIND_STRINGS], wins[KIND_CLASS],
                   wins[KIND_PORT_GLOB], wins[KIND_ALL]);
     assert_int_equal(matched, N_DEVICES);
-    assert_true(distinct > 100);
+    assert_true(distinct > 250);
     for (int k = 0; k < N_KINDS; k++)
         assert_true(wins[k] > 10);
     policy_free(p);

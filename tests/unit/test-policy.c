@@ -115,10 +115,12 @@ static void assert_controller(const struct policy_domain *d, int version, int po
 
 static void assert_str_or_null(const char *got, const char *want)
 {
-    if (!want)
+    if (!want) {
         assert_null(got);
-    else
-        assert_non_null(got), assert_string_equal(got, want);
+    } else {
+        assert_non_null(got);
+        assert_string_equal(got, want);
+    }
 }
 
 /* ---- good files ---- */
@@ -282,8 +284,10 @@ static void good_inline_edges(void **state)
         struct policy_diag diag = { 0 };
         struct policy *p = load_text(texts[i], &diag);
 
-        if (!p)
-            print_message("text %zu refused\n", i), dump_diag(&diag);
+        if (!p) {
+            print_message("text %zu refused\n", i);
+            dump_diag(&diag);
+        }
         assert_non_null(p);
         assert_int_equal(diag.n, 0);
         policy_free(p);

@@ -1,7 +1,719 @@
+/*
+ * Unit tests of the router (src/router.c) driving real domain workers
+ * (src/domain.c) and the dry-run backend (src/hv-dryrun.c) on a private
+ * libev loop.
+ *
+ * A decision callback records every report (and the line report_format
+ * prints for it).  Covered: add and remove decisions and their fields,
+ * present (cold plug) events, hubs never routed, removes of unknown devices
+ * ignored, duplicate adds ignored, a new device at a known place, reloads
+ * that move a device (detach, then attach, event reload) and leave
+ * unchanged devices alone, controller capacity (a device waits for a free
+ * port), a guest restart, and the references left after a shutdown with
+ * work in flight (run the binary under valgrind too).
+ */
+#include "config.h"
+
+#include <ev.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <cmocka.h>
-static void t(void **s){(void)s;}
-int main(void){const struct CMUnitTest ts[]={cmocka_unit_test(t)};return cmocka_run_group_tests(ts,NULL,NULL);}
+
+#include "device.h"
+#include "domain.h"
+#include "hv.h"
+#include "log.h"
+#include "policy.h"
+#include "report.h"
+#include "router.h"
+
+#define MAX_RECS 64
+
+struct rec {
+    enum router_event event;
+    char action[16];
+    char port[32];
+    char domain[32];        /* "" when the report had none */
+    unsigned rule;
+    char rule_name[64];     /* "" when the rule had none */
+    char line[512];         /* as --dry-run prints it */
+};
+
+struct fx {
+    struct ev_loop *loop;
+    struct hv *hv;
+    struct router *router;
+    struct rec recs[MAX_RECS];
+    size_t n;
+};
+
+static const char policy_text[] =
+    "version: 1\n"
+    "domains:\n"
+    "  vault: {}\n"
+    "  win10:\n"
+    "    controller: {version: 3, ports: 15, max: 2}\n"
+    "  small:\n"
+    "    controller: {version: 1, ports: 2, max: 1}\n"
+    "rules:\n"
+    "  - name: yubikeys go to the vault\n"
+    "    match: {id: \"1050:0407\"}\n"
+    "    domain: vault\n"
+    "  - name: keyboards stay in dom0\n"
+    "    match: {interface-class: \"03:01:01\"}\n"
+    "    action: ignore\n"
+    "  - match: {hub: \"1-1\"}\n"
+    "    domain: win10\n"
+    "  - name: the small guest\n"
+    "    match: {hub: \"2-1\"}\n"
+    "    domain: small\n";
+
+/* ---- the fixture ---- */
+
+static void record(void *arg, const struct decision_report *r)
+{
+    struct fx *fx = arg;
+    struct rec *rec;
+
+    assert_true(fx->n < MAX_RECS);
+    rec = &fx->recs[fx->n++];
+    rec->event = r->event;
+    snprintf(rec->action, sizeof(rec->action), "%s", r->action);
+    snprintf(rec->port, sizeof(rec->port), "%s", r->dev->port);
+    snprintf(rec->domain, sizeof(rec->domain), "%s", r->domain ? r->domain : "");
+    rec->rule = r->rule;
+    snprintf(rec->rule_name, sizeof(rec->rule_name), "%s", r->rule_name ? r->rule_name : "");
+    report_format(r, rec->line, sizeof(rec->line));
+}
+
+static struct policy *parse(const char *text)
+{
+    struct policy_diag diag = { 0 };
+    struct policy *p = policy_load_buffer("t.yaml", text, strlen(text), &diag);
+
+    for (size_t i = 0; i < diag.n; i++)
+        print_message("%s\n", diag.msgs[i]);
+    policy_diag_free(&diag);
+    assert_non_null(p);
+    return p;
+}
+
+static int setup(void **state)
+{
+    struct fx *fx = calloc(1, sizeof(*fx));
+
+    if (!fx)
+        return -1;
+    fx->loop = ev_loop_new(0);
+    fx->hv = fx->loop ? hv_dryrun_new(fx->loop) : NULL;
+    if (!fx->hv)
+        return -1;
+    fx->router = router_new(fx->loop, fx->hv, parse(policy_text), record, fx);
+    if (!fx->router)
+        return -1;
+    *state = fx;
+    return 0;
+}
+
+/* The order hv.h asks for: no new work, cancel what is in flight, free. */
+static void shutdown(struct fx *fx)
+{
+    if (!fx->router)
+        return;
+    router_close(fx->router);
+    fx->hv->ops->free(fx->hv);
+    router_free(fx->router);
+    fx->router = NULL;
+    fx->hv = NULL;
+}
+
+static int teardown(void **state)
+{
+    struct fx *fx = *state;
+
+    shutdown(fx);
+    ev_loop_destroy(fx->loop);
+    free(fx);
+    return 0;
+}
+
+/* Runs the loop until no watcher is left: every backend answer is in. */
+static void settle(struct fx *fx)
+{
+    for (int i = 0; i < 1000; i++)
+        if (!ev_run(fx->loop, EVRUN_NOWAIT))
+            return;
+    fail_msg("the loop did not settle");
+}
+
+static struct usb_device *make_dev(const char *port, unsigned devnum, uint16_t vendor,
+                                   uint16_t product)
+{
+    char devpath[128];
+    struct usb_device *dev;
+
+    snprintf(devpath, sizeof(devpath), "/devices/pci0000:00/0000:00:14.0/usb%c/%s", port[0],
+             port);
+    dev = device_new(devpath, port);
+    assert_non_null(dev);
+    dev->busnum = (unsigned)(port[0] - '0');
+    dev->devnum = devnum;
+    dev->vendor = vendor;
+    dev->product = product;
+    return dev;
+}
+
+static struct usb_device *yubikey(const char *port, unsigned devnum)
+{
+    struct usb_device *dev = make_dev(port, devnum, 0x1050, 0x0407);
+
+    assert_int_equal(device_set_str(&dev->serial, "0012345"), 0);
+    assert_int_equal(device_set_str(&dev->manufacturer, "Yubico"), 0);
+    assert_int_equal(device_set_str(&dev->product_name, "YubiKey OTP+FIDO+CCID"), 0);
+    assert_int_equal(device_parse_interfaces(dev, ":030101:030000:0b0000:"), 3);
+    return dev;
+}
+
+static struct usb_device *keyboard(const char *port, unsigned devnum)
+{
+    struct usb_device *dev = make_dev(port, devnum, 0x046d, 0xc31c);
+
+    assert_int_equal(device_set_str(&dev->manufacturer, "Logitech"), 0);
+    assert_int_equal(device_set_str(&dev->product_name, "USB Keyboard"), 0);
+    assert_int_equal(device_parse_interfaces(dev, ":030101:030000:"), 2);
+    return dev;
+}
+
+static struct usb_device *stick(const char *port, unsigned devnum)
+{
+    struct usb_device *dev = make_dev(port, devnum, 0x0781, 0x5581);
+
+    assert_int_equal(device_set_str(&dev->serial, "4C530001"), 0);
+    assert_int_equal(device_set_str(&dev->manufacturer, "SanDisk"), 0);
+    assert_int_equal(device_set_str(&dev->product_name, "Ultra"), 0);
+    assert_int_equal(device_parse_interfaces(dev, ":080650:"), 1);
+    return dev;
+}
+
+static const char *devpath_of(const char *port)
+{
+    static char buf[128];
+
+    snprintf(buf, sizeof(buf), "/devices/pci0000:00/0000:00:14.0/usb%c/%s", port[0], port);
+    return buf;
+}
+
+static struct dev_entry *lookup(struct fx *fx, const char *port)
+{
+    return router_lookup(fx->router, devpath_of(port));
+}
+
+/*
+ * Takes two references of our own on the entry at port, as a domain
+ * operation would, so that it outlives the router and its count can be read.
+ */
+static struct dev_entry *hold(struct fx *fx, const char *port)
+{
+    struct dev_entry *e = lookup(fx, port);
+
+    assert_non_null(e);
+    e->refs += 2;
+    return e;
+}
+
+/* Everyone else has let go: exactly our two references are left.  Frees it. */
+static void assert_only_ours(struct dev_entry *e, const char *port)
+{
+    unsigned left = e->refs;
+
+    if (left != 2)
+        print_message("%s: %u references left, expected our 2\n", port, left);
+    for (unsigned i = 0; i < left; i++)
+        dev_entry_unref(e);
+    assert_int_equal(left, 2);
+}
+
+static void add(struct fx *fx, struct usb_device *dev)
+{
+    router_device_added(fx->router, dev, EVENT_ADD);
+}
+
+static void removed(struct fx *fx, const char *port)
+{
+    router_device_removed(fx->router, devpath_of(port));
+}
+
+static void dump(const struct fx *fx)
+{
+    for (size_t i = 0; i < fx->n; i++)
+        print_message("  rec[%zu] %s %s\n", i, report_event_name(fx->recs[i].event),
+                      fx->recs[i].line);
+}
+
+static void assert_n_recs(const struct fx *fx, size_t n)
+{
+    if (fx->n != n)
+        dump(fx);
+    assert_int_equal(fx->n, n);
+}
+
+static void assert_rec(const struct fx *fx, size_t i, enum router_event event,
+                       const char *action, const char *port, const char *domain,
+                       unsigned rule)
+{
+    const struct rec *r;
+
+    assert_true(i < fx->n);
+    r = &fx->recs[i];
+    if (r->event != event || strcmp(r->action, action) || strcmp(r->port, port) ||
+        strcmp(r->domain, domain) || r->rule != rule)
+        dump(fx);
+    assert_string_equal(report_event_name(r->event), report_event_name(event));
+    assert_string_equal(r->action, action);
+    assert_string_equal(r->port, port);
+    assert_string_equal(r->domain, domain);
+    assert_int_equal(r->rule, rule);
+}
+
+static void assert_state(struct fx *fx, const char *port, enum dev_state state,
+                         const char *domain)
+{
+    struct dev_entry *e = lookup(fx, port);
+
+    assert_non_null(e);
+    if (e->state != state)
+        print_message("%s is %s\n", port, dev_state_name(e->state));
+    assert_string_equal(dev_state_name(e->state), dev_state_name(state));
+    if (domain)
+        assert_ptr_equal(e->domain, router_domain(fx->router, domain));
+    else
+        assert_null(e->domain);
+}
+
+/* ---- add and remove ---- */
+
+static void add_and_remove(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *e;
+
+    add(fx, yubikey("1-2", 5));
+    assert_n_recs(fx, 1);
+    assert_rec(fx, 0, EVENT_ADD, "attach", "1-2", "vault", 1);
+    assert_string_equal(fx->recs[0].rule_name, "yubikeys go to the vault");
+    assert_string_equal(fx->recs[0].line,
+                        "attach 1-2 1050:0407 \"Yubico YubiKey OTP+FIDO+CCID\" serial 0012345 "
+                        "-> vault (rule 1 \"yubikeys go to the vault\")");
+    /* Routed at once, attached when the backend has answered. */
+    e = lookup(fx, "1-2");
+    assert_non_null(e);
+    assert_int_equal(e->decision, DECISION_ATTACH);
+    assert_int_equal(e->rule, 1);
+    assert_string_equal(e->rule_name, "yubikeys go to the vault");
+    settle(fx);
+    assert_state(fx, "1-2", DEV_ATTACHED, "vault");
+    assert_true(e->ctrl >= 0);
+    assert_int_equal(e->port, 1);
+    assert_true(domain_running(router_domain(fx->router, "vault")));
+
+    removed(fx, "1-2");
+    assert_n_recs(fx, 2);
+    assert_rec(fx, 1, EVENT_REMOVE, "detach", "1-2", "vault", 1);
+    assert_string_equal(fx->recs[1].line,
+                        "detach 1-2 1050:0407 \"Yubico YubiKey OTP+FIDO+CCID\" serial 0012345 "
+                        "<- vault (rule 1 \"yubikeys go to the vault\")");
+    assert_null(lookup(fx, "1-2"));
+    settle(fx);
+    assert_n_recs(fx, 2);
+}
+
+static void ignore_none_and_present(void **state)
+{
+    struct fx *fx = *state;
+
+    router_device_added(fx->router, keyboard("3-1", 2), EVENT_PRESENT);
+    router_device_added(fx->router, make_dev("5-1", 3, 0xabcd, 0x00ef), EVENT_PRESENT);
+    add(fx, stick("1-1.3", 4));
+    settle(fx);
+    assert_n_recs(fx, 3);
+    assert_rec(fx, 0, EVENT_PRESENT, "ignore", "3-1", "", 2);
+    assert_string_equal(fx->recs[0].line, "ignore 3-1 046d:c31c \"Logitech USB Keyboard\" "
+                                          "(rule 2 \"keyboards stay in dom0\")");
+    assert_rec(fx, 1, EVENT_PRESENT, "none", "5-1", "", 0);
+    assert_string_equal(fx->recs[1].rule_name, "");
+    assert_string_equal(fx->recs[1].line, "none 5-1 abcd:00ef \"\" (no rule matched)");
+    assert_rec(fx, 2, EVENT_ADD, "attach", "1-1.3", "win10", 3);
+    assert_string_equal(fx->recs[2].line, "attach 1-1.3 0781:5581 \"SanDisk Ultra\" serial "
+                                          "4C530001 -> win10 (rule 3)");
+    assert_state(fx, "3-1", DEV_IDLE, NULL);
+    assert_int_equal(lookup(fx, "3-1")->decision, DECISION_IGNORE);
+    assert_state(fx, "5-1", DEV_IDLE, NULL);
+    assert_int_equal(lookup(fx, "5-1")->decision, DECISION_NONE);
+    assert_state(fx, "1-1.3", DEV_ATTACHED, "win10");
+
+    /* Removes repeat the decision the device had. */
+    removed(fx, "3-1");
+    removed(fx, "5-1");
+    removed(fx, "1-1.3");
+    assert_n_recs(fx, 6);
+    assert_rec(fx, 3, EVENT_REMOVE, "ignore", "3-1", "", 2);
+    assert_rec(fx, 4, EVENT_REMOVE, "none", "5-1", "", 0);
+    assert_rec(fx, 5, EVENT_REMOVE, "detach", "1-1.3", "win10", 3);
+    settle(fx);
+    assert_null(lookup(fx, "1-1.3"));
+}
+
+static void hub_never_routed(void **state)
+{
+    struct fx *fx = *state;
+    struct usb_device *hub = make_dev("1-1", 2, 0x05e3, 0x0608);
+
+    /* A hub below a hub that a rule routes, and a root hub's port path. */
+    hub->dev_class = (struct usb_class){ USB_CLASS_HUB, 0, 1 };
+    add(fx, hub);
+    hub = make_dev("1-1.4", 3, 0x05e3, 0x0608);
+    hub->dev_class = (struct usb_class){ USB_CLASS_HUB, 0, 2 };
+    add(fx, hub);
+    settle(fx);
+    assert_n_recs(fx, 0);
+    assert_null(lookup(fx, "1-1"));
+    assert_null(lookup(fx, "1-1.4"));
+    removed(fx, "1-1.4");
+    assert_n_recs(fx, 0);
+}
+
+static void remove_unknown_ignored(void **state)
+{
+    struct fx *fx = *state;
+
+    removed(fx, "1-7");
+    router_device_removed(fx->router, "/devices/nowhere");
+    assert_n_recs(fx, 0);
+    /* Removing twice reports once. */
+    add(fx, keyboard("3-1", 2));
+    removed(fx, "3-1");
+    removed(fx, "3-1");
+    assert_n_recs(fx, 2);
+    settle(fx);
+}
+
+static void duplicate_add_ignored(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *e;
+
+    add(fx, yubikey("1-2", 5));
+    settle(fx);
+    e = lookup(fx, "1-2");
+    /* The enumeration and the monitor both saw it: the second is dropped. */
+    router_device_added(fx->router, yubikey("1-2", 5), EVENT_PRESENT);
+    add(fx, yubikey("1-2", 5));
+    settle(fx);
+    assert_n_recs(fx, 1);
+    assert_ptr_equal(lookup(fx, "1-2"), e);
+    assert_state(fx, "1-2", DEV_ATTACHED, "vault");
+}
+
+/* The remove was lost: another device (a new devnum) at the same place. */
+static void new_device_at_known_place(void **state)
+{
+    struct fx *fx = *state;
+
+    add(fx, yubikey("1-2", 5));
+    settle(fx);
+    add(fx, keyboard("1-2", 6));
+    settle(fx);
+    assert_n_recs(fx, 3);
+    assert_rec(fx, 0, EVENT_ADD, "attach", "1-2", "vault", 1);
+    assert_rec(fx, 1, EVENT_REMOVE, "detach", "1-2", "vault", 1);
+    assert_rec(fx, 2, EVENT_ADD, "ignore", "1-2", "", 2);
+    assert_state(fx, "1-2", DEV_IDLE, NULL);
+    assert_int_equal(lookup(fx, "1-2")->dev->devnum, 6);
+}
+
+/* ---- reload ---- */
+
+static void reload_moves_only_changed(void **state)
+{
+    struct fx *fx = *state;
+
+    add(fx, yubikey("1-2", 5));
+    add(fx, keyboard("3-1", 6));
+    add(fx, stick("1-1.3", 7));
+    add(fx, make_dev("5-1", 8, 0xabcd, 0x00ef));
+    settle(fx);
+    assert_n_recs(fx, 4);
+    fx->n = 0;
+
+    /*
+     * The YubiKey moves from vault to win10, the keyboard goes from ignore to
+     * vault, the stick keeps win10 (by another rule number), the unmatched
+     * device stays unmatched.
+     */
+    router_set_policy(fx->router, parse("version: 1\n"
+                                        "domains: {vault: {}, win10: {}}\n"
+                                        "rules:\n"
+                                        "  - match: {hub: \"1-1\"}\n"
+                                        "    domain: win10\n"
+                                        "  - name: keys to windows\n"
+                                        "    match: {id: \"1050:0407\"}\n"
+                                        "    domain: win10\n"
+                                        "  - match: {interface-class: hid}\n"
+                                        "    domain: vault\n"));
+    /* In port order: 1-2, then 3-1. */
+    assert_n_recs(fx, 3);
+    assert_rec(fx, 0, EVENT_RELOAD, "detach", "1-2", "vault", 2);
+    assert_rec(fx, 1, EVENT_RELOAD, "attach", "1-2", "win10", 2);
+    assert_string_equal(fx->recs[1].rule_name, "keys to windows");
+    assert_rec(fx, 2, EVENT_RELOAD, "attach", "3-1", "vault", 3);
+    settle(fx);
+    assert_n_recs(fx, 3);
+    assert_state(fx, "1-2", DEV_ATTACHED, "win10");
+    assert_state(fx, "3-1", DEV_ATTACHED, "vault");
+    assert_state(fx, "1-1.3", DEV_ATTACHED, "win10");
+    assert_int_equal(lookup(fx, "1-1.3")->rule, 1);
+    assert_state(fx, "5-1", DEV_IDLE, NULL);
+
+    /* The same policy again: nothing to say, nothing moves. */
+    fx->n = 0;
+    router_set_policy(fx->router, parse("version: 1\n"
+                                        "domains: {vault: {}, win10: {}}\n"
+                                        "rules:\n"
+                                        "  - match: {hub: \"1-1\"}\n"
+                                        "    domain: win10\n"
+                                        "  - name: keys to windows\n"
+                                        "    match: {id: \"1050:0407\"}\n"
+                                        "    domain: win10\n"
+                                        "  - match: {interface-class: hid}\n"
+                                        "    domain: vault\n"));
+    settle(fx);
+    assert_n_recs(fx, 0);
+    assert_state(fx, "1-2", DEV_ATTACHED, "win10");
+}
+
+/* A reload prints its lines in port order, whatever the order of the table. */
+static void reload_reports_in_port_order(void **state)
+{
+    static const char *const added[] = { "3-2", "1-5", "2-7", "1-4", "1-2", "1-3" };
+    static const char *const sorted[] = { "1-2", "1-3", "1-4", "1-5", "2-7", "3-2" };
+    struct fx *fx = *state;
+
+    for (unsigned i = 0; i < 6; i++)
+        add(fx, yubikey(added[i], 10 + i));
+    settle(fx);
+    fx->n = 0;
+    router_set_policy(fx->router, parse("version: 1\n"
+                                        "domains: {win10: {}}\n"
+                                        "rules:\n"
+                                        "  - match: {vendor: \"1050\"}\n"
+                                        "    domain: win10\n"));
+    assert_n_recs(fx, 12);
+    for (unsigned i = 0; i < 6; i++) {
+        assert_rec(fx, 2 * i, EVENT_RELOAD, "detach", sorted[i], "vault", 1);
+        assert_rec(fx, 2 * i + 1, EVENT_RELOAD, "attach", sorted[i], "win10", 1);
+    }
+    settle(fx);
+    for (unsigned i = 0; i < 6; i++)
+        assert_state(fx, sorted[i], DEV_ATTACHED, "win10");
+}
+
+/* A routed device that no rule wants any more: detach, then none. */
+static void reload_to_none(void **state)
+{
+    struct fx *fx = *state;
+
+    add(fx, yubikey("1-2", 5));
+    settle(fx);
+    fx->n = 0;
+    router_set_policy(fx->router, parse("version: 1\ndomains: {vault: {}}\n"));
+    assert_n_recs(fx, 2);
+    assert_rec(fx, 0, EVENT_RELOAD, "detach", "1-2", "vault", 0);
+    assert_rec(fx, 1, EVENT_RELOAD, "none", "1-2", "", 0);
+    settle(fx);
+    assert_state(fx, "1-2", DEV_IDLE, NULL);
+    assert_int_equal(lookup(fx, "1-2")->decision, DECISION_NONE);
+}
+
+/* A reload before the backend has answered still ends in the right guest. */
+static void reload_while_attaching(void **state)
+{
+    struct fx *fx = *state;
+
+    add(fx, yubikey("1-2", 5));
+    router_set_policy(fx->router, parse("version: 1\n"
+                                        "domains: {vault: {}, other: {}}\n"
+                                        "rules:\n"
+                                        "  - match: {vendor: \"1050\"}\n"
+                                        "    domain: other\n"));
+    settle(fx);
+    assert_n_recs(fx, 3);
+    assert_rec(fx, 1, EVENT_RELOAD, "detach", "1-2", "vault", 1);
+    assert_rec(fx, 2, EVENT_RELOAD, "attach", "1-2", "other", 1);
+    assert_state(fx, "1-2", DEV_ATTACHED, "other");
+}
+
+/* ---- capacity ---- */
+
+static void waits_for_a_free_port(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *first, *third;
+    int ctrl, port;
+
+    /* small: one controller of version 1 (2 ports) at most. */
+    add(fx, stick("2-1.1", 11));
+    add(fx, stick("2-1.2", 12));
+    add(fx, stick("2-1.3", 13));
+    settle(fx);
+    assert_n_recs(fx, 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(fx->recs[i].domain, "small");
+    assert_state(fx, "2-1.1", DEV_ATTACHED, "small");
+    assert_state(fx, "2-1.2", DEV_ATTACHED, "small");
+    assert_state(fx, "2-1.3", DEV_WAITING, "small");
+    first = lookup(fx, "2-1.1");
+    third = lookup(fx, "2-1.3");
+    assert_int_equal(lookup(fx, "2-1.2")->ctrl, first->ctrl);
+    assert_int_not_equal(lookup(fx, "2-1.2")->port, first->port);
+    assert_true(third->queued);
+    ctrl = first->ctrl;
+    port = first->port;
+
+    removed(fx, "2-1.1");
+    settle(fx);
+    assert_state(fx, "2-1.3", DEV_ATTACHED, "small");
+    assert_int_equal(third->ctrl, ctrl);
+    assert_int_equal(third->port, port);
+    assert_false(third->queued);
+    assert_n_recs(fx, 4);
+    assert_rec(fx, 3, EVENT_REMOVE, "detach", "2-1.1", "small", 4);
+}
+
+/* A guest that stops and comes back gets its devices again. */
+static void guest_restart(void **state)
+{
+    struct fx *fx = *state;
+    struct domain *vault = router_domain(fx->router, "vault");
+    int domid;
+
+    add(fx, yubikey("1-2", 5));
+    settle(fx);
+    domid = domain_domid(vault);
+    assert_true(domid >= 0);
+    domain_stopped(vault);
+    assert_false(domain_running(vault));
+    assert_state(fx, "1-2", DEV_WAITING, "vault");
+    settle(fx);
+    assert_state(fx, "1-2", DEV_WAITING, "vault");
+    domain_started(vault, domid + 10);
+    settle(fx);
+    assert_state(fx, "1-2", DEV_ATTACHED, "vault");
+    assert_int_equal(domain_domid(vault), domid + 10);
+    /* Stops and starts are not decisions: nothing printed. */
+    assert_n_recs(fx, 1);
+}
+
+/* ---- shutdown with work in flight ---- */
+
+/*
+ * At shutdown the table and the workers each give back their own references,
+ * whatever is in flight: held entries end with our two references, no fewer
+ * (a double release) and no more (a leak).
+ */
+static void shutdown_while_attaching(void **state)
+{
+    struct fx *fx = *state;
+    static const char *const ports[] = { "1-2", "1-1.3", "2-1.1" };
+    struct dev_entry *held[3];
+
+    add(fx, yubikey("1-2", 5));
+    add(fx, stick("1-1.3", 6));
+    add(fx, stick("2-1.1", 7));
+    /* Only the first backend answers are in. */
+    ev_run(fx->loop, EVRUN_NOWAIT);
+    assert_n_recs(fx, 3);
+    for (int i = 0; i < 3; i++)
+        held[i] = hold(fx, ports[i]);
+    shutdown(fx);
+    for (int i = 0; i < 3; i++)
+        assert_only_ours(held[i], ports[i]);
+}
+
+static void shutdown_while_detaching(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *first, *second;
+
+    add(fx, stick("2-1.1", 11));
+    add(fx, stick("2-1.2", 12));
+    settle(fx);
+    assert_state(fx, "2-1.1", DEV_ATTACHED, "small");
+    assert_state(fx, "2-1.2", DEV_ATTACHED, "small");
+    first = hold(fx, "2-1.1");
+    second = hold(fx, "2-1.2");
+    /* One detach goes to the backend, the other waits behind it. */
+    removed(fx, "2-1.1");
+    removed(fx, "2-1.2");
+    assert_n_recs(fx, 4);
+    assert_int_equal(first->state, DEV_DETACHING);
+    assert_int_equal(second->state, DEV_DETACHING);
+    shutdown(fx);
+    assert_only_ours(first, "2-1.1");
+    assert_only_ours(second, "2-1.2");
+}
+
+static void remove_while_attaching(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *e;
+
+    add(fx, yubikey("1-2", 5));
+    ev_run(fx->loop, EVRUN_NOWAIT);
+    e = hold(fx, "1-2");
+    removed(fx, "1-2");
+    settle(fx);
+    assert_n_recs(fx, 2);
+    assert_rec(fx, 1, EVENT_REMOVE, "detach", "1-2", "vault", 1);
+    assert_null(lookup(fx, "1-2"));
+    assert_string_equal(dev_state_name(e->state), "idle");
+    assert_true(e->unplugged);
+    assert_only_ours(e, "1-2");
+    /* The port is free again: the next device gets it. */
+    add(fx, yubikey("1-3", 6));
+    settle(fx);
+    assert_state(fx, "1-3", DEV_ATTACHED, "vault");
+    assert_int_equal(lookup(fx, "1-3")->port, 1);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(add_and_remove),
+        T(ignore_none_and_present),
+        T(hub_never_routed),
+        T(remove_unknown_ignored),
+        T(duplicate_add_ignored),
+        T(new_device_at_known_place),
+        T(reload_moves_only_changed),
+        T(reload_reports_in_port_order),
+        T(reload_to_none),
+        T(reload_while_attaching),
+        T(waits_for_a_free_port),
+        T(guest_restart),
+        T(shutdown_while_attaching),
+        T(shutdown_while_detaching),
+        T(remove_while_attaching),
+    };
+
+    /* Warnings (a guest out of ports) stay visible; the notices would drown them. */
+    log_init("test-router", LOG_LEVEL_WARNING, true);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
