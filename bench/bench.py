@@ -1,20 +1,30 @@
 #!/usr/bin/python3
-"""The benchmarks of auto-usb-attach that need udev: (b) latency, (c) load
-and reload, (d) memory, (e) idle CPU, (f) storm; and the table of all of
-them, (a) included, from match-bench's output.  bench/run builds what this
-needs and runs it under the umockdev preload; see bench/README.md.
+"""The benchmarks of auto-usb-attach that need udev, and the table of all of
+them: (b) latency, (c) load and reload, (d) memory, (e) idle CPU, (f) storm,
+with (a) and the in-process load times read from match-bench's output.
+bench/run builds what this needs and runs it under the umockdev preload;
+bench/README.md says what each figure means.
 
-Three programs are driven by the same harness (tests/integration/aua.py) on
-the same umockdev testbed of 100 plugged devices (bench/machine.py):
-  - the daemon: src/auto-usb-attach --dry-run --json -c POLICY;
-  - delivery: tests/fixtures/udev-monitor -t usb_device, a bare libudev
-    monitor that prints a line per event: what umockdev and libudev cost
-    by themselves, subtracted from the daemon's latency;
-  - the baseline: bench/baseline.py, the old script's job in Python/pyudev.
+Six programs run side by side on one umockdev testbed of 100 plugged
+devices (bench/machine.py), driven by the integration harness
+(tests/integration/aua.py):
+  - daemon-10, daemon-1000, daemon-10000: src/auto-usb-attach --dry-run
+    --json -c POLICY, with match-bench's generated policies;
+  - delivery: tests/fixtures/udev-monitor -t usb_device, a libudev monitor
+    that prints every event with all its properties;
+  - bare: bench/bare-monitor, a libudev monitor that prints one short line;
+  - baseline: bench/baseline.py, the old script's job in Python/pyudev.
+Each event goes to one program only (TimedSender.only), the programs in
+turn, so that all of them are measured under the same load of the machine,
+event by event: a machine shared with other work drifts by hundreds of
+microseconds within seconds, and the figures of interest are differences of
+tens.
 
-Timestamps: a send is stamped by the harness's sender just before it writes
-the device's datagram (TimedSender); a line when the harness's reader thread
-gets it from the pipe (TimedDaemon).  Both are CLOCK_MONOTONIC.
+Timestamps (CLOCK_MONOTONIC): a send is stamped by the harness's sender just
+before the write of the device's datagram; a line when the harness's reader
+thread gets it from the program's stdout.  Both include the harness's own
+Python overheads, the same for every program: the differences between
+programs are what the table reads.
 
 This prints figures and never judges a time; it exits 1 when a step breaks
 or an event is lost.
@@ -22,10 +32,12 @@ or an event is lost.
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import platform
 import re
+import resource
 import select
 import signal
 import socket
@@ -45,13 +57,26 @@ import machine  # noqa: E402
 SIZES = (10, 1000, 10000)
 IDLE_SECONDS = 10.0
 STORM_EVENTS = 10000
-LATENCY_EVENTS = 400            # half unplugs, half plugs
+LATENCY_EVENTS = 400            # per program, half unplugs, half plugs
 PACE = 0.002                    # seconds between paced events
 RELOADS = 15
 TOGGLED = ("1-1.2", "1-1.3", "1-1.4.2", "1-2")      # the fixtures' leaves
 FIXTURE_FILE = {"1-1.2": "yubikey", "1-1.3": "keyboard",
                 "1-1.4.2": "storage", "1-2": "webcam"}
 BASELINE_ARGS = ["-d", "vault", "-u", "1-1.4", "-x", "1050:0407"]
+# Under the preload a libudev monitor is the socket $UMOCKDEV_DIR/event<fd>:
+# two processes whose monitors got the same fd number share one path, and
+# the later one takes it from the earlier.  Each program starts with FD_SLOT
+# more descriptors open than the one before, so their monitors differ.
+FD_SLOT = 16
+# exec argv[2:] with descriptors 3 .. 3 + argv[1] - 1 open (on a pipe: the
+# preload takes anything opened under /dev for a device node of its own)
+SPACER = """import os, sys
+r, w = os.pipe()
+for fd in range(3, 3 + int(sys.argv[1])):
+    os.dup2(r, fd, inheritable=True)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
 class BenchError(Exception):
@@ -61,14 +86,22 @@ class BenchError(Exception):
 # ------------------------------------------------------------ the harness
 
 class TimedSender(aua.UeventSender):
-    """The harness's sender, stamping each usb_device datagram right before
-    the write that delivers it.  _send_one is aua.UeventSender's, with the
-    stamp between connect() and send(): finding and connecting the listener
-    costs Python ~30 us, which is the harness's, not the program's."""
+    """The harness's sender, (1) sending only to the listener `only` when it
+    is set, and (2) stamping each usb_device datagram right before the write
+    that delivers it.  For (2) _send_one is aua.UeventSender's with the stamp
+    between connect() and send(): finding and connecting the listener costs
+    Python ~30 us, which is the harness's, not the program's."""
 
     def __init__(self, root_dir, timeout=10.0):
         super().__init__(root_dir, timeout)
         self.last_device_send = None
+        self.only = None
+
+    def listeners(self):
+        found = super().listeners()
+        if self.only is None:
+            return found
+        return [p for p in found if p == self.only]
 
     def _send_one(self, path, datagram):
         if b"\0DEVTYPE=usb_device\0" not in datagram:
@@ -80,7 +113,7 @@ class TimedSender(aua.UeventSender):
             try:
                 s.connect(path)
             except (ConnectionRefusedError, FileNotFoundError):
-                # a closed monitor: let the harness's own code deal with it
+                # a closed monitor: the harness's own code deals with it
                 return super()._send_one(path, datagram)
             deadline = time.monotonic() + self.timeout
             poller = select.poll()
@@ -134,33 +167,48 @@ class TimedDaemon(aua.Daemon):
                 got.append(self.readline(quiet))
             except aua.TestFailure:
                 if not self.running():
-                    raise BenchError("%s exited (%s)" % (self.name,
-                                                         self._why()))
+                    raise BenchError("%s exited; stderr:\n%s"
+                                     % (self.name, self.stderr()[-2000:]))
                 return got
 
 
-class Target:
-    """How to start one of the three programs and read its lines."""
+class Program:
+    """One of the programs: how to start it and read its lines; once started,
+    its TimedDaemon (.d) and its uevent socket (.listener)."""
 
     def __init__(self, name, argv, initial_lines, parse):
         self.name = name
         self.argv = argv
         self.initial_lines = initial_lines
-        self.parse = parse      # line -> (action, port) or None
+        self.parse = parse      # line -> (action or None, port)
+        self.d = None
+        self.listener = None
 
-    def start(self, stack, tb):
-        d = stack.enter_context(TimedDaemon(self.argv, testbed=tb,
-                                            name=self.name))
+    def start(self, stack, tb, slot):
+        argv = self.argv
+        if slot:
+            argv = ["/usr/bin/python3", "-c", SPACER, str(FD_SLOT * slot)] + \
+                argv
+        before = set(tb.listeners())
+        self.d = stack.enter_context(TimedDaemon(argv, testbed=tb,
+                                                 name=self.name))
         try:
-            d.wait_ready(30)
+            self.d.wait_ready(30)
         except aua.TestFailure as e:
             raise BenchError("%s did not get ready: %s" % (self.name, e))
-        lines = d.drain()
+        lines = self.d.drain()
         if len(lines) != self.initial_lines:
             raise BenchError("%s printed %d lines at start, expected %d:\n%s"
                              % (self.name, len(lines), self.initial_lines,
                                 "\n".join(lines[:5])))
-        return d
+        after = set(tb.listeners())
+        new = after - before
+        if len(new) != 1 or not before <= after:
+            raise BenchError("%s: uevent sockets %s before, %s after: "
+                             "monitors collide" % (self.name, sorted(before),
+                                                   sorted(after)))
+        self.listener = new.pop()
+        return self.d
 
 
 def parse_daemon(line):
@@ -175,15 +223,17 @@ def parse_monitor(line):
 
 def parse_baseline(line):
     words = line.split()
-    action = {"attach": "add", "detach": "remove"}.get(words[0], None)
+    action = {"attach": "add", "detach": "remove"}.get(words[0])
     return action, words[1]
 
 
 # ------------------------------------------------------------ /proc
 
-def proc_status(pid):
+def proc_status(pid, tid=None):
+    path = ("/proc/%d/status" % pid if tid is None
+            else "/proc/%d/task/%s/status" % (pid, tid))
     out = {}
-    with open("/proc/%d/status" % pid) as f:
+    with open(path) as f:
         for line in f:
             key, _, value = line.partition(":")
             out[key] = value.strip()
@@ -194,31 +244,36 @@ def rss_kib(pid):
     return int(proc_status(pid)["VmRSS"].split()[0])
 
 
+def pss_kib(pid):
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
 def cpu(pid):
-    """(utime+stime in clock ticks, on-CPU ns of all threads, context
-    switches of all threads)."""
+    """(utime+stime in clock ticks, on-CPU ns, context switches), over all
+    threads of pid."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])
-    ns = 0
-    switches = 0
+    ns = switches = 0
     for tid in os.listdir("/proc/%d/task" % pid):
         with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
-            run_ns, _, _ = f.read().split()
-        ns += int(run_ns)
-        st = proc_status_task(pid, tid)
+            ns += int(f.read().split()[0])
+        st = proc_status(pid, tid)
         switches += (int(st["voluntary_ctxt_switches"]) +
                      int(st["nonvoluntary_ctxt_switches"]))
     return ticks, ns, switches
 
 
-def proc_status_task(pid, tid):
-    out = {}
-    with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            out[key] = value.strip()
-    return out
+def machine_ticks():
+    """(busy, total) clock ticks of all CPUs since boot."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v[:8]) - idle, sum(v[:8])
 
 
 # ------------------------------------------------------------ statistics
@@ -241,45 +296,46 @@ def split_device(text):
 
 
 class Replugger:
-    """Unplugs and replugs the four fixture leaves in turn, each time with a
-    new device number, as a real replug does.  The plug is loaded in two
-    steps, the device then its interfaces, the order the kernel announces
-    them in, so that the timed device event is the last one sent before the
-    decision is awaited."""
+    """Unplugs and replugs the four fixture leaves, each replug with the
+    other of two spare device numbers, as a real replug renumbers.  A plug
+    is loaded in two steps, the device then its interfaces (the kernel's
+    order), so that the timed device event is the last one sent before the
+    decision is awaited; the interfaces follow once it came."""
 
     def __init__(self, tb):
         self.tb = tb
         spare = machine.spare_devnums()
-        self.devnums = {p: [spare[2 * i], spare[2 * i + 1]]
+        self.devnums = {p: (spare[2 * i], spare[2 * i + 1])
                         for i, p in enumerate(TOGGLED)}
+        self.flip = {p: 0 for p in TOGGLED}
         self.texts = {}
         for p in TOGGLED:
             with open(os.path.join(aua.DEVICES,
                                    FIXTURE_FILE[p] + ".umockdev")) as f:
                 self.texts[p] = f.read()
-        self.turn = 0
 
     def unplug(self, port):
         self.tb.remove(port)
 
     def plug(self, port):
-        nums = self.devnums[port]
-        devnum = nums[self.turn % 2]
+        devnum = self.devnums[port][self.flip[port]]
+        self.flip[port] ^= 1
         dev, ifaces = split_device(aua.renumber(self.texts[port], devnum))
         self.tb.load_string(dev)
         return ifaces
 
-    def next_round(self):
-        self.turn += 1
 
-
-def latency_run(tb, target, d, n_events):
-    """n_events paced unplugs and plugs; returns [(action, port, ns)]."""
+def latency_round(tb, progs, n_events):
+    """n_events paced unplugs and plugs per program, the programs in turn;
+    returns {name: [(action, port, ns)]}."""
     rp = Replugger(tb)
-    out = []
-    i = 0
-    while len(out) < n_events:
-        port = TOGGLED[i % len(TOGGLED)]
+    names = list(progs)
+    out = {n: [] for n in names}
+    k = 0
+    while min(len(v) for v in out.values()) < n_events:
+        prog = progs[names[k % len(names)]]
+        port = TOGGLED[(k // len(names)) % len(TOGGLED)]
+        tb.sender.only = prog.listener
         for action in ("remove", "add"):
             before = tb.sender.last_device_send
             ifaces = None
@@ -289,28 +345,28 @@ def latency_run(tb, target, d, n_events):
                 ifaces = rp.plug(port)
             sent = tb.sender.last_device_send
             if sent is None or sent == before:
-                raise BenchError("the harness sent no %s for %s"
-                                 % (action, port))
+                raise BenchError("the harness sent no %s of %s to %s"
+                                 % (action, port, prog.name))
             try:
-                line, arrived = d.next_line(10)
+                line, arrived = prog.d.next_line(10)
             except aua.TestFailure as e:
                 raise BenchError("%s: no decision for %s %s: %s"
-                                 % (target.name, action, port, e))
-            got_action, got_port = target.parse(line)
+                                 % (prog.name, action, port, e))
+            got_action, got_port = prog.parse(line)
             if got_port != port or (got_action and got_action != action):
                 raise BenchError("%s answered %s %s with %r"
-                                 % (target.name, action, port, line))
-            out.append((action, port, arrived - sent))
+                                 % (prog.name, action, port, line))
+            out[prog.name].append((action, port, arrived - sent))
             if ifaces:
                 tb.load_string(ifaces)
             time.sleep(PACE)
-        i += 1
-        if i % len(TOGGLED) == 0:
-            rp.next_round()
-    extra = d.drain(0.1)
-    if extra:
-        raise BenchError("%s printed unexpected lines: %r"
-                         % (target.name, extra[:3]))
+        k += 1
+    tb.sender.only = None
+    for prog in progs.values():
+        extra = prog.d.drain(0.05)
+        if extra:
+            raise BenchError("%s printed unexpected lines: %r"
+                             % (prog.name, extra[:3]))
     return out
 
 
@@ -354,13 +410,12 @@ def storm_datagrams(tb, leaves, n_events):
     per_leaf = []
     for syspath in leaves:
         props = list(tb.properties(syspath).items())
-        devpath = syspath[4:]
         body_add = [(k, "/dev/" + v if k == "DEVNAME" and
                      not v.startswith("/") else v)
                     for k, v in props if k not in aua.HEADER_KEYS]
         d = dict(body_add)
         body_rm = [(k, d[k]) for k in aua.KERNEL_REMOVE_KEYS if k in d]
-        per_leaf.append((devpath, body_add, body_rm))
+        per_leaf.append((syspath[4:], body_add, body_rm))
     seq = 10 ** 6
     out = []
     while len(out) < n_events:
@@ -375,252 +430,57 @@ def storm_datagrams(tb, leaves, n_events):
     return out
 
 
-def storm_run(tb, target, d, datagrams):
+def storm_run(tb, prog, datagrams):
+    d = prog.d
+    tb.sender.only = prog.listener
+    tb.sender.waits = 0
     cpu0 = cpu(d.pid)
     n0 = len(d.stdout_log)
     t0 = time.monotonic_ns()
     for dg in datagrams:
         if tb.sender.send(dg) != 1:
-            raise BenchError("storm: a datagram did not reach exactly one "
-                             "listener (%s)" % tb.listeners())
+            raise BenchError("storm: a datagram did not reach %s"
+                             % prog.name)
     t_sent = time.monotonic_ns()
+    tb.sender.only = None
     expected = len(datagrams)
-    last = None
+    last = t_sent
     while len(d.stdout_log) - n0 < expected:
         try:
             _, last = d.next_line(5)
         except aua.TestFailure:
-            break
+            break           # counted as lost below
     got = len(d.stdout_log) - n0
-    extra = d.drain(0.5)
+    extra = d.drain(0.3)
     got += len(extra)
     cpu1 = cpu(d.pid)
-    return {
-        "events": expected,
-        "handled": got,
-        "lost": max(0, expected - got),
-        "send_s": (t_sent - t0) / 1e9,
-        "seconds": ((last or t_sent) - t0) / 1e9,
-        "rate": got / (((last or t_sent) - t0) / 1e9),
-        "cpu_ms": (cpu1[1] - cpu0[1]) / 1e6,
-        "cpu_us_per_event": (cpu1[1] - cpu0[1]) / 1e3 / max(1, got),
-        "waits": tb.sender.waits,
-        "rss_kib": rss_kib(d.pid),
-    }
+    return {"events": expected, "handled": got,
+            "lost": max(0, expected - got),
+            "send_s": (t_sent - t0) / 1e9,
+            "seconds": (last - t0) / 1e9,
+            "rate": got / ((last - t0) / 1e9),
+            "cpu_ms": (cpu1[1] - cpu0[1]) / 1e6,
+            "cpu_us_per_event": (cpu1[1] - cpu0[1]) / 1e3 / max(1, got),
+            "sender_waits": tb.sender.waits,
+            "rss_kib": rss_kib(d.pid)}
 
 
-# ------------------------------------------------------------ the table
-
-def fmt_ns(ns):
-    if ns >= 1e6:
-        return "%.1f ms" % (ns / 1e6)
-    if ns >= 1e4:
-        return "%.0f us" % (ns / 1e3)
-    if ns >= 1e3:
-        return "%.2f us" % (ns / 1e3)
-    return "%.0f ns" % ns
-
-
-def fmt_us(us):
-    return fmt_ns(us * 1e3)
-
-
-def ratio(ours, theirs):
-    if not theirs:
-        return "-"
-    r = ours / theirs
-    return "%.2fx" % r if r < 10 else "%.0fx" % r
-
-
-def yes(ok):
-    return "MET" if ok else "NOT MET"
-
-
-def table(res):
-    out = []
-    p = out.append
-    host = res["host"]
-    p("auto-usb-attach benchmarks: %s, %d CPUs, Linux %s, umockdev %s, "
-      "run %s" % (host["cpu"], host["cpus"], host["kernel"],
-                   host["umockdev"], host["date"]))
-    p("")
-    p("(a) rule matching per device, in-process (match_device: index; "
-      "match_device_linear: scan)")
-    p("    %-36s %-21s %-21s" % ("policy", "index p50 / p99",
-                                  "linear p50 / p99"))
-    for size in SIZES:
-        for mix in ("mixed", "exact"):
-            for device in ("last", "none"):
-                rows = {m["method"]: m for m in res["match"]
-                        if m["rules"] == size and m["mix"] == mix and
-                        m["device"] == device}
-                if not rows:
-                    continue
-                label = "%s rules, %s, %s" % (
-                    "{:,}".format(size), mix,
-                    "match is the last rule" if device == "last"
-                    else "no rule matches")
-                i, lin = rows["index"], rows["linear"]
-                p("    %-36s %-21s %-21s" % (
-                    label, "%s / %s" % (fmt_ns(i["p50_ns"]),
-                                        fmt_ns(i["p99_ns"])),
-                    "%s / %s" % (fmt_ns(lin["p50_ns"]),
-                                 fmt_ns(lin["p99_ns"]))))
-    p("    mixed: 1/4 each exact port, exact vendor:product, "
-      "vendor:product+serial, globs")
-    p("    (vendor \"6xxx:*\", port \"4-a.b.*\", serial \"Z00042*\"); "
-      "exact: the globs replaced by hub rules")
-    p("")
-    lat = res["latency"]
-    p("(b) uevent sent by the harness -> decision line read, dry-run, "
-      "%d paced events (unplug+plug)" % LATENCY_EVENTS)
-    p("    %-28s %-9s %-9s %-22s %s" % ("program", "p50", "p99",
-                                       "above delivery p50/p99",
-                                       "vs baseline (above delivery)"))
-    dl = lat["delivery"]
-    base = lat["baseline"]
-    for name in ["delivery"] + ["daemon-%d" % s for s in SIZES] + \
-            ["baseline"]:
-        r = lat[name]
-        if name == "delivery":
-            label = "delivery (udev-monitor)"
-        elif name == "baseline":
-            label = "baseline (pyudev)"
-        else:
-            label = "daemon, {:,} rules".format(int(name.split("-")[1]))
-        if name == "delivery":
-            above = "-"
-            vs = "-"
-        else:
-            above = "%s / %s" % (fmt_us(r["above_p50_us"]),
-                                 fmt_us(r["above_p99_us"]))
-            vs = ("-" if name == "baseline" else "%s / %s" % (
-                ratio(r["above_p50_us"], base["above_p50_us"]),
-                ratio(r["above_p99_us"], base["above_p99_us"])))
-        p("    %-28s %-9s %-9s %-22s %s" % (label, fmt_us(r["p50_us"]),
-                                            fmt_us(r["p99_us"]), above, vs))
-    p("    by event, daemon with 10 rules, p50 above delivery's p50 for "
-      "the same event:")
-    p("      " + "  ".join("%s %s %s" % (k.split()[0], k.split()[1],
-                                         fmt_us(v))
-                           for k, v in lat["daemon-10"]["by_event"].items()))
-    p("")
-    p("(c) policy load and reload")
-    p("    %-14s %-16s %-14s %-21s %s" % ("rules", "load in-process",
-                                         "--check wall", "SIGHUP reload "
-                                         "p50/p99", "daemon RSS"))
-    for size in SIZES:
-        ld = [x for x in res["load"] if x["rules"] == size][0]
-        rl = res["reload"][str(size)]
-        p("    %-14s %-16s %-14s %-21s %s" % (
-            "{:,} ({:.0f} KB)".format(size, ld["bytes"] / 1024),
-            fmt_us(ld["load_p50_us"]),
-            fmt_us(statistics.median(rl["check_ms"]) * 1e3),
-            "%s / %s" % (fmt_us(rl["p50_ms"] * 1e3),
-                         fmt_us(rl["p99_ms"] * 1e3)),
-            "%.1f MiB" % (rl["rss_kib"] / 1024)))
-    p("    reload = RELOADING=1 to READY=1 (parse, index, re-decide 100 "
-      "devices), %d reloads; --check includes exec" % RELOADS)
-    p("")
-    idle = res["idle"]
-    p("(d) RSS idle with 100 plugged devices, 10 rules; (e) CPU used while "
-      "idle for %.0f s" % IDLE_SECONDS)
-    p("    %-26s %-10s %-8s %-16s %-9s %s" % ("program", "VmRSS", "ratio",
-                                            "utime+stime", "on-CPU",
-                                            "wake-ups"))
-    for name in ("daemon", "baseline", "delivery"):
-        r = idle[name]
-        p("    %-26s %-10s %-8s %-16s %-9s %d" % (
-            {"daemon": "daemon",
-             "baseline": "baseline (pyudev)",
-             "delivery": "udev-monitor (bare libudev)"}[name],
-            "%.2f MiB" % (r["rss_kib"] / 1024),
-            ratio(r["rss_kib"], idle["baseline"]["rss_kib"])
-            if name != "baseline" else "-",
-            "%d ticks (%d ms)" % (r["ticks"], r["ticks"] * 1000 /
-                                  host["clk_tck"]),
-            fmt_ns(r["cpu_ns"]), r["switches"]))
-    p("")
-    st = res["storm"]
-    p("(f) storm of %s events (unplug/replug pairs of the 100 devices) "
-      "through the harness's sender" % "{:,}".format(STORM_EVENTS))
-    p("    %-26s %-12s %-6s %-14s %-12s %s" % ("program", "events/s",
-                                             "lost", "CPU/event",
-                                             "RSS after", "ratio ev/s"))
-    for name in ("daemon", "baseline", "delivery"):
-        r = st[name]
-        p("    %-26s %-12s %-6d %-14s %-12s %s" % (
-            {"daemon": "daemon, 10 rules", "baseline": "baseline (pyudev)",
-             "delivery": "udev-monitor (bare libudev)"}[name],
-            "{:,.0f}".format(r["rate"]), r["lost"],
-            fmt_us(r["cpu_us_per_event"]),
-            "%.2f MiB" % (r["rss_kib"] / 1024),
-            ratio(r["rate"], st["baseline"]["rate"])
-            if name != "baseline" else "-"))
-    p("    the sender writes one datagram at a time and waits when the "
-      "receiver's queue (%s datagrams) is full" % host["qlen"])
-    p("")
-    p("targets")
-    for label, ok, figure in res["targets"]:
-        p("    %-8s %-52s %s" % (yes(ok), label, figure))
-    return "\n".join(out)
-
-
-def targets(res):
-    t = []
-    m = {(x["rules"], x["mix"], x["device"], x["method"]): x
-         for x in res["match"]}
-    for mix in ("mixed", "exact"):
-        x = m[(10000, mix, "last", "index")]
-        y = m[(10000, mix, "none", "index")]
-        worst = max(x["p50_ns"], y["p50_ns"])
-        t.append(("matching < 2 us/device, 10,000 rules (%s)" % mix,
-                  worst < 2000, "p50 %s (last) / %s (none)"
-                  % (fmt_ns(x["p50_ns"]), fmt_ns(y["p50_ns"]))))
-    for size in SIZES:
-        r = res["latency"]["daemon-%d" % size]
-        t.append(("latency above delivery, %s rules: p50 < 50 us, "
-                  "p99 < 500 us" % "{:,}".format(size),
-                  r["above_p50_us"] < 50 and r["above_p99_us"] < 500,
-                  "%s / %s" % (fmt_us(r["above_p50_us"]),
-                               fmt_us(r["above_p99_us"]))))
-    rl = res["reload"]["10000"]
-    t.append(("reload of 10,000 rules < 20 ms", rl["p50_ms"] < 20,
-              "p50 %s, p99 %s" % (fmt_us(rl["p50_ms"] * 1e3),
-                                  fmt_us(rl["p99_ms"] * 1e3))))
-    rss = res["idle"]["daemon"]["rss_kib"]
-    t.append(("RSS < 4 MiB idle with 100 devices", rss < 4096,
-              "%.2f MiB" % (rss / 1024)))
-    ticks = res["idle"]["daemon"]["ticks"]
-    t.append(("idle CPU 0 over %.0f s" % IDLE_SECONDS, ticks == 0,
-              "%d ticks, %s on CPU, %d wake-ups"
-              % (ticks, fmt_ns(res["idle"]["daemon"]["cpu_ns"]),
-                 res["idle"]["daemon"]["switches"])))
-    lost = sum(res["storm"][n]["lost"] for n in res["storm"])
-    t.append(("no event lost in the storms", lost == 0, "%d lost" % lost))
-    return t
-
-
-# ------------------------------------------------------------ main
-
-def summarize_latency(samples, delivery_by_event=None):
+def summarize_latency(samples):
     ns = [s[2] for s in samples]
-    r = {"p50_us": pct(ns, 50) / 1e3, "p99_us": pct(ns, 99) / 1e3,
-         "n": len(ns)}
     by = {}
     for action, port, v in samples:
         by.setdefault("%s %s" % (action, FIXTURE_FILE[port]), []).append(v)
-    r["by_event_p50_us"] = {k: pct(v, 50) / 1e3 for k, v in by.items()}
-    if delivery_by_event:
-        r["by_event"] = {k: v - delivery_by_event.get(k, 0)
-                         for k, v in r["by_event_p50_us"].items()}
-    return r
+    return {"p50_us": pct(ns, 50) / 1e3, "p99_us": pct(ns, 99) / 1e3,
+            "n": len(ns),
+            "by_event_p50_us": {k: pct(v, 50) / 1e3 for k, v in by.items()},
+            "samples_us": [round(x / 1e3, 1) for x in ns]}
 
 
 def run(args, res):
     daemon = os.path.join(TOP, "src", "auto-usb-attach")
     monitor = os.path.join(TOP, "tests", "fixtures", "udev-monitor")
-    for path in (daemon, monitor):
+    bare = os.path.join(args.build, "bare-monitor")
+    for path in (daemon, monitor, bare):
         if not os.access(path, os.X_OK):
             raise BenchError("%s is not built" % path)
     policies = {}
@@ -633,20 +493,21 @@ def run(args, res):
         policies[size] = path
 
     text, leaves = machine.machine()
-    n_leaves = len(leaves)
     n_usb = text.count("E: DEVTYPE=usb_device")
-    targets_ = {
-        "delivery": Target("udev-monitor", [monitor, "-s", "usb", "-t",
-                                            "usb_device"], n_usb + 1,
-                           parse_monitor),
-        "baseline": Target("baseline", ["/usr/bin/python3",
-                                        os.path.join(HERE, "baseline.py")] +
-                           BASELINE_ARGS, n_leaves, parse_baseline),
-    }
+    progs = {}
     for size in SIZES:
-        targets_["daemon-%d" % size] = Target(
-            "daemon-%d" % size, [daemon, "--dry-run", "--json", "-c",
-                                 policies[size]], n_leaves, parse_daemon)
+        name = "daemon-%d" % size
+        progs[name] = Program(name, [daemon, "--dry-run", "--json", "-c",
+                                     policies[size]], len(leaves),
+                              parse_daemon)
+    progs["baseline"] = Program("baseline", ["/usr/bin/python3",
+                                             os.path.join(HERE,
+                                                          "baseline.py")] +
+                                BASELINE_ARGS, len(leaves), parse_baseline)
+    progs["delivery"] = Program("udev-monitor", [monitor, "-s", "usb", "-t",
+                                                 "usb_device"], n_usb + 1,
+                                parse_monitor)
+    progs["bare"] = Program("bare-monitor", [bare], 0, parse_monitor)
 
     with contextlib.ExitStack() as stack:
         tb = stack.enter_context(aua.Testbed())
@@ -654,94 +515,284 @@ def run(args, res):
         t0 = time.monotonic()
         tb.load_string(text)
         log("testbed: %d devices (%d USB devices, %d leaves) in %.1f s"
-            % (text.count("\nP: ") + 1, n_usb, n_leaves,
+            % (text.count("\nP: ") + 1, n_usb, len(leaves),
                time.monotonic() - t0))
+        for slot, prog in enumerate(progs.values()):
+            prog.start(stack, tb, slot)
+        log("started: " + ", ".join("%s (pid %d)" % (p.name, p.d.pid)
+                                    for p in progs.values()))
 
-        # (b) latency, and (c) reload on the daemons of each size
-        lat = {}
-        raw = {}
-        order = ["delivery", "daemon-10", "baseline", "daemon-1000",
-                 "daemon-10000", "delivery"]
-        for name in order:
-            target = targets_[name]
-            with contextlib.ExitStack() as one:
-                d = target.start(one, tb)
-                t = time.monotonic()
-                samples = latency_run(tb, target, d, args.latency_events)
-                raw.setdefault(name, []).extend(samples)
-                log("latency: %s, %d events in %.1f s"
-                    % (name, len(samples), time.monotonic() - t))
-                if name.startswith("daemon-"):
-                    size = int(name.split("-")[1])
-                    t = time.monotonic()
-                    times = reload_run(d, args.reloads)
-                    res["reload"][str(size)] = {
-                        "ms": times, "p50_ms": pct(times, 50),
-                        "p99_ms": pct(times, 99), "rss_kib": rss_kib(d.pid),
-                        "check_ms": check_times(daemon, policies[size])}
-                    log("reload: %d rules, %d reloads in %.1f s"
-                        % (size, len(times), time.monotonic() - t))
-                rc, err = d.stop()
-                if name.startswith("daemon") and rc != 0:
-                    raise BenchError("%s exited %s:\n%s" % (name, rc, err))
-        dl = summarize_latency(raw["delivery"])
-        lat["delivery"] = dl
-        for name in raw:
-            if name == "delivery":
-                continue
-            r = summarize_latency(raw[name], dl["by_event_p50_us"])
-            r["above_p50_us"] = r["p50_us"] - dl["p50_us"]
-            r["above_p99_us"] = r["p99_us"] - dl["p99_us"]
-            lat[name] = r
-        res["latency"] = lat
-
-        # (d) RSS and (e) CPU, all three idle side by side
-        idle = {}
-        running = {}
-        for name in ("daemon", "baseline", "delivery"):
-            key = "daemon-10" if name == "daemon" else name
-            running[name] = targets_[key].start(stack, tb)
+        # (d) memory and (e) CPU: everything idle, 100 devices plugged
         time.sleep(1.0)
-        before = {n: cpu(d.pid) for n, d in running.items()}
+        before = {n: cpu(p.d.pid) for n, p in progs.items()}
         time.sleep(args.idle)
-        for name, d in running.items():
-            after = cpu(d.pid)
-            idle[name] = {"rss_kib": rss_kib(d.pid),
+        idle = {}
+        for name, prog in progs.items():
+            after = cpu(prog.d.pid)
+            status = proc_status(prog.d.pid)
+            idle[name] = {"rss_kib": rss_kib(prog.d.pid),
+                          "pss_kib": pss_kib(prog.d.pid),
                           "ticks": after[0] - before[name][0],
                           "cpu_ns": after[1] - before[name][1],
                           "switches": after[2] - before[name][2],
-                          "status": {k: proc_status(d.pid)[k] for k in
-                                     ("VmRSS", "VmHWM", "RssAnon",
-                                      "RssFile", "VmData")}}
-            if d.drain(0.05):
+                          "status": {k: status[k] for k in
+                                     ("VmRSS", "VmHWM", "RssAnon", "RssFile",
+                                      "VmData")}}
+            if prog.d.drain(0.05):
                 raise BenchError("%s printed while idle" % name)
         res["idle"] = idle
         log("idle: %.0f s" % args.idle)
 
-        # (f) storm, one program at a time
-        for name in ("baseline", "delivery"):
-            running[name].stop()
+        # (b) latency, every program in turn
+        t = time.monotonic()
+        gc.collect()
+        gc.disable()            # no collection between a send and its line
+        try:
+            raw = latency_round(tb, progs, args.latency_events)
+        finally:
+            gc.enable()
+        log("latency: %d events per program in %.1f s"
+            % (args.latency_events, time.monotonic() - t))
+        lat = {name: summarize_latency(v) for name, v in raw.items()}
+        for name, r in lat.items():
+            if name in ("delivery", "bare"):
+                continue
+            for ref, key in (("delivery", "above"), ("bare", "above_bare")):
+                r[key + "_p50_us"] = r["p50_us"] - lat[ref]["p50_us"]
+                r[key + "_p99_us"] = r["p99_us"] - lat[ref]["p99_us"]
+            r["by_event_above_bare_us"] = {
+                k: v - lat["bare"]["by_event_p50_us"][k]
+                for k, v in r["by_event_p50_us"].items()}
+        res["latency"] = lat
+
+        # (c) reloads, and --check
+        for size in SIZES:
+            d = progs["daemon-%d" % size].d
+            times = reload_run(d, args.reloads)
+            res["reload"][str(size)] = {
+                "ms": times, "p50_ms": pct(times, 50),
+                "p99_ms": pct(times, 99), "rss_kib": rss_kib(d.pid),
+                "check_ms": check_times(daemon, policies[size])}
+        log("reload: %d per policy" % args.reloads)
+
+        # (f) storms, one program at a time
         datagrams = storm_datagrams(tb, leaves, args.storm_events)
         storm = {}
-        for name in ("daemon", "baseline", "delivery"):
-            d = running.get(name)
-            if d is None or not d.running():
-                key = "daemon-10" if name == "daemon" else name
-                d = targets_[key].start(stack, tb)
-            tb.sender.waits = 0
-            storm[name] = storm_run(tb, targets_["daemon-10" if name ==
-                                                 "daemon" else name],
-                                    d, datagrams)
+        for name in ("daemon-10", "baseline", "delivery", "bare"):
+            storm[name] = storm_run(tb, progs[name], datagrams)
             log("storm: %s: %d handled, %d lost, %.0f events/s"
                 % (name, storm[name]["handled"], storm[name]["lost"],
                    storm[name]["rate"]))
-            rc, err = d.stop()
-            if name == "daemon" and rc != 0:
-                raise BenchError("the daemon exited %s after the storm:\n%s"
-                                 % (rc, err))
-            running.pop(name, None)
         res["storm"] = storm
 
+        for name, prog in progs.items():
+            rc, err = prog.d.stop()
+            if name.startswith("daemon") and rc != 0:
+                raise BenchError("%s exited %s:\n%s" % (name, rc, err))
+
+
+# ------------------------------------------------------------ the table
+
+NAMES = {"delivery": "udev-monitor (delivery)",
+         "bare": "bare-monitor (delivery)",
+         "baseline": "baseline (pyudev)"}
+
+
+def label(name):
+    if name.startswith("daemon-"):
+        return "daemon, {:,} rules".format(int(name.split("-")[1]))
+    return NAMES[name]
+
+
+def fmt_ns(ns):
+    if ns < 0:
+        return "-" + fmt_ns(-ns)
+    if ns >= 1e6:
+        return "%.1f ms" % (ns / 1e6)
+    if ns >= 1e4:
+        return "%.0f us" % (ns / 1e3)
+    if ns >= 1e3:
+        return "%.1f us" % (ns / 1e3)
+    return "%.0f ns" % ns
+
+
+def fmt_us(us):
+    return fmt_ns(us * 1e3)
+
+
+def ratio(ours, theirs):
+    if not theirs or ours <= 0 or theirs <= 0:
+        return "n/a"
+    r = ours / theirs
+    return "%.2fx" % r if r < 10 else "%.0fx" % r
+
+
+def table(res):
+    out = []
+    p = out.append
+    host = res["host"]
+    p("auto-usb-attach benchmarks (bench/run), %s" % host["date"])
+    p("host: %s, %d CPUs, Linux %s, umockdev %s; during the run the CPUs "
+      "were %.0f%% busy, %.0f%% with others' work"
+      % (host["cpu"], host["cpus"], host["kernel"], host["umockdev"],
+         res["machine"]["busy_pct"], res["machine"]["others_pct"]))
+    p("")
+    p("(a) rule matching per device, in-process: p50 / p99 per call")
+    p("    %-38s %-21s %s" % ("policy, device", "match_device (index)",
+                             "match_device_linear"))
+    for size in SIZES:
+        for mix in ("mixed", "exact"):
+            for device in ("last", "none"):
+                rows = {m["method"]: m for m in res["match"]
+                        if m["rules"] == size and m["mix"] == mix and
+                        m["device"] == device}
+                if not rows:
+                    continue
+                i, lin = rows["index"], rows["linear"]
+                p("    %-38s %-21s %s" % (
+                    "{:,} {}, {}".format(size, mix, "last rule matches"
+                                         if device == "last"
+                                         else "no rule matches"),
+                    "%s / %s" % (fmt_ns(i["p50_ns"]), fmt_ns(i["p99_ns"])),
+                    "%s / %s" % (fmt_ns(lin["p50_ns"]),
+                                 fmt_ns(lin["p99_ns"]))))
+    p("    mixed: a quarter each of exact port, exact vendor:product, "
+      "vendor:product + serial, and globs")
+    p("    (\"6xxx:*\", port \"4-a.b.*\", serial \"Z00042*\"); exact: the "
+      "same with hub rules for the globs")
+    p("")
+    lat = res["latency"]
+    p("(b) uevent sent by the harness -> decision line read, --dry-run "
+      "--json; %d paced events per program" % res["params"]["latency_events"])
+    p("    (unplug + replug of 4 devices), the programs in turn; "
+      "delivery = the same events to a bare libudev client")
+    p("    %-24s %-17s %-18s %-18s %s" % (
+        "program", "p50 / p99", "above udev-monitor", "above bare-monitor",
+        "ratio to baseline"))
+    base = lat["baseline"]
+    for name in ["delivery", "bare"] + ["daemon-%d" % s for s in SIZES] + \
+            ["baseline"]:
+        r = lat[name]
+        pair = "%s / %s" % (fmt_us(r["p50_us"]), fmt_us(r["p99_us"]))
+        if name in ("delivery", "bare"):
+            p("    %-24s %s" % (label(name), pair))
+            continue
+        above = "%s / %s" % (fmt_us(r["above_p50_us"]),
+                             fmt_us(r["above_p99_us"]))
+        above_bare = "%s / %s" % (fmt_us(r["above_bare_p50_us"]),
+                                  fmt_us(r["above_bare_p99_us"]))
+        vs = "" if name == "baseline" else "%s / %s" % (
+            ratio(r["above_bare_p50_us"], base["above_bare_p50_us"]),
+            ratio(r["above_bare_p99_us"], base["above_bare_p99_us"]))
+        p("    %-24s %-17s %-18s %-18s %s" % (label(name), pair, above,
+                                              above_bare, vs))
+    p("    ratio to baseline: of the figures above bare-monitor (p50 / p99)")
+    p("    daemon with 10 rules, p50 above bare-monitor's p50, by event:")
+    by = lat["daemon-10"]["by_event_above_bare_us"]
+    items = ["%s %s" % (k, fmt_us(v)) for k, v in by.items()]
+    p("      " + ", ".join(items[:4]))
+    p("      " + ", ".join(items[4:]))
+    p("")
+    p("(c) policy load and SIGHUP reload (the generated mixed policies)")
+    p("    %-17s %-19s %-13s %-19s %s" % ("rules (YAML)", "load in-process",
+                                         "--check wall", "reload p50 / p99",
+                                         "RSS idle / after"))
+    for size in SIZES:
+        ld = [x for x in res["load_runs"] if x["rules"] == size][0]
+        rl = res["reload"][str(size)]
+        p("    %-17s %-19s %-13s %-19s %s" % (
+            "{:,} ({:.0f} KiB)".format(size, ld["bytes"] / 1024),
+            "%s / %s" % (fmt_us(ld["load_p50_us"]),
+                         fmt_us(ld["load_p99_us"])),
+            fmt_us(statistics.median(rl["check_ms"]) * 1e3),
+            "%s / %s" % (fmt_us(rl["p50_ms"] * 1e3),
+                         fmt_us(rl["p99_ms"] * 1e3)),
+            "%.1f / %.1f MiB" % (res["idle"]["daemon-%d" % size]["rss_kib"] /
+                                 1024, rl["rss_kib"] / 1024)))
+    p("    load: policy_load_buffer (parse, check, index) p50 / p99; "
+      "--check: the whole process, median of 5;")
+    p("    reload: RELOADING=1 to READY=1, 100 devices re-decided, %d "
+      "reloads; RSS after them" % res["params"]["reloads"])
+    p("")
+    idle = res["idle"]
+    p("(d) memory idle with 100 plugged devices, (e) CPU used while idle "
+      "for %.0f s" % res["params"]["idle"])
+    p("    %-24s %-10s %-7s %-10s %-12s %-8s %s" % (
+        "program", "VmRSS", "ratio", "Pss", "utime+stime", "on CPU",
+        "wake-ups"))
+    for name in ("daemon-10", "baseline", "delivery", "bare"):
+        r = idle[name]
+        p("    %-24s %-10s %-7s %-10s %-12s %-8s %d" % (
+            label(name), "%.2f MiB" % (r["rss_kib"] / 1024),
+            ratio(r["rss_kib"], idle["baseline"]["rss_kib"])
+            if name != "baseline" else "",
+            "%.2f MiB" % (r["pss_kib"] / 1024),
+            "%d ticks" % r["ticks"], fmt_ns(r["cpu_ns"]), r["switches"]))
+    p("    ticks of 1/%d s (/proc/PID/stat); on CPU: "
+      "/proc/PID/task/*/schedstat; wake-ups: context switches"
+      % host["clk_tck"])
+    p("")
+    st = res["storm"]
+    p("(f) storm: %s events (unplug + replug of the 100 devices in turn), "
+      "as fast as the harness sends" % "{:,}".format(
+          res["params"]["storm_events"]))
+    p("    %-24s %-10s %-7s %-6s %-11s %s" % ("program", "events/s", "ratio",
+                                          "lost", "CPU/event", "RSS after"))
+    for name in ("daemon-10", "baseline", "delivery", "bare"):
+        r = st[name]
+        p("    %-24s %-10s %-7s %-6d %-11s %.2f MiB" % (
+            label(name), "{:,.0f}".format(r["rate"]),
+            ratio(r["rate"], st["baseline"]["rate"])
+            if name != "baseline" else "", r["lost"],
+            fmt_us(r["cpu_us_per_event"]), r["rss_kib"] / 1024))
+    p("    the harness's Python sender (one datagram at a time, waiting "
+      "while the receiver's queue is full)")
+    p("    bounds events/s; CPU/event is the program's own on-CPU time")
+    p("")
+    p("targets (issue 8)")
+    for text, ok, figure in res["targets"]:
+        p("    %-8s %-47s %s" % ("met" if ok else "NOT MET", text, figure))
+    return "\n".join(out)
+
+
+def targets(res):
+    t = []
+    m = {(x["rules"], x["mix"], x["device"], x["method"]): x
+         for x in res["match"]}
+    for mix in ("mixed", "exact"):
+        x = m[(10000, mix, "last", "index")]
+        y = m[(10000, mix, "none", "index")]
+        t.append(("matching < 2 us/device, 10,000 rules, %s" % mix,
+                  max(x["p50_ns"], y["p50_ns"]) < 2000,
+                  "p50 %s (last) / %s (none)" % (fmt_ns(x["p50_ns"]),
+                                                 fmt_ns(y["p50_ns"]))))
+    for size in SIZES:
+        r = res["latency"]["daemon-%d" % size]
+        t.append(("latency above delivery, {:,} rules".format(size),
+                  r["above_p50_us"] < 50 and r["above_p99_us"] < 500,
+                  "p50 < 50 us, p99 < 500 us: %s / %s; above bare-monitor "
+                  "%s / %s" % (fmt_us(r["above_p50_us"]),
+                               fmt_us(r["above_p99_us"]),
+                               fmt_us(r["above_bare_p50_us"]),
+                               fmt_us(r["above_bare_p99_us"]))))
+    rl = res["reload"]["10000"]
+    t.append(("reload of 10,000 rules < 20 ms", rl["p50_ms"] < 20,
+              "p50 %s, p99 %s" % (fmt_us(rl["p50_ms"] * 1e3),
+                                  fmt_us(rl["p99_ms"] * 1e3))))
+    idle = res["idle"]["daemon-10"]
+    t.append(("RSS < 4 MiB idle with 100 devices", idle["rss_kib"] < 4096,
+              "%.2f MiB (Pss %.2f MiB)" % (idle["rss_kib"] / 1024,
+                                           idle["pss_kib"] / 1024)))
+    t.append(("idle CPU 0 over %.0f s" % res["params"]["idle"],
+              idle["ticks"] == 0,
+              "%d ticks, %s on CPU, %d wake-ups"
+              % (idle["ticks"], fmt_ns(idle["cpu_ns"]), idle["switches"])))
+    lost = sum(r["lost"] for r in res["storm"].values())
+    t.append(("no event lost in the storms", lost == 0, "%d lost" % lost))
+    return t
+
+
+# ------------------------------------------------------------ main
 
 def stop_on_signal(signum, frame):
     raise SystemExit("bench: killed by signal %d" % signum)
@@ -753,14 +804,11 @@ def log(msg):
 
 def host_facts():
     cpu_name = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu_name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu_name = line.split(":", 1)[1].strip()
+                break
     try:
         umockdev = subprocess.run(["dpkg-query", "-W", "-f=${Version}",
                                    "umockdev"], capture_output=True,
@@ -775,10 +823,17 @@ def host_facts():
             "clk_tck": os.sysconf("SC_CLK_TCK"), "qlen": qlen}
 
 
+def our_cpu_seconds():
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", required=True,
-                    help="directory with match-bench and match.json")
+                    help="directory with match-bench, bare-monitor and "
+                    "match.json")
     ap.add_argument("--match-bench", help="default: BUILD/match-bench")
     ap.add_argument("--latency-events", type=int, default=LATENCY_EVENTS)
     ap.add_argument("--storm-events", type=int, default=STORM_EVENTS)
@@ -788,21 +843,34 @@ def main():
     args.match_bench = args.match_bench or os.path.join(args.build,
                                                         "match-bench")
     aua.ensure_preload()
-    # a ^C or a kill still stops every child (the ExitStacks unwind)
+    # a kill or ^C unwinds the ExitStacks: every program is stopped by pid
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, stop_on_signal)
 
-    res = {"host": host_facts(), "match": [], "load": [], "reload": {}}
+    res = {"host": host_facts(), "match": [], "load_runs": [], "reload": {},
+           "params": {"latency_events": args.latency_events,
+                      "storm_events": args.storm_events,
+                      "idle": args.idle, "reloads": args.reloads}}
     with open(os.path.join(args.build, "match.json")) as f:
         for line in f:
             obj = json.loads(line)
-            res[obj["what"]].append(obj)
+            res["load_runs" if obj["what"] == "load" else "match"].append(obj)
+    busy0, total0 = machine_ticks()
+    ours0 = our_cpu_seconds()
     rc = 0
     try:
         run(args, res)
+        busy1, total1 = machine_ticks()
+        tck = os.sysconf("SC_CLK_TCK")
+        ours = our_cpu_seconds() - ours0
+        res["machine"] = {
+            "busy_pct": 100.0 * (busy1 - busy0) / max(1, total1 - total0),
+            "ours_s": ours,
+            "others_pct": max(0.0, 100.0 * ((busy1 - busy0) / tck - ours) /
+                              max(1e-9, (total1 - total0) / tck))}
         res["targets"] = targets(res)
         print(table(res), flush=True)
-        if any(res["storm"][n]["lost"] for n in res["storm"]):
+        if any(r["lost"] for r in res["storm"].values()):
             print("bench: events were lost", file=sys.stderr)
             rc = 1
     except (BenchError, aua.TestFailure) as e:

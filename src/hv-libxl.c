@@ -619,8 +619,7 @@ static int start_usbdev(struct libxl_hv *lx, int domid, const struct hv_usb *usb
     if (!op)
         return -ENOMEM;
     op->is_usbdev = true;
-    libxl_device_usbdev_init(&op->usbdev);
-    op->usbdev.type = LIBXL_USBDEV_TYPE_HOSTDEV;
+    libxl_device_usbdev_init_type(&op->usbdev, LIBXL_USBDEV_TYPE_HOSTDEV);
     op->usbdev.ctrl = usb->ctrl;
     op->usbdev.port = usb->port;
     op->usbdev.u.hostdev.hostbus = (uint8_t)usb->busnum;
@@ -648,14 +647,35 @@ static int lx_attach(struct hv *hv, int domid, const struct hv_usb *usb, hv_done
 
 /*
  * A detach needs the host bus and address, which a device that has left
- * sysfs can no longer tell: libxl's saved guest configuration has them.
+ * sysfs can no longer tell: libxl's saved guest configuration has them (the
+ * last device added at each controller:port).  It is read without libxl's
+ * lock: a synchronous libxl call could wait for that lock in a child process
+ * that only our loop would reap.
  */
 static void fill_from_config(struct libxl_hv *lx, int domid, struct hv_usb *usb)
 {
     libxl_domain_config cfg;
+    uint8_t *data = NULL;
+    int len = 0;
 
+    if (libxl_userdata_retrieve(lx->ctx, (uint32_t)domid, "libxl-json", &data, &len) != 0 ||
+        !data || len <= 0) {
+        free(data);
+        return;
+    }
+    /* The file ends in a NUL byte; the parser wants a string. */
+    if (data[len - 1] != '\0') {
+        uint8_t *copy = realloc(data, (size_t)len + 1);
+
+        if (!copy) {
+            free(data);
+            return;
+        }
+        data = copy;
+        data[len] = '\0';
+    }
     libxl_domain_config_init(&cfg);
-    if (libxl_retrieve_domain_configuration(lx->ctx, (uint32_t)domid, &cfg, NULL) == 0) {
+    if (libxl_domain_config_from_json(lx->ctx, &cfg, (const char *)data) == 0) {
         for (int i = 0; i < cfg.num_usbdevs; i++) {
             if (cfg.usbdevs[i].ctrl == usb->ctrl && cfg.usbdevs[i].port == usb->port) {
                 usb->busnum = cfg.usbdevs[i].u.hostdev.hostbus;
@@ -664,6 +684,7 @@ static void fill_from_config(struct libxl_hv *lx, int domid, struct hv_usb *usb)
         }
     }
     libxl_domain_config_dispose(&cfg);
+    free(data);
 }
 
 static int lx_detach(struct hv *hv, int domid, const struct hv_usb *usb, hv_done_fn done,

@@ -1,0 +1,88 @@
+"""The libxl backend on the real libxl and xenstored: cold plug of three
+devices into two guests (one on a nested hub), a controller created where a
+guest has none, a hot add, an unplug detached from the daemon's own record
+(the device's sysfs is already gone), and SIGHUP moving a device from one
+guest to another.  Asserted from the QMP commands the device models got and
+from xenstore."""
+
+import signal
+
+import aua
+import daemon
+import xen
+
+POLICY = """\
+version: 1
+domains:
+  win10: {}
+  vault: {}
+rules:
+  - name: keys
+    match: { id: "1050:0407" }
+    domain: vault
+  - name: the first hub
+    match: { hub: usb1 }
+    domain: win10
+"""
+
+MOVED = POLICY.replace("""  - name: the first hub""", """  - name: the keyboard to the vault
+    match: { id: "046d:c31c" }
+    domain: vault
+  - name: the first hub""")
+
+WIN10, VAULT = 5, 7
+
+
+def test():
+    tmp = aua.tempdir()
+    policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
+    tb = aua.Testbed()
+    for f in ("hubs", "yubikey", "keyboard", "storage"):
+        tb.load(f)
+    xen.add_guest("win10", WIN10)
+    xen.add_guest("vault", VAULT)
+    t = daemon.timeout(10)
+    with aua.Daemon(daemon.command("--foreground", "-c", policy), testbed=tb,
+                    env=xen.daemon_env()) as d:
+        d.wait_ready(t)
+        xen.wait_attached(VAULT, ["1-1.2"], t)
+        xen.wait_attached(WIN10, ["1-1.3", "1-1.4.2"], t)
+        # No guest had a controller: one was made (version 2, EHCI) in each.
+        for domid in (WIN10, VAULT):
+            adds = [c["arguments"] for c in xen.qmp_log(domid)
+                    if c.get("execute") == "device_add" and
+                    c["arguments"]["driver"] != "usb-host"]
+            aua.check_equal(adds, [{"driver": "usb-ehci", "id": "xenusb-0"}],
+                            "controllers created in domain %d" % domid)
+        aua.check_equal(xen.usb_hosts(VAULT), [("xenusb-1-5", "xenusb-0.0", "1", "1", "5")],
+                        "the key's usb-host")
+        aua.check_equal(sorted(xen.usb_hosts(WIN10)),
+                        [("xenusb-1-6", "xenusb-0.0", "1", "1", "6"),
+                         ("xenusb-1-7", "xenusb-0.0", "2", "1", "7")],
+                        "keyboard and the stick on the nested hub")
+
+        tb.load("webcam")
+        xen.wait_attached(WIN10, ["1-1.3", "1-1.4.2", "1-2"], t)
+        aua.check_equal(xen.usb_hosts(WIN10)[-1], ("xenusb-1-4", "xenusb-0.0", "3", "1", "4"),
+                        "hot-plugged webcam")
+
+        tb.remove("1-1.2")
+        xen.wait_attached(VAULT, [], t)
+        aua.check_equal(xen.device_dels(VAULT), ["xenusb-1-5"], "detach of the unplugged key")
+
+        daemon.write_policy(tmp, "policy.yaml", MOVED)
+        d.signal(signal.SIGHUP)
+        d.wait_notify("RELOADING", "1", t)
+        xen.wait_attached(VAULT, ["1-1.3"], t)
+        xen.wait_attached(WIN10, ["1-1.4.2", "1-2"], t)
+        aua.check_equal(xen.device_dels(WIN10), ["xenusb-1-6"], "keyboard taken out of win10")
+        aua.check_equal(xen.usb_hosts(VAULT)[-1], ("xenusb-1-6", "xenusb-0.0", "1", "1", "6"),
+                        "keyboard given to the vault")
+        daemon.stop_clean(d)
+    # Stopping the daemon leaves the guests as they are.
+    aua.check_equal(xen.attached(WIN10), ["1-1.4.2", "1-2"], "win10 after the daemon stopped")
+
+
+if __name__ == "__main__":
+    xen.enter()
+    aua.main(test)
