@@ -45,6 +45,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
@@ -74,7 +75,9 @@ FD_SLOT = 16
 SPACER = """import os, sys
 r, w = os.pipe()
 for fd in range(3, 3 + int(sys.argv[1])):
-    os.dup2(r, fd, inheritable=True)
+    if fd != r:
+        os.dup2(r, fd, inheritable=True)
+os.set_inheritable(r, True)
 os.execv(sys.argv[2], sys.argv[2:])
 """
 
@@ -333,7 +336,8 @@ def latency_round(tb, progs, n_events):
     out = {n: [] for n in names}
     k = 0
     while min(len(v) for v in out.values()) < n_events:
-        prog = progs[names[k % len(names)]]
+        name = names[k % len(names)]
+        prog = progs[name]
         port = TOGGLED[(k // len(names)) % len(TOGGLED)]
         tb.sender.only = prog.listener
         for action in ("remove", "add"):
@@ -356,7 +360,7 @@ def latency_round(tb, progs, n_events):
             if got_port != port or (got_action and got_action != action):
                 raise BenchError("%s answered %s %s with %r"
                                  % (prog.name, action, port, line))
-            out[prog.name].append((action, port, arrived - sent))
+            out[name].append((action, port, arrived - sent))
             if ifaces:
                 tb.load_string(ifaces)
             time.sleep(PACE)
@@ -875,6 +879,10 @@ def main():
             rc = 1
     except (BenchError, aua.TestFailure) as e:
         print("bench: FAILED: %s" % e, file=sys.stderr, flush=True)
+        rc = 1
+    except Exception:
+        traceback.print_exc()
+        print("bench: FAILED", file=sys.stderr, flush=True)
         rc = 1
     finally:
         with open(os.path.join(args.build, "results.json"), "w") as f:

@@ -6,8 +6,10 @@
  * are registered with libxl_osevent_register_hooks, every USB operation is
  * asynchronous (libxl_asyncop_how with a callback), and libev owns SIGCHLD:
  * an ev_child watcher hands each reaped child to libxl_childproc_reaped.
- * xenstore's @introduceDomain and @releaseDomain watches make the backend
- * rescan the domains and report guests that appeared or went away.
+ * xenstore's @introduceDomain and @releaseDomain watches, and libxl's
+ * DOMAIN_SHUTDOWN and DOMAIN_DEATH events for the guests it reported, make
+ * the backend rescan the domains and report guests that appeared or went
+ * away.  A guest is known by name: its domid changes at every reboot.
  *
  * The ports of a guest's controllers are read from xenstore
  * (/libxl/<domid>/device/vusb/<ctrl>/port/<n>), not from
@@ -63,6 +65,12 @@ struct logger {
     xentoollog_logger base;
 };
 
+/* A guest the backend reported as running. */
+struct guest {
+    int domid;
+    libxl_evgen_domain_death *death;
+};
+
 struct libxl_hv {
     struct hv hv;
     struct ev_loop *loop;
@@ -74,7 +82,8 @@ struct libxl_hv {
     ev_timer rescan_timer;
     libxl_osevent_hooks osevent_hooks;
     libxl_childproc_hooks child_hooks;
-    struct strmap *running;     /* guest name -> domid + 1, as reported */
+    libxl_event_hooks event_hooks;
+    struct strmap *running;     /* guest name -> struct guest, as reported */
     struct osev *osevs;
     struct lx_op *ops;
     bool in_libxl;
@@ -278,17 +287,43 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 
 /* ---- guests coming and going ---- */
 
+static void guest_free(struct libxl_hv *lx, struct guest *g)
+{
+    if (g && g->death)
+        libxl_evdisable_domain_death(lx->ctx, g->death);
+    free(g);
+}
+
+static void report_stopped(struct libxl_hv *lx, const char *name)
+{
+    struct guest *g = strmap_remove(lx->running, name);
+
+    if (!g)
+        return;
+    if (lx->hv.events.domain_stopped)
+        lx->hv.events.domain_stopped(lx->hv.events.arg, name, g->domid);
+    guest_free(lx, g);
+}
+
 static void report_started(struct libxl_hv *lx, const char *name, int domid)
 {
-    void *old = strmap_get(lx->running, name);
+    struct guest *g = strmap_get(lx->running, name);
 
-    if (old && (intptr_t)old - 1 == domid)
+    if (g && g->domid == domid)
         return;
-    if (old && lx->hv.events.domain_stopped)
-        lx->hv.events.domain_stopped(lx->hv.events.arg, name, (int)((intptr_t)old - 1));
-    if (strmap_put(lx->running, name, (void *)(intptr_t)(domid + 1), NULL) < 0) {
+    if (g)
+        report_stopped(lx, name);
+    g = calloc(1, sizeof(*g));
+    if (!g || strmap_put(lx->running, name, g, NULL) < 0) {
+        free(g);
         log_error("out of memory");
         return;
+    }
+    g->domid = domid;
+    /* libxl says when it shuts down or dies, beside xenstore's watches. */
+    if (libxl_evenable_domain_death(lx->ctx, (uint32_t)domid, 0, &g->death) != 0) {
+        log_warnx("%s: cannot follow the guest's shutdown through libxl", name);
+        g->death = NULL;
     }
     if (lx->hv.events.domain_started)
         lx->hv.events.domain_started(lx->hv.events.arg, name, domid);
@@ -302,7 +337,7 @@ static void rescan(struct libxl_hv *lx)
 {
     struct strmap *now = strmap_new();
     libxl_dominfo *list;
-    bool unnamed = false;
+    bool unnamed = false, listed;
     size_t pos = 0;
     const char *key;
     void *value;
@@ -328,24 +363,28 @@ static void rescan(struct libxl_hv *lx)
             log_error("out of memory");
         free(name);
     }
-    if (list)
+    listed = list != NULL;
+    if (listed)
         libxl_dominfo_list_free(list, n);
     else
         log_warnx("cannot list the domains");
 
-    /* Gone first (a reboot's old domid), then started. */
-    while (strmap_next(lx->running, &pos, &key, &value) == 0) {
-        void *cur = strmap_get(now, key);
+    /* Gone first (a reboot's old domid), then started; nothing if listing failed. */
+    for (bool changed = listed; changed;) {
+        changed = false;
+        pos = 0;
+        while (strmap_next(lx->running, &pos, &key, &value) == 0) {
+            const struct guest *g = value;
 
-        if (cur == value)
-            continue;
-        if (lx->hv.events.domain_stopped)
-            lx->hv.events.domain_stopped(lx->hv.events.arg, key, (int)((intptr_t)value - 1));
-        strmap_remove(lx->running, key);
-        pos = 0;    /* the map changed under the iteration */
+            if (strmap_get(now, key) == (void *)(intptr_t)(g->domid + 1))
+                continue;
+            report_stopped(lx, key);
+            changed = true;     /* the map changed under the iteration */
+            break;
+        }
     }
     pos = 0;
-    while (list && strmap_next(now, &pos, &key, &value) == 0)
+    while (listed && strmap_next(now, &pos, &key, &value) == 0)
         report_started(lx, key, (int)((intptr_t)value - 1));
     strmap_free(now, NULL);
     if (unnamed && !ev_is_active(&lx->rescan_timer)) {
@@ -376,12 +415,32 @@ static void xs_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- hv_ops ---- */
 
+static void event_occurs(void *user, libxl_event *event)
+{
+    struct libxl_hv *lx = user;
+
+    /* libxl may be inside a call of ours: look at the domains from the loop. */
+    if ((event->type == LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN ||
+         event->type == LIBXL_EVENT_TYPE_DOMAIN_DEATH) &&
+        !ev_is_active(&lx->rescan_timer)) {
+        ev_timer_set(&lx->rescan_timer, 0., 0.);
+        ev_timer_start(lx->loop, &lx->rescan_timer);
+    }
+    libxl_event_free(lx->ctx, event);
+}
+
+static void event_disaster(void *user, libxl_event_type type, const char *msg, int errnoval)
+{
+    log_error("libxl cannot deliver its events any more (%s%s%s): restart the daemon",
+              msg, errnoval > 0 ? ": " : "", errnoval > 0 ? strerror(errnoval) : "");
+}
+
 static int lx_domain_lookup(struct hv *hv, const char *name)
 {
     struct libxl_hv *lx = (struct libxl_hv *)hv;
-    void *v = strmap_get(lx->running, name);
+    const struct guest *g = strmap_get(lx->running, name);
 
-    return v ? (int)((intptr_t)v - 1) : -ENOENT;
+    return g ? g->domid : -ENOENT;
 }
 
 static unsigned read_uint(struct libxl_hv *lx, const char *path, unsigned dflt)
@@ -716,6 +775,15 @@ static void lx_free(struct hv *hv)
     }
     ev_timer_stop(lx->loop, &lx->rescan_timer);
     ev_child_stop(lx->loop, &lx->child);
+    if (lx->running) {
+        size_t pos = 0;
+        const char *key;
+        void *value;
+
+        while (strmap_next(lx->running, &pos, &key, &value) == 0)
+            guest_free(lx, value);
+        strmap_free(lx->running, NULL);
+    }
     if (lx->ctx)
         libxl_ctx_free(lx->ctx);
     while (ops) {
@@ -733,7 +801,6 @@ static void lx_free(struct hv *hv)
         osev_unlink(o);
         free(o);
     }
-    strmap_free(lx->running, NULL);
     free(lx);
 }
 
@@ -782,6 +849,11 @@ struct hv *hv_libxl_new(struct ev_loop *loop)
         .timeout_deregister = timeout_deregister,
     };
     libxl_osevent_register_hooks(lx->ctx, &lx->osevent_hooks, lx);
+    lx->event_hooks.event_occurs_mask = (1ULL << LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN) |
+                                        (1ULL << LIBXL_EVENT_TYPE_DOMAIN_DEATH);
+    lx->event_hooks.event_occurs = event_occurs;
+    lx->event_hooks.disaster = event_disaster;
+    libxl_event_register_callbacks(lx->ctx, &lx->event_hooks, lx);
     lx->child_hooks.chldowner = libxl_sigchld_owner_mainloop;
     libxl_childproc_setmode(lx->ctx, &lx->child_hooks, lx);
     ev_child_init(&lx->child, child_cb, 0, 0);

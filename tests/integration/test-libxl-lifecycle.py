@@ -46,9 +46,11 @@ def test():
         xen.add_guest("vault", 9)
         xen.wait_attached(9, ["1-1.2"], t)
 
-        xen.destroy_guest(9)
+        # Shut down (not yet destroyed): the daemon lets go of its devices.
+        xen._xenenv("xenenv_set_state", 9, "shutdown")
         aua.wait_until(lambda: "vault: guest stopped (was domid 9)" in d.stderr(), t,
-                       "the daemon to see the guest go")
+                       "the daemon to see the guest shut down")
+        xen.destroy_guest(9)
 
         # Back under a new domid, introduced before its device model listens.
         xen.add_guest("vault", 12, "none")

@@ -3,7 +3,8 @@ user attached two devices to a guest with xl; one of them has since been
 unplugged.  The daemon removes the stale attachment (device_del and the
 xenstore port cleared: a busid left there would make every later libxl add
 fail), takes the one still plugged in as attached instead of adding it a
-second time, and attaches what is missing."""
+second time, and attaches what is missing.  A device that someone gave to
+another guest is reported and left there, not fought over."""
 
 import aua
 import daemon
@@ -14,7 +15,7 @@ version: 1
 domains:
   win10: {}
 rules:
-  - match: { hub: "1-1" }
+  - match: { hub: usb1 }
     domain: win10
 """
 
@@ -23,9 +24,12 @@ def test():
     tmp = aua.tempdir()
     policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
     tb = aua.Testbed()
-    for f in ("hubs", "keyboard", "storage"):
+    for f in ("hubs", "keyboard", "storage", "webcam"):
         tb.load(f)
     xen.add_guest("win10", 5)
+    xen.add_guest("vault", 7)
+    xen.xl("usbctrl-attach", "vault", "version=2", "ports=6")
+    xen.xl("usbdev-attach", "vault", "hostbus=1", "hostaddr=4")    # the webcam
     xen.xl("usbctrl-attach", "win10", "version=2", "ports=6")
     xen.xl("usbdev-attach", "win10", "hostbus=1", "hostaddr=6")    # the keyboard
     xen.xl("usbdev-attach", "win10", "hostbus=1", "hostaddr=7")    # the stick
@@ -37,6 +41,9 @@ def test():
                     env=xen.daemon_env()) as d:
         d.wait_ready(t)
         xen.wait_attached(5, ["1-1.2", "1-1.4.2"], t)
+        aua.wait_until(lambda: "1-2 is attached to domain 7 already, by someone else" in
+                       d.stderr(), t, "the webcam reported as someone else's")
+        aua.check_equal(xen.attached(7), ["1-2"], "the webcam stays in the vault")
         aua.check_equal(xen.device_dels(5), ["xenusb-1-6"], "the stale keyboard removed")
         hosts = [h[0] for h in xen.usb_hosts(5)]
         aua.check_equal(hosts.count("xenusb-1-7"), 1, "the stick was not attached twice")

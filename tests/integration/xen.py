@@ -129,3 +129,24 @@ def xl(*args):
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     aua.check(r.returncode == 0, "xl %s failed:\n%s" % (" ".join(map(str, args)), r.stdout))
     return r.stdout
+
+
+def qmp(domid, command, arguments=None):
+    """One QMP command to the guest's device model (a short connection, as
+    libxl makes them); returns the "return" value."""
+    argv = ["/usr/bin/python3", os.path.join(aua.FIXTURES, "xen", "qmp-client.py"),
+            "/run/xen/qmp-libxl-%d" % domid, command]
+    if arguments is not None:
+        argv.append(json.dumps(arguments))
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       env=env)
+    aua.check(r.returncode == 0, "QMP %s to domain %d failed: %s" % (command, domid, r.stderr))
+    return json.loads(r.stdout.splitlines()[0])
+
+
+def qemu_devices(domid):
+    """The ids of the devices the real QEMU of a guest holds (qom-list)."""
+    return sorted(p["name"] for p in qmp(domid, "qom-list", {"path": "/machine/peripheral"})
+                  if p.get("type", "").startswith("child<"))
