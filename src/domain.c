@@ -52,6 +52,8 @@ struct detach_item {
     int ctrl;
     int port;
     char busid[32];
+    unsigned busnum;        /* of a stale one, when the last run recorded it */
+    unsigned devnum;
     struct detach_item *next;
 };
 
@@ -80,9 +82,13 @@ static void kick(struct domain *dom);
 /* The guest is done with entry: the router may route it elsewhere now. */
 static void release(struct domain *dom, struct dev_entry *e)
 {
+    bool was_attached = e->state == DEV_ATTACHED || e->state == DEV_DETACHING;
+
     e->state = DEV_IDLE;
     e->detach_wanted = false;
     e->ctrl = e->port = -1;
+    if (was_attached)
+        router_changed(dom->router);
     router_entry_released(e, dom);
     dev_entry_unref(e);
 }
@@ -180,6 +186,27 @@ void domain_set_spec(struct domain *dom, const struct controller_spec *spec)
     dom->spec = *spec;
     dom->full_logged = false;
     kick(dom);
+}
+
+void domain_get_info(const struct domain *dom, struct domain_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    info->running = dom->domid >= 0;
+    info->domid = dom->domid;
+    for (size_t i = 0; i < dom->n_ctrls && i < DOMAIN_INFO_MAX_CTRLS; i++) {
+        const struct ctrl *c = &dom->ctrls[i];
+
+        info->ctrls[i].id = c->id;
+        info->ctrls[i].version = c->version;
+        info->ctrls[i].ports = c->n_ports;
+        for (int p = 0; p < c->n_ports; p++)
+            info->ctrls[i].used += c->slot[p] || c->foreign[p];
+        info->n_ctrls++;
+    }
+    for (const struct dev_entry *e = dom->qhead; e; e = e->qnext)
+        info->queued++;
+    for (const struct dev_entry *e = dom->retry; e; e = e->qnext)
+        info->retrying++;
 }
 
 int domain_domid(const struct domain *dom)
@@ -320,6 +347,7 @@ static void attach_done(void *arg, int err)
         e->state = DEV_ATTACHED;
         log_info("%s: %s attached at controller %d port %d", dom->name, e->dev->port,
                  e->ctrl, e->port);
+        router_changed(dom->router);
         if (e->unplugged || e->detach_wanted) {
             e->detach_wanted = false;
             queue_detach(dom, e, e->ctrl, e->port, e->dev->port);
@@ -409,7 +437,8 @@ static void start_detach(struct domain *dom)
     struct detach_item *d = dom->detaches;
     struct op *op = op_new(dom, OP_DETACH, d->entry);
     hv_done_fn done = d->entry ? detach_done : stale_done;
-    struct hv_usb usb = { .ctrl = d->ctrl, .port = d->port, .busid = d->busid };
+    struct hv_usb usb = { .ctrl = d->ctrl, .port = d->port, .busid = d->busid,
+                          .busnum = d->busnum, .devnum = d->devnum };
     int r;
 
     if (!op)
@@ -506,6 +535,7 @@ static void adopt(struct domain *dom)
         e->state = DEV_ATTACHED;
         log_notice("%s: %s is attached already at controller %d port %d", dom->name,
                    e->dev->port, e->ctrl, e->port);
+        router_changed(dom->router);
     }
 }
 
@@ -629,6 +659,18 @@ void domain_started(struct domain *dom, int domid)
     kick(dom);
 }
 
+/* The bus and address of a stale device, from the last run's record if it has them. */
+static void set_stale_busdev(struct domain *dom, int ctrl, int port, const char *busid)
+{
+    struct detach_item *d = dom->detaches;
+
+    while (d && d->next)
+        d = d->next;
+    if (d && !d->entry)
+        router_previous_busdev(dom->router, dom->name, ctrl, port, busid, &d->busnum,
+                               &d->devnum);
+}
+
 void domain_reap_stale(struct domain *dom)
 {
     if (dom->domid < 0 || !router_complete(dom->router))
@@ -637,11 +679,18 @@ void domain_reap_stale(struct domain *dom)
         struct ctrl *c = &dom->ctrls[i];
 
         for (int p = 0; p < c->n_ports; p++) {
+            bool queued = false;
+
             if (!c->foreign[p] || !c->busid[p][0] || router_port_present(dom->router, c->busid[p]))
+                continue;
+            for (const struct detach_item *d = dom->detaches; d && !queued; d = d->next)
+                queued = !d->entry && d->ctrl == c->id && d->port == p + 1;
+            if (queued)
                 continue;
             log_notice("%s: controller %d port %d holds %s, which is not plugged in: "
                        "removing it", dom->name, c->id, p + 1, c->busid[p]);
             queue_detach(dom, NULL, c->id, p + 1, c->busid[p]);
+            set_stale_busdev(dom, c->id, p + 1, c->busid[p]);
         }
     }
     kick(dom);
@@ -697,6 +746,7 @@ void domain_stopped(struct domain *dom)
     dom->ctrls = NULL;
     dom->n_ctrls = 0;
     dom->full_logged = false;
+    router_changed(dom->router);
 }
 
 void domain_probe(struct domain *dom)

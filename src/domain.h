@@ -43,6 +43,24 @@ void domain_probe(struct domain *dom);
 /* The daemon is stopping: answers are still taken, no new work is started. */
 void domain_close(struct domain *dom);
 
+/* What a domain worker knows, for the control socket. */
+#define DOMAIN_INFO_MAX_CTRLS 16
+struct domain_info {
+    bool running;
+    int domid;
+    size_t n_ctrls;
+    struct {
+        int id;
+        int version;
+        int ports;
+        int used;           /* by our devices and by others' */
+    } ctrls[DOMAIN_INFO_MAX_CTRLS];
+    unsigned queued;        /* waiting for the guest or a port */
+    unsigned retrying;      /* failed, waiting for a retry */
+};
+
+void domain_get_info(const struct domain *dom, struct domain_info *info);
+
 int domain_domid(const struct domain *dom);
 bool domain_running(const struct domain *dom);
 

@@ -24,7 +24,9 @@
 #include "policy.h"
 #include "report.h"
 #include "router.h"
+#include "state.h"
 #include "udev-source.h"
+#include "domain.h"
 
 struct daemon {
     struct ev_loop *loop;
@@ -33,6 +35,7 @@ struct daemon {
     struct hv *hv;
     struct router *router;
     struct udev_source *udev;
+    struct state *state;        /* NULL in dry-run: nothing is attached */
     bool print;                 /* decisions go to stdout */
     ev_signal sighup;
     ev_signal sigterm;
@@ -73,6 +76,60 @@ static void on_decision(void *arg, const struct decision_report *r)
         return;
     }
     log_info("%s: %s", report_event_name(r->event), report_format(r, line, sizeof(line)));
+}
+
+/* Records what is attached where (called at every change). */
+static void write_state(void *arg)
+{
+    struct daemon *d = arg;
+    struct dev_entry **entries;
+    size_t n = router_devices(d->router, &entries), k = 0;
+    struct state_record *recs = calloc(n ? n : 1, sizeof(*recs));
+
+    if (!entries || !recs) {
+        log_error("out of memory: the state file is not updated");
+        free(entries);
+        free(recs);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct dev_entry *e = entries[i];
+        struct state_record *r = &recs[k];
+
+        if (!e->domain || (e->state != DEV_ATTACHED && e->state != DEV_DETACHING))
+            continue;
+        snprintf(r->domain, sizeof(r->domain), "%s", domain_name(e->domain));
+        r->domid = domain_domid(e->domain);
+        r->ctrl = e->ctrl;
+        r->port = e->port;
+        r->busnum = e->dev->busnum;
+        r->devnum = e->dev->devnum;
+        snprintf(r->busid, sizeof(r->busid), "%s", e->dev->port);
+        device_id_string(e->dev, r->id);
+        snprintf(r->serial, sizeof(r->serial), "%s", e->dev->serial ? e->dev->serial : "");
+        k++;
+    }
+    state_write(d->state, recs, k);
+    free(entries);
+    free(recs);
+}
+
+static int open_state(struct daemon *d)
+{
+    struct state_record *recs;
+    size_t n;
+
+    d->state = state_new(d->opt.state_dir ? d->opt.state_dir : OPTIONS_DEFAULT_STATE_DIR);
+    if (!d->state || state_read(d->state, &recs, &n) < 0) {
+        log_error("out of memory");
+        return -ENOMEM;
+    }
+    if (n)
+        log_info("%s/%s: the last run recorded %zu attachment(s)", d->state->dir, STATE_FILE,
+                 n);
+    router_set_previous(d->router, recs, n);
+    router_set_state_hook(d->router, write_state, d);
+    return 0;
 }
 
 static void reload(struct daemon *d)
@@ -161,6 +218,7 @@ static void shutdown_daemon(struct daemon *d)
     if (d->hv)
         d->hv->ops->free(d->hv);
     router_free(d->router);
+    state_free(d->state);
 }
 
 /* -n/--no-wait: the old script exited at once when its guest was not running. */
@@ -193,6 +251,8 @@ static int run(struct daemon *d, struct policy *policy)
     }
     if (d->opt.no_wait && check_no_wait(d) < 0)
         return 1;
+    if (!d->opt.dry_run && !d->opt.once && open_state(d) < 0)
+        return 1;
     d->udev = udev_source_new(d->loop, d->router);
     if (!d->udev)
         return 1;
@@ -205,6 +265,8 @@ static int run(struct daemon *d, struct policy *policy)
     if (udev_source_listen(d->udev) < 0 || udev_source_enumerate(d->udev, EVENT_PRESENT) < 0)
         return 1;
     router_coldplug_done(d->router);
+    if (d->state)
+        write_state(d);
 
     ev_signal_init(&d->sighup, sighup_cb, SIGHUP);
     ev_signal_init(&d->sigterm, sigterm_cb, SIGTERM);

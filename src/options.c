@@ -25,6 +25,9 @@ enum {
     OPT_FOREGROUND,
     OPT_USB_VERSION,
     OPT_VERSION,
+    OPT_CONTROL_SOCKET,
+    OPT_CONTROL_GROUP,
+    OPT_STATE_DIR,
 };
 
 static const struct option long_options[] = {
@@ -43,6 +46,9 @@ static const struct option long_options[] = {
     { "check", no_argument, NULL, OPT_CHECK },
     { "once", no_argument, NULL, OPT_ONCE },
     { "foreground", no_argument, NULL, OPT_FOREGROUND },
+    { "control-socket", required_argument, NULL, OPT_CONTROL_SOCKET },
+    { "control-group", required_argument, NULL, OPT_CONTROL_GROUP },
+    { "state-dir", required_argument, NULL, OPT_STATE_DIR },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
@@ -82,11 +88,17 @@ static void usage(FILE *out)
             "      --once               decide the devices present now, print, exit\n"
             "      --json               print decisions as JSON, one object per line\n"
             "      --foreground         stay in the foreground and log to stderr\n"
+            "      --control-socket PATH\n"
+            "                           the control socket (default %s;\n"
+            "                           none in --dry-run unless given; 'none': no socket)\n"
+            "      --control-group GROUP\n"
+            "                           members of GROUP may use the control socket too\n"
+            "      --state-dir DIR      where what is attached is recorded (default %s)\n"
             "  -v, --verbose            log more (twice: debug)\n"
             "  -q, --quiet              log errors only\n"
             "  -h, --help               show this help and exit\n"
             "      --version            show the version and exit\n",
-            options_default_policy());
+            options_default_policy(), OPTIONS_DEFAULT_CONTROL_SOCKET, OPTIONS_DEFAULT_STATE_DIR);
 }
 
 static int push(const char ***list, size_t *n, const char *value)
@@ -210,6 +222,23 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
             break;
         case OPT_FOREGROUND:
             o->foreground = true;
+            break;
+        case OPT_CONTROL_SOCKET:
+            if (strcmp(optarg, "none") != 0 &&
+                (optarg[0] != '/' || strlen(optarg) >= sizeof(((struct sockaddr_un *)0)->sun_path)))
+                return fail("--control-socket: bad path '%s': an absolute path of at most 107 "
+                            "characters, or none", optarg);
+            o->control_socket = optarg;
+            break;
+        case OPT_CONTROL_GROUP:
+            if (!*optarg)
+                return fail("--control-group: a group name is needed");
+            o->control_group = optarg;
+            break;
+        case OPT_STATE_DIR:
+            if (optarg[0] != '/')
+                return fail("--state-dir: '%s' is not an absolute path", optarg);
+            o->state_dir = optarg;
             break;
         case 'h':
             usage(stdout);

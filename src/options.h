@@ -19,6 +19,9 @@ struct options {
     const char **ids;           /* -x, repeatable */
     size_t n_ids;
     const char *qmp_socket;     /* -s */
+    const char *control_socket; /* NULL: the default (none in dry-run) */
+    const char *control_group;  /* may also use the control socket */
+    const char *state_dir;
     int usb_version;            /* --usb-version; 0 when not given */
     bool no_wait;               /* -n */
     bool dry_run;
@@ -38,6 +41,9 @@ enum options_result {
 /* Parses argv into o (pointers into argv).  Free with options_free. */
 enum options_result options_parse(int argc, char **argv, struct options *o);
 void options_free(struct options *o);
+
+#define OPTIONS_DEFAULT_STATE_DIR "/run/auto-usb-attach"
+#define OPTIONS_DEFAULT_CONTROL_SOCKET "/run/auto-usb-attach/control"
 
 /* The policy file used when neither -c nor -d is given. */
 const char *options_default_policy(void);

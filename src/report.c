@@ -18,6 +18,7 @@ static const char *const event_names[] = {
     [EVENT_ADD] = "add",
     [EVENT_REMOVE] = "remove",
     [EVENT_RELOAD] = "reload",
+    [EVENT_MANUAL] = "manual",
 };
 
 const char *report_event_name(enum router_event event)

@@ -10,12 +10,14 @@
 #include "router.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "domain.h"
 #include "log.h"
 #include "match.h"
+#include "state.h"
 #include "strmap.h"
 
 struct router {
@@ -27,6 +29,10 @@ struct router {
     decision_fn report;
     void *report_arg;
     bool complete;              /* cold plug is done */
+    void (*state_fn)(void *arg);    /* called when an attachment changed */
+    void *state_arg;
+    struct state_record *previous;  /* what the last run recorded */
+    size_t n_previous;
 };
 
 static const char *const state_names[] = {
@@ -142,6 +148,7 @@ void router_free(struct router *router)
     strmap_free(router->domains, free_domain);
     strmap_free(router->devices, free_entry_ref);
     policy_free(router->policy);
+    free(router->previous);
     free(router);
 }
 
@@ -311,47 +318,198 @@ static int cmp_port(const void *a, const void *b)
     return strcmp(x->dev->port, y->dev->port);
 }
 
-void router_set_policy(struct router *router, struct policy *policy)
+size_t router_devices(const struct router *router, struct dev_entry ***out)
 {
     size_t n = strmap_size(router->devices), i = 0, pos = 0;
     struct dev_entry **entries = calloc(n ? n : 1, sizeof(*entries));
     const char *key;
     void *value;
 
+    *out = entries;
+    if (!entries)
+        return 0;
+    while (strmap_next(router->devices, &pos, &key, &value) == 0)
+        entries[i++] = value;
+    /* Port order: the same change always prints the same lines. */
+    qsort(entries, n, sizeof(*entries), cmp_port);
+    return n;
+}
+
+/* Moves entry after its decision changed from (old, old_dom): reported as event. */
+static void apply(struct router *router, struct dev_entry *e, enum decision old,
+                  struct domain *old_dom, enum router_event event)
+{
+    if (old == e->decision && old_dom == e->domain)
+        return;
+    if (old == DECISION_ATTACH)
+        report(router, event, "detach", e, old_dom);
+    report(router, event, decision_action(e->decision), e, e->domain);
+    if (old == DECISION_ATTACH) {
+        /* Released by the old guest, it goes on to the new one. */
+        if (e->state == DEV_IDLE && e->decision == DECISION_ATTACH)
+            domain_attach(e->domain, e);
+        else
+            domain_detach(old_dom, e);
+    } else if (e->decision == DECISION_ATTACH) {
+        domain_attach(e->domain, e);
+    }
+}
+
+void router_set_policy(struct router *router, struct policy *policy)
+{
+    struct dev_entry **entries;
+    size_t n;
+
     policy_free(router->policy);
     router->policy = policy;
     sync_domains(router);
+    n = router_devices(router, &entries);
     if (!entries) {
         log_error("out of memory: devices keep their old decisions");
         return;
     }
-    while (strmap_next(router->devices, &pos, &key, &value) == 0)
-        entries[i++] = value;
-    /* Port order: the same policy change always prints the same lines. */
-    qsort(entries, n, sizeof(*entries), cmp_port);
-    for (i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         struct dev_entry *e = entries[i];
         enum decision old = e->decision;
         struct domain *old_dom = e->domain;
 
+        /* A manual attach or detach holds until the device is unplugged. */
+        if (e->override)
+            continue;
         if (decide(router, e) < 0) {
             log_error("%s: out of memory: decision kept", e->dev->port);
             continue;
         }
-        if (old == e->decision && old_dom == e->domain)
-            continue;
-        if (old == DECISION_ATTACH)
-            report(router, EVENT_RELOAD, "detach", e, old_dom);
-        report(router, EVENT_RELOAD, decision_action(e->decision), e, e->domain);
-        if (old == DECISION_ATTACH) {
-            /* Released by the old guest, it goes on to the new one. */
-            if (e->state == DEV_IDLE && e->decision == DECISION_ATTACH)
-                domain_attach(e->domain, e);
-            else
-                domain_detach(old_dom, e);
-        } else if (e->decision == DECISION_ATTACH) {
-            domain_attach(e->domain, e);
-        }
+        apply(router, e, old, old_dom, EVENT_RELOAD);
     }
     free(entries);
+}
+
+/* Parses "B:D" with decimal bus and device numbers. */
+static bool parse_busdev(const char *spec, unsigned *bus, unsigned *dev)
+{
+    char tail;
+
+    return strlen(spec) <= 7 && strspn(spec, "0123456789:") == strlen(spec) &&
+           sscanf(spec, "%u:%u%c", bus, dev, &tail) == 2;
+}
+
+struct dev_entry *router_find(const struct router *router, const char *spec,
+                              const char **why)
+{
+    struct dev_entry **entries, *found = NULL;
+    unsigned bus, dev, depth, vendor, product;
+    bool by_id = false, by_busdev = false;
+    size_t n, matches = 0;
+    char tail;
+
+    *why = NULL;
+    by_busdev = parse_busdev(spec, &bus, &dev);
+    by_id = !by_busdev && strlen(spec) == 9 && spec[4] == ':' &&
+            strspn(spec, "0123456789abcdefABCDEF:") == 9 &&
+            sscanf(spec, "%4x:%4x%c", &vendor, &product, &tail) == 2;
+    if (!by_busdev && !by_id && device_port_parse(spec, &bus, &depth) < 0) {
+        *why = "expected a port path (1-1.2), bus:device (1:5) or vendor:product (1050:0407)";
+        return NULL;
+    }
+    n = router_devices(router, &entries);
+    for (size_t i = 0; i < n; i++) {
+        const struct usb_device *d = entries[i]->dev;
+        bool hit = by_busdev ? d->busnum == bus && d->devnum == dev
+                   : by_id   ? d->vendor == vendor && d->product == product
+                             : strcmp(d->port, spec) == 0;
+
+        if (hit && matches++ == 0)
+            found = entries[i];
+    }
+    free(entries);
+    if (matches > 1) {
+        *why = "more than one device has that vendor:product: name it by port";
+        return NULL;
+    }
+    if (!found)
+        *why = "no such device is plugged in";
+    return found;
+}
+
+int router_override(struct router *router, struct dev_entry *e, const char *domain)
+{
+    enum decision old = e->decision;
+    struct domain *old_dom = e->domain, *dom = NULL;
+    char *name = NULL;
+
+    if (domain) {
+        dom = router_domain(router, domain);
+        if (!dom) {
+            /* A guest the policy does not name gets the default settings. */
+            dom = domain_new(router->loop, router->hv, router, domain,
+                             &policy_default_controller);
+            if (!dom || strmap_put(router->domains, domain, dom, NULL) < 0) {
+                domain_free(dom);
+                return -ENOMEM;
+            }
+            domain_probe(dom);
+        }
+    }
+    name = strdup(domain ? "manual attach" : "manual detach");
+    if (!name)
+        return -ENOMEM;
+    free(e->rule_name);
+    e->rule_name = name;
+    e->rule = 0;
+    e->override = true;
+    e->decision = domain ? DECISION_ATTACH : DECISION_NONE;
+    e->domain = dom;
+    apply(router, e, old, old_dom, EVENT_MANUAL);
+    return 0;
+}
+
+size_t router_domain_list(const struct router *router, struct domain ***out)
+{
+    size_t n = strmap_size(router->domains), i = 0, pos = 0;
+    struct domain **list = calloc(n ? n : 1, sizeof(*list));
+    const char *key;
+    void *value;
+
+    *out = list;
+    if (!list)
+        return 0;
+    while (strmap_next(router->domains, &pos, &key, &value) == 0)
+        list[i++] = value;
+    return n;
+}
+
+void router_set_state_hook(struct router *router, void (*fn)(void *arg), void *arg)
+{
+    router->state_fn = fn;
+    router->state_arg = arg;
+}
+
+void router_changed(struct router *router)
+{
+    if (router->state_fn)
+        router->state_fn(router->state_arg);
+}
+
+void router_set_previous(struct router *router, struct state_record *records, size_t n)
+{
+    free(router->previous);
+    router->previous = records;
+    router->n_previous = n;
+}
+
+bool router_previous_busdev(const struct router *router, const char *domain, int ctrl,
+                            int port, const char *busid, unsigned *busnum, unsigned *devnum)
+{
+    for (size_t i = 0; i < router->n_previous; i++) {
+        const struct state_record *r = &router->previous[i];
+
+        if (strcmp(r->domain, domain) == 0 && r->ctrl == ctrl && r->port == port &&
+            strcmp(r->busid, busid) == 0) {
+            *busnum = r->busnum;
+            *devnum = r->devnum;
+            return true;
+        }
+    }
+    return false;
 }

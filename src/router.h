@@ -37,6 +37,7 @@ enum router_event {
     EVENT_ADD,
     EVENT_REMOVE,
     EVENT_RELOAD,
+    EVENT_MANUAL,           /* attach or detach asked for on the control socket */
 };
 
 struct dev_entry {
@@ -52,6 +53,7 @@ struct dev_entry {
     bool queued;            /* in its domain's queue */
     bool unplugged;         /* removed from the table */
     bool detach_wanted;     /* detach as soon as an attach in flight ends */
+    bool override;          /* decided by hand; kept until unplugged */
     unsigned failures;
     struct dev_entry *qnext;
 };
@@ -100,6 +102,39 @@ const struct policy *router_policy(const struct router *router);
 struct dev_entry *router_lookup(const struct router *router, const char *devpath);
 /* The domain worker called name, or NULL. */
 struct domain *router_domain(const struct router *router, const char *name);
+
+/*
+ * Every plugged device, in port order: *out is allocated (the caller frees
+ * the array, not the entries).  Returns the count.
+ */
+size_t router_devices(const struct router *router, struct dev_entry ***out);
+/*
+ * The device a user names: a port path ("1-1.2"), "bus:device" ("1:5") or
+ * "vendor:product" when only one device has it.  NULL with *why set.
+ */
+struct dev_entry *router_find(const struct router *router, const char *spec,
+                              const char **why);
+/*
+ * Decides entry by hand: to guest domain (a worker is made for a guest the
+ * policy does not name), or to stay in dom0 (domain NULL).  Holds until the
+ * device is unplugged; reloads leave it alone.  0 or -ENOMEM.
+ */
+int router_override(struct router *router, struct dev_entry *entry, const char *domain);
+/* Every domain worker: *out is allocated, the caller frees the array. */
+size_t router_domain_list(const struct router *router, struct domain ***out);
+/* fn is called whenever what is attached where changed (for the state file). */
+void router_set_state_hook(struct router *router, void (*fn)(void *arg), void *arg);
+/*
+ * What the previous run recorded as attached (state.h's records, taken).
+ * Used to detach what a guest still holds of a device that is gone.
+ */
+struct state_record;
+void router_set_previous(struct router *router, struct state_record *records, size_t n);
+/* The bus and device number recorded for busid at domain's ctrl:port. */
+bool router_previous_busdev(const struct router *router, const char *domain, int ctrl,
+                            int port, const char *busid, unsigned *busnum, unsigned *devnum);
+/* Called by the domain workers when an attachment was made or undone. */
+void router_changed(struct router *router);
 
 void dev_entry_unref(struct dev_entry *entry);
 /*

@@ -1,0 +1,45 @@
+/*
+ * What is attached where, kept in a file under the state directory
+ * (/run/auto-usb-attach) so that a restarted daemon knows what it did.  The
+ * file is replaced atomically on every change; a corrupt one is reported and
+ * ignored, never fatal.
+ */
+#ifndef AUA_STATE_H
+#define AUA_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define STATE_FILE "state.json"
+
+struct state_record {
+    char domain[65];
+    int domid;
+    int ctrl;
+    int port;
+    unsigned busnum;
+    unsigned devnum;
+    char busid[32];         /* port path, "1-1.2" */
+    char id[10];            /* "1050:0407" */
+    char serial[256];       /* "" when none */
+};
+
+struct state {
+    char *dir;
+    bool failing;           /* the last write failed: say so once, not each time */
+};
+
+/* Returns a state kept in dir (created 0755 if missing); NULL on ENOMEM. */
+struct state *state_new(const char *dir);
+void state_free(struct state *state);
+
+/* Replaces the file with records.  0, or a negative errno (logged once). */
+int state_write(struct state *state, const struct state_record *records, size_t n);
+
+/*
+ * Reads the file.  *records is allocated (free it); 0 with n = 0 when there
+ * is no file; a corrupt file is logged and read as empty.
+ */
+int state_read(struct state *state, struct state_record **records, size_t *n);
+
+#endif
