@@ -19,7 +19,11 @@ def binary():
 
 
 def command(*args):
-    prefix = VALGRIND if os.environ.get("AUA_VALGRIND") == "1" else []
+    prefix = []
+    if os.environ.get("AUA_VALGRIND") == "1":
+        prefix = VALGRIND[:]
+        if os.environ.get("AUA_VALGRIND_SUPP"):
+            prefix.append("--suppressions=" + os.environ["AUA_VALGRIND_SUPP"])
     return prefix + [binary()] + [str(a) for a in args]
 
 
