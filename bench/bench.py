@@ -58,7 +58,7 @@ import machine  # noqa: E402
 SIZES = (10, 1000, 10000)
 IDLE_SECONDS = 10.0
 STORM_EVENTS = 10000
-LATENCY_EVENTS = 400            # per program, half unplugs, half plugs
+LATENCY_EVENTS = 300            # per program, half unplugs, half plugs
 PACE = 0.002                    # seconds between paced events
 RELOADS = 15
 TOGGLED = ("1-1.2", "1-1.3", "1-1.4.2", "1-2")      # the fixtures' leaves
@@ -334,6 +334,7 @@ def latency_round(tb, progs, n_events):
     rp = Replugger(tb)
     names = list(progs)
     out = {n: [] for n in names}
+    cpu0 = {n: cpu(progs[n].d.pid)[1] for n in names}
     k = 0
     while min(len(v) for v in out.values()) < n_events:
         name = names[k % len(names)]
@@ -366,18 +367,21 @@ def latency_round(tb, progs, n_events):
             time.sleep(PACE)
         k += 1
     tb.sender.only = None
+    cpu_ns = {n: cpu(progs[n].d.pid)[1] - cpu0[n] for n in names}
     for prog in progs.values():
         extra = prog.d.drain(0.05)
         if extra:
             raise BenchError("%s printed unexpected lines: %r"
                              % (prog.name, extra[:3]))
-    return out
+    return out, cpu_ns
 
 
 def reload_run(d, n):
     """n SIGHUPs of an unchanged policy: RELOADING=1 to READY=1, in ms."""
     times = []
+    cpu_ms = []
     for _ in range(n):
+        c0 = cpu(d.pid)[1]
         d.signal(signal.SIGHUP)
         try:
             a = d.wait_notify("RELOADING", "1", 10)
@@ -386,11 +390,12 @@ def reload_run(d, n):
             raise BenchError("reload: %s" % e)
         times.append((b["_time"] - a["_time"]) * 1e3)
         time.sleep(0.05)
+        cpu_ms.append((cpu(d.pid)[1] - c0) / 1e6)
     extra = d.drain(0.1)
     if extra:
         raise BenchError("an unchanged policy changed decisions: %r"
                          % extra[:3])
-    return times
+    return times, cpu_ms
 
 
 def check_times(daemon, policy, runs=5):
@@ -481,8 +486,8 @@ def summarize_latency(samples):
 
 
 def run(args, res):
-    daemon = os.path.join(TOP, "src", "auto-usb-attach")
-    monitor = os.path.join(TOP, "tests", "fixtures", "udev-monitor")
+    daemon = os.path.join(args.build, "auto-usb-attach")
+    monitor = os.path.join(args.build, "udev-monitor")
     bare = os.path.join(args.build, "bare-monitor")
     for path in (daemon, monitor, bare):
         if not os.access(path, os.X_OK):
@@ -552,12 +557,14 @@ def run(args, res):
         gc.collect()
         gc.disable()            # no collection between a send and its line
         try:
-            raw = latency_round(tb, progs, args.latency_events)
+            raw, cpu_ns = latency_round(tb, progs, args.latency_events)
         finally:
             gc.enable()
         log("latency: %d events per program in %.1f s"
             % (args.latency_events, time.monotonic() - t))
         lat = {name: summarize_latency(v) for name, v in raw.items()}
+        for name, r in lat.items():
+            r["cpu_us_per_event"] = cpu_ns[name] / 1e3 / len(raw[name])
         for name, r in lat.items():
             if name in ("delivery", "bare"):
                 continue
@@ -572,10 +579,11 @@ def run(args, res):
         # (c) reloads, and --check
         for size in SIZES:
             d = progs["daemon-%d" % size].d
-            times = reload_run(d, args.reloads)
+            times, cpu_ms = reload_run(d, args.reloads)
             res["reload"][str(size)] = {
                 "ms": times, "p50_ms": pct(times, 50),
                 "p99_ms": pct(times, 99), "rss_kib": rss_kib(d.pid),
+                "cpu_ms": cpu_ms, "cpu_p50_ms": pct(cpu_ms, 50),
                 "check_ms": check_times(daemon, policies[size])}
         log("reload: %d per policy" % args.reloads)
 
@@ -640,6 +648,11 @@ def table(res):
       "were %.0f%% busy, %.0f%% with others' work"
       % (host["cpu"], host["cpus"], host["kernel"], host["umockdev"],
          res["machine"]["busy_pct"], res["machine"]["others_pct"]))
+    if res["machine"]["others_pct"] > 20:
+        p("WARNING: other work used %.0f%% of the CPUs during the run: the "
+          "wall-clock figures (latency," % res["machine"]["others_pct"])
+        p("reload, events/s) are inflated and noisy; the CPU-time figures "
+          "much less so.")
     p("")
     p("(a) rule matching per device, in-process: p50 / p99 per call")
     p("    %-38s %-21s %s" % ("policy, device", "match_device (index)",
@@ -670,27 +683,31 @@ def table(res):
       "--json; %d paced events per program" % res["params"]["latency_events"])
     p("    (unplug + replug of 4 devices), the programs in turn; "
       "delivery = the same events to a bare libudev client")
-    p("    %-24s %-17s %-18s %-18s %s" % (
+    p("    %-24s %-17s %-18s %-18s %-10s %s" % (
         "program", "p50 / p99", "above udev-monitor", "above bare-monitor",
-        "ratio to baseline"))
+        "ratio", "CPU/event"))
     base = lat["baseline"]
     for name in ["delivery", "bare"] + ["daemon-%d" % s for s in SIZES] + \
             ["baseline"]:
         r = lat[name]
         pair = "%s / %s" % (fmt_us(r["p50_us"]), fmt_us(r["p99_us"]))
+        cpu_ev = fmt_us(r["cpu_us_per_event"])
         if name in ("delivery", "bare"):
-            p("    %-24s %s" % (label(name), pair))
+            p("    %-24s %-17s %-18s %-18s %-10s %s" % (label(name), pair, "",
+                                                      "", "", cpu_ev))
             continue
         above = "%s / %s" % (fmt_us(r["above_p50_us"]),
                              fmt_us(r["above_p99_us"]))
         above_bare = "%s / %s" % (fmt_us(r["above_bare_p50_us"]),
                                   fmt_us(r["above_bare_p99_us"]))
-        vs = "" if name == "baseline" else "%s / %s" % (
-            ratio(r["above_bare_p50_us"], base["above_bare_p50_us"]),
-            ratio(r["above_bare_p99_us"], base["above_bare_p99_us"]))
-        p("    %-24s %-17s %-18s %-18s %s" % (label(name), pair, above,
-                                              above_bare, vs))
-    p("    ratio to baseline: of the figures above bare-monitor (p50 / p99)")
+        vs = "" if name == "baseline" else ratio(r["above_bare_p50_us"],
+                                                 base["above_bare_p50_us"])
+        p("    %-24s %-17s %-18s %-18s %-10s %s" % (
+            label(name), pair, above, above_bare, vs, cpu_ev))
+    p("    ratio: p50 above bare-monitor, to the baseline's; CPU/event: the "
+      "program's on-CPU time per timed")
+    p("    event (its interface events included), which the load of the "
+      "machine barely changes")
     p("    daemon with 10 rules, p50 above bare-monitor's p50, by event:")
     by = lat["daemon-10"]["by_event_above_bare_us"]
     items = ["%s %s" % (k, fmt_us(v)) for k, v in by.items()]
@@ -698,25 +715,28 @@ def table(res):
     p("      " + ", ".join(items[4:]))
     p("")
     p("(c) policy load and SIGHUP reload (the generated mixed policies)")
-    p("    %-17s %-19s %-13s %-19s %s" % ("rules (YAML)", "load in-process",
-                                         "--check wall", "reload p50 / p99",
-                                         "RSS idle / after"))
+    p("    %-17s %-19s %-13s %-19s %-11s %s" % (
+        "rules (YAML)", "load in-process", "--check wall", "reload p50 / p99",
+        "reload CPU", "RSS idle / after"))
     for size in SIZES:
         ld = [x for x in res["load_runs"] if x["rules"] == size][0]
         rl = res["reload"][str(size)]
-        p("    %-17s %-19s %-13s %-19s %s" % (
+        p("    %-17s %-19s %-13s %-19s %-11s %s" % (
             "{:,} ({:.0f} KiB)".format(size, ld["bytes"] / 1024),
             "%s / %s" % (fmt_us(ld["load_p50_us"]),
                          fmt_us(ld["load_p99_us"])),
             fmt_us(statistics.median(rl["check_ms"]) * 1e3),
             "%s / %s" % (fmt_us(rl["p50_ms"] * 1e3),
                          fmt_us(rl["p99_ms"] * 1e3)),
+            fmt_us(rl["cpu_p50_ms"] * 1e3),
             "%.1f / %.1f MiB" % (res["idle"]["daemon-%d" % size]["rss_kib"] /
                                  1024, rl["rss_kib"] / 1024)))
     p("    load: policy_load_buffer (parse, check, index) p50 / p99; "
       "--check: the whole process, median of 5;")
     p("    reload: RELOADING=1 to READY=1, 100 devices re-decided, %d "
-      "reloads; RSS after them" % res["params"]["reloads"])
+      "reloads; reload CPU: the daemon's" % res["params"]["reloads"])
+    p("    on-CPU time per reload, p50; RSS at start and after the latency "
+      "round and the reloads")
     p("")
     idle = res["idle"]
     p("(d) memory idle with 100 plugged devices, (e) CPU used while idle "
@@ -836,8 +856,8 @@ def our_cpu_seconds():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", required=True,
-                    help="directory with match-bench, bare-monitor and "
-                    "match.json")
+                    help="bench/run's build directory: auto-usb-attach, "
+                    "udev-monitor, match-bench, bare-monitor, match.json")
     ap.add_argument("--match-bench", help="default: BUILD/match-bench")
     ap.add_argument("--latency-events", type=int, default=LATENCY_EVENTS)
     ap.add_argument("--storm-events", type=int, default=STORM_EVENTS)

@@ -296,12 +296,16 @@ static void guest_free(struct libxl_hv *lx, struct guest *g)
 
 static void report_stopped(struct libxl_hv *lx, const char *name)
 {
-    struct guest *g = strmap_remove(lx->running, name);
+    char copy[128];
+    struct guest *g;
 
+    /* name may be the map's own key, which the removal frees. */
+    snprintf(copy, sizeof(copy), "%s", name);
+    g = strmap_remove(lx->running, copy);
     if (!g)
         return;
     if (lx->hv.events.domain_stopped)
-        lx->hv.events.domain_stopped(lx->hv.events.arg, name, g->domid);
+        lx->hv.events.domain_stopped(lx->hv.events.arg, copy, g->domid);
     guest_free(lx, g);
 }
 
