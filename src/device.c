@@ -80,12 +80,17 @@ bool device_is_hub(const struct usb_device *dev)
     return dev->dev_class.cls == USB_CLASS_HUB;
 }
 
-/* Parses a decimal number of at most 3 digits; returns the end or NULL. */
+/*
+ * Parses a decimal number of at most 3 digits without a leading zero (the
+ * kernel writes none, so "001" could never match); returns the end or NULL.
+ */
 static const char *parse_small(const char *s, unsigned *out)
 {
     unsigned v = 0;
     int n = 0;
 
+    if (s[0] == '0')
+        return NULL;
     while (*s >= '0' && *s <= '9' && n < 4) {
         v = v * 10 + (unsigned)(*s - '0');
         s++;

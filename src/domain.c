@@ -345,8 +345,8 @@ static void attach_done(void *arg, int err)
     } else {
         e->failures = 0;
         e->state = DEV_ATTACHED;
-        log_info("%s: %s attached at controller %d port %d", dom->name, e->dev->port,
-                 e->ctrl, e->port);
+        log_notice("%s: %s attached at controller %d port %d", dom->name, e->dev->port,
+                   e->ctrl, e->port);
         router_changed(dom->router);
         if (e->unplugged || e->detach_wanted) {
             e->detach_wanted = false;
@@ -372,7 +372,7 @@ static void detach_done(void *arg, int err)
             log_warnx("%s: detaching %s from controller %d port %d failed: %s", dom->name,
                       e->dev->port, e->ctrl, e->port, strerror(-err));
         else
-            log_info("%s: %s detached", dom->name, e->dev->port);
+            log_notice("%s: %s detached", dom->name, e->dev->port);
         clear_slot(dom, e->ctrl, e->port);
     }
     release(dom, e);
