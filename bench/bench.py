@@ -643,7 +643,8 @@ def table(res):
     out = []
     p = out.append
     host = res["host"]
-    p("auto-usb-attach benchmarks (bench/run), %s" % host["date"])
+    p("auto-usb-attach benchmarks (bench/run), %s, tree %s"
+      % (host["date"], host["tree"]))
     p("host: %s, %d CPUs, Linux %s, umockdev %s; during the run the CPUs "
       "were %.0f%% busy, %.0f%% with others' work"
       % (host["cpu"], host["cpus"], host["kernel"], host["umockdev"],
@@ -705,9 +706,12 @@ def table(res):
         p("    %-24s %-17s %-18s %-18s %-10s %s" % (
             label(name), pair, above, above_bare, vs, cpu_ev))
     p("    ratio: p50 above bare-monitor, to the baseline's; CPU/event: the "
-      "program's on-CPU time per timed")
-    p("    event (its interface events included), which the load of the "
-      "machine barely changes")
+      "program's on-CPU time per event,")
+    p("    cold (one wake-up each), which the load of the machine changes "
+      "much less than the wall-clock figures")
+    p("    p99s of a few hundred events are set by scheduling outliers "
+      "(ms) on a shared machine: their")
+    p("    differences are noise, negative ones included")
     p("    daemon with 10 rules, p50 above bare-monitor's p50, by event:")
     by = lat["daemon-10"]["by_event_above_bare_us"]
     items = ["%s %s" % (k, fmt_us(v)) for k, v in by.items()]
@@ -841,10 +845,20 @@ def host_facts():
         umockdev = "?"
     with open("/proc/sys/net/unix/max_dgram_qlen") as f:
         qlen = f.read().strip()
+    try:
+        head = subprocess.run(["git", "-C", TOP, "rev-parse", "--short",
+                               "HEAD"], capture_output=True,
+                              text=True).stdout.strip() or "?"
+        dirty = subprocess.run(["git", "-C", TOP, "status", "--porcelain",
+                                "--", "src", "configure.ac", "Makefile.am"],
+                               capture_output=True, text=True).stdout.strip()
+        tree = head + (" + uncommitted changes in src" if dirty else "")
+    except OSError:
+        tree = "?"
     return {"cpu": re.sub(r"\s+", " ", cpu_name), "cpus": os.cpu_count(),
             "kernel": platform.release(), "umockdev": umockdev,
             "date": time.strftime("%Y-%m-%d %H:%M"),
-            "clk_tck": os.sysconf("SC_CLK_TCK"), "qlen": qlen}
+            "clk_tck": os.sysconf("SC_CLK_TCK"), "qlen": qlen, "tree": tree}
 
 
 def our_cpu_seconds():

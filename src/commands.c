@@ -8,6 +8,8 @@
 #include "commands.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,20 +19,29 @@
 #include "log.h"
 #include "match.h"
 
+/* {"ok": ok, key: message}, the message made valid UTF-8. */
+static json_t *vreply(bool ok, const char *key, const char *fmt, va_list ap)
+{
+    char msg[512], *clean;
+    json_t *reply;
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    clean = log_utf8(msg);
+    reply = json_pack("{s:b, s:s}", "ok", ok, key, clean ? clean : "out of memory");
+    free(clean);
+    return reply;
+}
+
 static json_t *error_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static json_t *error_reply(const char *fmt, ...)
 {
-    char msg[512], *clean;
     va_list ap;
     json_t *reply;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    reply = vreply(false, "error", fmt, ap);
     va_end(ap);
-    clean = log_utf8(msg);
-    reply = json_pack("{s:b, s:s}", "ok", 0, "error", clean ? clean : "out of memory");
-    free(clean);
     return reply;
 }
 
@@ -38,16 +49,12 @@ static json_t *ok_message(const char *fmt, ...) __attribute__((format(printf, 1,
 
 static json_t *ok_message(const char *fmt, ...)
 {
-    char msg[512], *clean;
     va_list ap;
     json_t *reply;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    reply = vreply(true, "message", fmt, ap);
     va_end(ap);
-    clean = log_utf8(msg);
-    reply = json_pack("{s:b, s:s}", "ok", 1, "message", clean ? clean : "");
-    free(clean);
     return reply;
 }
 
@@ -164,11 +171,12 @@ static json_t *cmd_domains(struct commands *c)
 
         domain_get_info(doms[i], &info);
         for (size_t k = 0; ctrls && k < info.n_ctrls; k++)
-            json_array_append_new(ctrls, json_pack("{s:i, s:i, s:i, s:i}", "id",
+            json_array_append_new(ctrls, json_pack("{s:i, s:i, s:i, s:i, s:i}", "id",
                                                    info.ctrls[k].id, "version",
                                                    info.ctrls[k].version, "ports",
                                                    info.ctrls[k].ports, "used",
-                                                   info.ctrls[k].used));
+                                                   info.ctrls[k].used, "free",
+                                                   info.ctrls[k].ports - info.ctrls[k].used));
         json_array_append_new(list, json_pack("{s:s, s:b, s:o, s:o, s:i, s:i}", "name",
                                               domain_name(doms[i]), "running", info.running,
                                               "domid",

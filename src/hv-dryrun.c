@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,8 +21,8 @@ struct dryrun {
     struct hv hv;
     struct ev_loop *loop;
     struct strmap *domids;      /* guest name -> domid (as intptr) */
+    struct strmap *ctrls;       /* domid -> controllers made (as intptr) */
     int next_domid;
-    int next_ctrl;
     struct pending *pending;    /* answers not given yet */
 };
 
@@ -94,8 +96,13 @@ static int dryrun_add_controller(struct hv *hv, int domid,
                                  hv_done_fn done, void *arg)
 {
     struct dryrun *dr = (struct dryrun *)hv;
+    char key[16];
 
-    *id = dr->next_ctrl++;
+    /* Controller ids count from 0 in each guest, as libxl's do. */
+    snprintf(key, sizeof(key), "%d", domid);
+    *id = (int)(intptr_t)strmap_get(dr->ctrls, key);
+    if (strmap_put(dr->ctrls, key, (void *)(intptr_t)(*id + 1), NULL) < 0)
+        return -ENOMEM;
     log_info("dry-run: domid %d: create USB controller %d (version %d, %d ports)", domid,
              *id, spec->version, spec->ports);
     return answer_later(dr, done, arg);
@@ -131,6 +138,7 @@ static void dryrun_free(struct hv *hv)
         free(p);
     }
     strmap_free(dr->domids, NULL);
+    strmap_free(dr->ctrls, NULL);
     free(dr);
 }
 
@@ -153,7 +161,10 @@ struct hv *hv_dryrun_new(struct ev_loop *loop)
     dr->hv.ops = &dryrun_ops;
     dr->loop = loop;
     dr->domids = strmap_new();
-    if (!dr->domids) {
+    dr->ctrls = strmap_new();
+    if (!dr->domids || !dr->ctrls) {
+        strmap_free(dr->domids, NULL);
+        strmap_free(dr->ctrls, NULL);
         free(dr);
         return NULL;
     }

@@ -151,14 +151,29 @@ static void osev_unlink(struct osev *o)
         o->next->prev = o->prev;
 }
 
-static void osev_link(struct libxl_hv *lx, struct osev *o)
+/* A new registration, on the list that lx_free empties. */
+static struct osev *osev_new(struct libxl_hv *lx, void *for_libxl)
 {
+    struct osev *o = calloc(1, sizeof(*o));
+
+    if (!o)
+        return NULL;
     o->lx = lx;
+    o->for_libxl = for_libxl;
     o->next = lx->osevs;
     o->prev = &lx->osevs;
     if (o->next)
         o->next->prev = &o->next;
     lx->osevs = o;
+    return o;
+}
+
+static void osev_free(struct osev *o)
+{
+    ev_io_stop(o->lx->loop, &o->io);
+    ev_timer_stop(o->lx->loop, &o->timer);
+    osev_unlink(o);
+    free(o);
 }
 
 static int poll_to_ev(short events)
@@ -185,12 +200,10 @@ static void fd_cb(struct ev_loop *loop, ev_io *w, int revents)
 static int fd_register(void *user, int fd, void **reg, short events, void *for_libxl)
 {
     struct libxl_hv *lx = user;
-    struct osev *o = calloc(1, sizeof(*o));
+    struct osev *o = osev_new(lx, for_libxl);
 
     if (!o)
         return ERROR_OSEVENT_REG_FAIL;
-    osev_link(lx, o);
-    o->for_libxl = for_libxl;
     ev_io_init(&o->io, fd_cb, fd, poll_to_ev(events));
     o->io.data = o;
     if (poll_to_ev(events))
@@ -212,11 +225,7 @@ static int fd_modify(void *user, int fd, void **reg, short events)
 
 static void fd_deregister(void *user, int fd, void *reg)
 {
-    struct osev *o = reg;
-
-    ev_io_stop(o->lx->loop, &o->io);
-    osev_unlink(o);
-    free(o);
+    osev_free(reg);
 }
 
 static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -226,8 +235,7 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     void *for_libxl = o->for_libxl;
 
     /* The timeout counts as deregistered when libxl hears of it. */
-    osev_unlink(o);
-    free(o);
+    osev_free(o);
     libxl_osevent_occurred_timeout(lx->ctx, for_libxl);
 }
 
@@ -244,12 +252,10 @@ static double seconds_until(struct timeval abs)
 static int timeout_register(void *user, void **reg, struct timeval abs, void *for_libxl)
 {
     struct libxl_hv *lx = user;
-    struct osev *o = calloc(1, sizeof(*o));
+    struct osev *o = osev_new(lx, for_libxl);
 
     if (!o)
         return ERROR_OSEVENT_REG_FAIL;
-    osev_link(lx, o);
-    o->for_libxl = for_libxl;
     ev_timer_init(&o->timer, timeout_cb, seconds_until(abs), 0.);
     o->timer.data = o;
     ev_timer_start(lx->loop, &o->timer);
@@ -270,11 +276,7 @@ static int timeout_modify(void *user, void **reg, struct timeval abs)
 
 static void timeout_deregister(void *user, void *reg)
 {
-    struct osev *o = reg;
-
-    ev_timer_stop(o->lx->loop, &o->timer);
-    osev_unlink(o);
-    free(o);
+    osev_free(reg);
 }
 
 /* libev reaps every child; libxl is told of the ones that are its own. */
@@ -797,14 +799,8 @@ static void lx_free(struct hv *hv)
         ops = next;
     }
     /* libxl deregisters its fds and timeouts as its ctx goes; free any left. */
-    while (lx->osevs) {
-        struct osev *o = lx->osevs;
-
-        ev_io_stop(lx->loop, &o->io);
-        ev_timer_stop(lx->loop, &o->timer);
-        osev_unlink(o);
-        free(o);
-    }
+    while (lx->osevs)
+        osev_free(lx->osevs);
     free(lx);
 }
 

@@ -1,9 +1,12 @@
 /*
  * Rule matching and the index that makes it fast.
  *
- * Rules whose vendor and product are exact, whose port is exact, or that name
- * a hub go into hash buckets; all others into one general list.  Every list
- * is in file order, so a device's candidates are a merge of at most a dozen
+ * Each rule goes into the bucket of its most selective key: an exact
+ * vendor:product, an exact port, an exact vendor (product a glob), a hub, a
+ * port glob whose bus is literal ("4-1.*"), a serial glob whose first
+ * character is literal ("Z0004*"); the rest into one general list.  A rule
+ * in bucket K can only match devices whose own key is K, and every list is
+ * in file order, so a device's candidates are a merge of at most a dozen
  * sorted lists and the first candidate that holds is the first rule in the
  * file that holds: the index never changes an answer, only its cost.
  */
@@ -30,6 +33,7 @@ struct match_index {
     struct strmap *by_id;   /* "1050:0407" -> struct rule_list */
     struct strmap *by_port; /* "1-1.4" */
     struct strmap *by_hub;  /* "usb3", "1-1" */
+    struct strmap *by_key;  /* "v:1050" (vendor), "b:4" (bus), "s:Z" (serial's first byte) */
     struct rule_list general;
 };
 
@@ -75,6 +79,20 @@ static bool is_exact(const char *glob)
     return !strpbrk(glob, "*?[\\");
 }
 
+/*
+ * "b:4" for a port glob whose literal start names its bus ("4-1.*"): only
+ * devices on bus 4 can match it.  False when the bus is not literal.
+ */
+static bool port_glob_bus(const char *glob, char *key, size_t len)
+{
+    size_t n = strspn(glob, "0123456789");
+
+    if (n == 0 || n > 3 || glob[n] != '-')
+        return false;
+    snprintf(key, len, "b:%.*s", (int)n, glob);
+    return true;
+}
+
 void match_index_free(struct match_index *index)
 {
     if (!index)
@@ -82,6 +100,7 @@ void match_index_free(struct match_index *index)
     strmap_free(index->by_id, list_free);
     strmap_free(index->by_port, list_free);
     strmap_free(index->by_hub, list_free);
+    strmap_free(index->by_key, list_free);
     free(index->general.v);
     free(index);
 }
@@ -95,22 +114,30 @@ struct match_index *match_index_build(const struct policy *policy)
     index->by_id = strmap_new();
     index->by_port = strmap_new();
     index->by_hub = strmap_new();
-    if (!index->by_id || !index->by_port || !index->by_hub)
+    index->by_key = strmap_new();
+    if (!index->by_id || !index->by_port || !index->by_hub || !index->by_key)
         goto fail;
     for (uint32_t i = 0; i < policy->n_rules; i++) {
         const struct rule_match *m = &policy->rules[i].match;
+        char key[32];
         int r;
 
         if ((m->keys & MATCH_VENDOR) && (m->keys & MATCH_PRODUCT) && is_exact(m->vendor) &&
             is_exact(m->product)) {
-            char key[16];
-
             snprintf(key, sizeof(key), "%s:%s", m->vendor, m->product);
             r = bucket_push(index->by_id, key, i);
         } else if ((m->keys & MATCH_PORT) && is_exact(m->port)) {
             r = bucket_push(index->by_port, m->port, i);
+        } else if ((m->keys & MATCH_VENDOR) && is_exact(m->vendor)) {
+            snprintf(key, sizeof(key), "v:%s", m->vendor);
+            r = bucket_push(index->by_key, key, i);
         } else if (m->keys & MATCH_HUB) {
             r = bucket_push(index->by_hub, m->hub, i);
+        } else if ((m->keys & MATCH_PORT) && port_glob_bus(m->port, key, sizeof(key))) {
+            r = bucket_push(index->by_key, key, i);
+        } else if ((m->keys & MATCH_SERIAL) && m->serial[0] && !strchr("*?[\\", m->serial[0])) {
+            snprintf(key, sizeof(key), "s:%c", m->serial[0]);
+            r = bucket_push(index->by_key, key, i);
         } else {
             r = list_push(&index->general, i);
         }
@@ -121,6 +148,17 @@ struct match_index *match_index_build(const struct policy *policy)
 fail:
     match_index_free(index);
     return NULL;
+}
+
+/* Four lowercase hex digits, as sysfs spells ids (snprintf costs 10x more). */
+static char *hex4(char *buf, unsigned v)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (int i = 3; i >= 0; i--, v >>= 4)
+        buf[i] = digits[v & 0xf];
+    buf[4] = '\0';
+    return buf;
 }
 
 static bool glob_match(const char *glob, const char *value)
@@ -157,16 +195,10 @@ bool match_rule(const struct policy_rule *rule, const struct usb_device *dev,
     const struct rule_match *m = &rule->match;
     char hex[8], esc[128];
 
-    if (m->keys & MATCH_VENDOR) {
-        snprintf(hex, sizeof(hex), "%04x", dev->vendor);
-        if (!glob_match(m->vendor, hex))
-            FAIL("vendor %s does not match %s", hex, m->vendor);
-    }
-    if (m->keys & MATCH_PRODUCT) {
-        snprintf(hex, sizeof(hex), "%04x", dev->product);
-        if (!glob_match(m->product, hex))
-            FAIL("product %s does not match %s", hex, m->product);
-    }
+    if ((m->keys & MATCH_VENDOR) && !glob_match(m->vendor, hex4(hex, dev->vendor)))
+        FAIL("vendor %s does not match %s", hex, m->vendor);
+    if ((m->keys & MATCH_PRODUCT) && !glob_match(m->product, hex4(hex, dev->product)))
+        FAIL("product %s does not match %s", hex, m->product);
     if ((m->keys & MATCH_PORT) && !glob_match(m->port, dev->port))
         FAIL("port %s does not match %s", dev->port, m->port);
     if ((m->keys & MATCH_HUB) && !device_port_below(dev->port, m->hub))
@@ -209,8 +241,8 @@ const struct policy_rule *match_device_linear(const struct policy *policy,
     return NULL;
 }
 
-/* Up to: id, port, the root hub and DEVICE_MAX_PORT_DEPTH hubs, general. */
-#define MAX_LISTS (DEVICE_MAX_PORT_DEPTH + 4)
+/* Up to: id, port, vendor, bus, serial, the root hub and its hubs, general. */
+#define MAX_LISTS (DEVICE_MAX_PORT_DEPTH + 7)
 
 const struct policy_rule *match_device(const struct policy *policy,
                                        const struct usb_device *dev)
@@ -224,11 +256,32 @@ const struct policy_rule *match_device(const struct policy *policy,
 
     if (!index)
         return match_device_linear(policy, dev);
-    snprintf(key, sizeof(key), "%04x:%04x", dev->vendor, dev->product);
+    hex4(key, dev->vendor);
+    key[4] = ':';
+    hex4(key + 5, dev->product);
     if ((lists[n] = strmap_get(index->by_id, key)))
         n++;
     if ((lists[n] = strmap_get(index->by_port, dev->port)))
         n++;
+    if (strmap_size(index->by_key)) {
+        memcpy(key, "v:", 2);
+        hex4(key + 2, dev->vendor);
+        if ((lists[n] = strmap_get(index->by_key, key)))
+            n++;
+        if (device_port_parse(dev->port, &bus, &depth) == 0) {
+            snprintf(key, sizeof(key), "b:%u", bus);
+            if ((lists[n] = strmap_get(index->by_key, key)))
+                n++;
+        }
+        if (dev->serial && dev->serial[0]) {
+            key[0] = 's';
+            key[1] = ':';
+            key[2] = dev->serial[0];
+            key[3] = '\0';
+            if ((lists[n] = strmap_get(index->by_key, key)))
+                n++;
+        }
+    }
     if (strmap_size(index->by_hub) && device_port_parse(dev->port, &bus, &depth) == 0) {
         /* Every hub above the device: usbN, then each shorter port path. */
         snprintf(key, sizeof(key), "usb%u", bus);

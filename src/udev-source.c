@@ -84,12 +84,13 @@ static const char *decode_enc(const char *s, char *buf, size_t len)
 }
 
 /*
- * A device string from udev's encoded property, else from sysfs.  udev puts
- * the hex id there when the device has no string (usb_id's fallback):
- * that is no name, so sysfs decides.
+ * A device string from udev's encoded property.  udev puts the hex id there
+ * when the device has no string (usb_id's fallback): that is no name.  When
+ * udev has looked at the device (by_udev), what it lacks the device lacks:
+ * sysfs is read only for an event udev did not fill in.
  */
 static int set_string(struct udev_device *ud, char **field, const char *enc_prop,
-                      const char *attr, unsigned id)
+                      const char *attr, unsigned id, bool by_udev)
 {
     const char *enc = udev_device_get_property_value(ud, enc_prop);
     char buf[DEVICE_STR_MAX + 1], hex[8];
@@ -97,6 +98,8 @@ static int set_string(struct udev_device *ud, char **field, const char *enc_prop
     snprintf(hex, sizeof(hex), "%04x", id);
     if (enc && *enc && strcmp(enc, hex) != 0)
         return device_set_str(field, decode_enc(enc, buf, sizeof(buf)));
+    if (by_udev)
+        return device_set_str(field, NULL);
     return device_set_str(field, udev_device_get_sysattr_value(ud, attr));
 }
 
@@ -127,6 +130,7 @@ static struct usb_device *device_from_udev(struct udev_device *ud)
     const char *v, *type;
     struct usb_device *dev;
     unsigned x, sub, proto, bus, depth;
+    bool by_udev;
 
     if (!port || !devpath || device_port_parse(port, &bus, &depth) < 0) {
         log_debug("%s: not a USB port path, skipped", port ? port : "(unnamed)");
@@ -147,9 +151,14 @@ static struct usb_device *device_from_udev(struct udev_device *ud)
         dev->vendor = (uint16_t)x;
     if (parse_uint(prop_or_attr(ud, "ID_MODEL_ID", "idProduct"), 16, 0xffff, &x) == 0)
         dev->product = (uint16_t)x;
-    if (set_string(ud, &dev->manufacturer, "ID_VENDOR_ENC", "manufacturer", dev->vendor) < 0 ||
-        set_string(ud, &dev->product_name, "ID_MODEL_ENC", "product", dev->product) < 0 ||
-        device_set_str(&dev->serial, prop_or_attr(ud, "ID_SERIAL_SHORT", "serial")) < 0) {
+    /* udev's usb_id sets ID_VENDOR_ID; with it, the strings' absence is known too. */
+    by_udev = udev_device_get_property_value(ud, "ID_VENDOR_ID") != NULL;
+    if (set_string(ud, &dev->manufacturer, "ID_VENDOR_ENC", "manufacturer", dev->vendor,
+                   by_udev) < 0 ||
+        set_string(ud, &dev->product_name, "ID_MODEL_ENC", "product", dev->product,
+                   by_udev) < 0 ||
+        device_set_str(&dev->serial,
+                       prop_or_attr(ud, "ID_SERIAL_SHORT", by_udev ? NULL : "serial")) < 0) {
         log_error("%s: out of memory", port);
         device_free(dev);
         return NULL;
