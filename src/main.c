@@ -11,12 +11,17 @@
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <malloc.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "commands.h"
+#include "control.h"
 #include "hv.h"
 #include "log.h"
 #include "notify.h"
@@ -36,6 +41,8 @@ struct daemon {
     struct router *router;
     struct udev_source *udev;
     struct state *state;        /* NULL in dry-run: nothing is attached */
+    struct control *control;    /* NULL: no control socket */
+    struct commands commands;
     bool print;                 /* decisions go to stdout */
     ev_signal sighup;
     ev_signal sigterm;
@@ -50,8 +57,11 @@ static void print_diag(const struct policy_diag *diag)
         log_error("(more errors not shown)");
 }
 
-/* Loads the policy the command line names.  NULL after logging every error. */
-static struct policy *load_policy(const struct daemon *d)
+/*
+ * Loads the policy the command line names.  NULL after logging every error;
+ * then *errors (when not NULL) is a new array of the messages.
+ */
+static struct policy *load_policy(const struct daemon *d, json_t **errors)
 {
     struct policy_diag diag = { 0 };
     struct policy *policy;
@@ -61,6 +71,16 @@ static struct policy *load_policy(const struct daemon *d)
     else
         policy = options_policy(&d->opt, &diag);
     print_diag(&diag);
+    if (!policy && errors) {
+        *errors = json_array();
+        for (size_t i = 0; *errors && i < diag.n; i++) {
+            char *clean = log_utf8(diag.msgs[i]);
+
+            if (clean)
+                json_array_append_new(*errors, json_string(clean));
+            free(clean);
+        }
+    }
     policy_diag_free(&diag);
     return policy;
 }
@@ -132,31 +152,73 @@ static int open_state(struct daemon *d)
     return 0;
 }
 
-static void reload(struct daemon *d)
+/* Re-reads the policy; 0, or -1 with the errors (*errors may be NULL). */
+static int reload(struct daemon *d, json_t **errors)
 {
     struct policy *policy;
+    int r = 0;
 
     notify_send("RELOADING=1");
     if (!d->policy_path) {
-        log_notice("SIGHUP: the policy comes from the command line; nothing to reload");
+        log_notice("reload: the policy comes from the command line; nothing to reload");
         notify_send("READY=1");
-        return;
+        return 0;
     }
-    policy = load_policy(d);
+    policy = load_policy(d, errors);
     if (!policy) {
         log_error("%s: not reloaded; the policy loaded before stays in force",
                   d->policy_path);
+        r = -1;
     } else {
         log_notice("%s: reloaded (%u domains, %u rules)", d->policy_path, policy->n_domains,
                    policy->n_rules);
         router_set_policy(d->router, policy);
     }
+    /* Parsing a large policy leaves free heap behind: give it back. */
+    malloc_trim(0);
     notify_send("READY=1");
+    return r;
+}
+
+static int reload_cb(void *arg, json_t **errors)
+{
+    return reload(arg, errors);
+}
+
+/* The control socket, unless none is wanted (dry-run without --control-socket). */
+static int open_control(struct daemon *d)
+{
+    const char *path = d->opt.control_socket;
+    gid_t group = (gid_t)-1;
+
+    if (!path)
+        path = d->opt.dry_run ? NULL : OPTIONS_DEFAULT_CONTROL_SOCKET;
+    if (!path || strcmp(path, "none") == 0)
+        return 0;
+    if (d->opt.control_group) {
+        struct group *g = getgrnam(d->opt.control_group);
+
+        if (!g) {
+            log_error("--control-group: no group called '%s'", d->opt.control_group);
+            return -ENOENT;
+        }
+        group = g->gr_gid;
+    }
+    d->commands = (struct commands){
+        .router = d->router,
+        .backend = d->hv->ops->name,
+        .policy_source = d->policy_path ? d->policy_path : "command line",
+        .started = time(NULL),
+        .reload = reload_cb,
+        .reload_arg = d,
+    };
+    d->control = control_new(d->loop, path, group, commands_handle, &d->commands);
+    return d->control ? 0 : -EIO;
 }
 
 static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    reload(w->data);
+    reload(w->data, NULL);
 }
 
 static void sigterm_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -168,7 +230,7 @@ static void sigterm_cb(struct ev_loop *loop, ev_signal *w, int revents)
 static int check_policy(struct daemon *d)
 {
     const char *name = d->policy_path ? d->policy_path : "command line";
-    struct policy *policy = load_policy(d);
+    struct policy *policy = load_policy(d, NULL);
 
     if (!policy)
         return 1;
@@ -211,6 +273,7 @@ static int daemonize(void)
 
 static void shutdown_daemon(struct daemon *d)
 {
+    control_free(d->control);
     udev_source_free(d->udev);
     if (d->router)
         router_close(d->router);
@@ -264,9 +327,13 @@ static int run(struct daemon *d, struct policy *policy)
     }
     if (udev_source_listen(d->udev) < 0 || udev_source_enumerate(d->udev, EVENT_PRESENT) < 0)
         return 1;
+    if (open_control(d) < 0)
+        return 1;
     router_coldplug_done(d->router);
     if (d->state)
         write_state(d);
+    /* The enumeration held every sysfs device at once: give that memory back. */
+    malloc_trim(0);
 
     ev_signal_init(&d->sighup, sighup_cb, SIGHUP);
     ev_signal_init(&d->sigterm, sigterm_cb, SIGTERM);
@@ -329,7 +396,7 @@ int main(int argc, char **argv)
         options_free(&d.opt);
         return 1;
     }
-    policy = load_policy(&d);
+    policy = load_policy(&d, NULL);
     if (!policy) {
         options_free(&d.opt);
         return 1;
