@@ -32,6 +32,7 @@
 #include "state.h"
 #include "udev-source.h"
 #include "domain.h"
+#include "generate.h"
 
 struct daemon {
     struct ev_loop *loop;
@@ -241,6 +242,56 @@ static int check_policy(struct daemon *d)
     return 0;
 }
 
+struct collected {
+    struct usb_device **devs;
+    size_t n;
+    bool oom;
+};
+
+static void collect(void *arg, struct usb_device *dev)
+{
+    struct collected *c = arg;
+    struct usb_device **devs = realloc(c->devs, (c->n + 1) * sizeof(*devs));
+
+    if (!devs) {
+        c->oom = true;
+        device_free(dev);
+        return;
+    }
+    c->devs = devs;
+    c->devs[c->n++] = dev;
+}
+
+static int cmp_dev_port(const void *a, const void *b)
+{
+    return strcmp((*(struct usb_device *const *)a)->port, (*(struct usb_device *const *)b)->port);
+}
+
+/* --generate-policy: the devices plugged in now, as a policy on stdout. */
+static int generate(struct daemon *d)
+{
+    struct udev_source *src = udev_source_new(NULL, NULL);
+    struct collected c = { 0 };
+    int r = 1;
+
+    if (!src)
+        return 1;
+    if (udev_source_list(src, collect, &c) == 0 && !c.oom) {
+        qsort(c.devs, c.n, sizeof(*c.devs), cmp_dev_port);
+        r = generate_policy(stdout, c.devs, c.n,
+                            d->opt.generate == 2 ? GENERATE_BY_ID : GENERATE_BY_PORT) == 0
+                ? 0
+                : 1;
+    } else if (c.oom) {
+        log_error("out of memory");
+    }
+    for (size_t i = 0; i < c.n; i++)
+        device_free(c.devs[i]);
+    free(c.devs);
+    udev_source_free(src);
+    return r;
+}
+
 /* Leaves the terminal: a classic daemon when not asked to stay. */
 static int daemonize(void)
 {
@@ -380,11 +431,17 @@ int main(int argc, char **argv)
                                    : LOG_LEVEL_DEBUG;
     /* The old script's form ran in a terminal; keep it there. */
     interactive = d.opt.foreground || d.opt.dry_run || d.opt.once || d.opt.check ||
+                  d.opt.generate ||
                   options_legacy(&d.opt);
     log_init("auto-usb-attach", level, interactive);
     if (!options_legacy(&d.opt))
         d.policy_path = d.opt.policy_file ? d.opt.policy_file : options_default_policy();
 
+    if (d.opt.generate) {
+        r = generate(&d);
+        options_free(&d.opt);
+        return r;
+    }
     if (d.opt.check) {
         r = check_policy(&d);
         options_free(&d.opt);

@@ -28,6 +28,7 @@ enum {
     OPT_CONTROL_SOCKET,
     OPT_CONTROL_GROUP,
     OPT_STATE_DIR,
+    OPT_GENERATE,
 };
 
 static const struct option long_options[] = {
@@ -49,6 +50,7 @@ static const struct option long_options[] = {
     { "control-socket", required_argument, NULL, OPT_CONTROL_SOCKET },
     { "control-group", required_argument, NULL, OPT_CONTROL_GROUP },
     { "state-dir", required_argument, NULL, OPT_STATE_DIR },
+    { "generate-policy", optional_argument, NULL, OPT_GENERATE },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
@@ -68,6 +70,9 @@ static void usage(FILE *out)
             "Policy:\n"
             "  -c, --policy FILE        read the policy from FILE (default %s)\n"
             "      --check              check the policy, print every error, exit 0 or 1\n"
+            "      --generate-policy[=port|id]\n"
+            "                           print a policy for the devices plugged in now, one\n"
+            "                           rule each, by port (default) or by id and serial\n"
             "\n"
             "The old script's options (they build a policy; not with -c):\n"
             "  -d, --domain DOMAIN      the guest that gets the devices\n"
@@ -234,6 +239,14 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
             if (!*optarg)
                 return fail("--control-group: a group name is needed");
             o->control_group = optarg;
+            break;
+        case OPT_GENERATE:
+            if (!optarg || strcmp(optarg, "port") == 0)
+                o->generate = 1;
+            else if (strcmp(optarg, "id") == 0)
+                o->generate = 2;
+            else
+                return fail("--generate-policy: '%s': expected port or id", optarg);
             break;
         case OPT_STATE_DIR:
             if (optarg[0] != '/')

@@ -274,7 +274,27 @@ int udev_source_listen(struct udev_source *src)
     return 0;
 }
 
+struct to_router {
+    struct router *router;
+    enum router_event event;
+};
+
+static void add_to_router(void *arg, struct usb_device *dev)
+{
+    struct to_router *t = arg;
+
+    router_device_added(t->router, dev, t->event);
+}
+
 int udev_source_enumerate(struct udev_source *src, enum router_event event)
+{
+    struct to_router t = { .router = src->router, .event = event };
+
+    return udev_source_list(src, add_to_router, &t);
+}
+
+int udev_source_list(struct udev_source *src, void (*fn)(void *arg, struct usb_device *dev),
+                     void *arg)
 {
     struct udev_enumerate *en = udev_enumerate_new(src->udev);
     struct udev_list_entry *item;
@@ -300,7 +320,7 @@ int udev_source_enumerate(struct udev_source *src, enum router_event event)
         if (!ud)
             continue;
         if (is_usb_device(ud) && (dev = device_from_udev(ud)))
-            router_device_added(src->router, dev, event);
+            fn(arg, dev);
         udev_device_unref(ud);
     }
     udev_enumerate_unref(en);

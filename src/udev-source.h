@@ -17,6 +17,9 @@ struct udev_source *udev_source_new(struct ev_loop *loop, struct router *router)
 int udev_source_listen(struct udev_source *src);
 /* Reports every USB device present now with the given event. 0 or -errno. */
 int udev_source_enumerate(struct udev_source *src, enum router_event event);
+/* Hands every USB device present now to fn (which takes it).  0 or -errno. */
+int udev_source_list(struct udev_source *src, void (*fn)(void *arg, struct usb_device *dev),
+                     void *arg);
 void udev_source_free(struct udev_source *src);
 
 #endif
