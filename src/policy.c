@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,25 +123,62 @@ struct node {
     size_t n;
 };
 
-static void node_free(struct node *node)
+/*
+ * Nodes, their values and their item arrays live in an arena freed in one
+ * go: a 10,000-rule policy makes some 200,000 of them, and one malloc and
+ * free each was a third of the load time.
+ */
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used;
+    size_t cap;
+    max_align_t data[];
+};
+
+#define ARENA_CHUNK (64 * 1024)
+
+static void *arena_alloc(struct arena_chunk **arena, size_t n)
 {
-    if (!node)
-        return;
-    for (size_t i = 0; i < node->n; i++)
-        node_free(node->items[i]);
-    free(node->items);
-    free(node->value);
-    free(node);
+    struct arena_chunk *c = *arena;
+    size_t need = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    void *p;
+
+    if (!c || c->cap - c->used < need) {
+        size_t cap = need > ARENA_CHUNK ? need : ARENA_CHUNK;
+
+        c = malloc(sizeof(*c) + cap);
+        if (!c)
+            return NULL;
+        c->used = 0;
+        c->cap = cap;
+        c->next = *arena;
+        *arena = c;
+    }
+    p = (char *)c->data + c->used;
+    c->used += need;
+    return p;
 }
 
-static int node_push(struct node *parent, struct node *child)
+static void arena_free(struct arena_chunk *arena)
+{
+    while (arena) {
+        struct arena_chunk *next = arena->next;
+
+        free(arena);
+        arena = next;
+    }
+}
+
+static int node_push(struct arena_chunk **arena, struct node *parent, struct node *child)
 {
     if ((parent->n & (parent->n - 1)) == 0) {
-        size_t cap = parent->n ? parent->n * 2 : 1;
-        struct node **items = realloc(parent->items, cap * sizeof(*items));
+        size_t cap = parent->n ? parent->n * 2 : 2;
+        struct node **items = arena_alloc(arena, cap * sizeof(*items));
 
         if (!items)
             return -ENOMEM;
+        if (parent->n)
+            memcpy(items, parent->items, parent->n * sizeof(*items));
         parent->items = items;
     }
     parent->items[parent->n++] = child;
@@ -154,6 +192,7 @@ struct parse {
     unsigned errors;        /* errors found so far by this parse */
     const char *buf;        /* the text, for positions libyaml gives as offsets */
     size_t len;
+    struct arena_chunk *arena;  /* the node tree */
 };
 
 /* Line and column (1-based) of a byte offset into the text. */
@@ -226,25 +265,28 @@ static bool next_event(struct parse *ps, yaml_event_t *ev)
  */
 static struct node *build_node(struct parse *ps, yaml_event_t *ev, unsigned depth)
 {
-    struct node *node = calloc(1, sizeof(*node));
+    struct node *node = arena_alloc(&ps->arena, sizeof(*node));
     yaml_event_type_t end;
 
     if (!node) {
         perr(ps, 1, 1, "out of memory");
         return NULL;
     }
+    memset(node, 0, sizeof(*node));
     node->line = (unsigned)ev->start_mark.line + 1;
     node->column = (unsigned)ev->start_mark.column + 1;
     switch (ev->type) {
     case YAML_SCALAR_EVENT:
         node->type = NODE_SCALAR;
         node->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-        node->value = strndup((const char *)ev->data.scalar.value, ev->data.scalar.length);
+        node->value = arena_alloc(&ps->arena, ev->data.scalar.length + 1);
         if (!node->value) {
             perr(ps, node->line, node->column, "out of memory");
             goto fail;
         }
-        if (strlen(node->value) != ev->data.scalar.length) {
+        memcpy(node->value, ev->data.scalar.value, ev->data.scalar.length);
+        node->value[ev->data.scalar.length] = '\0';
+        if (memchr(node->value, '\0', ev->data.scalar.length)) {
             perr_node(ps, node, "a NUL character is not allowed in a value");
             goto fail;
         }
@@ -282,15 +324,13 @@ static struct node *build_node(struct parse *ps, yaml_event_t *ev, unsigned dept
         yaml_event_delete(&child_ev);
         if (!child)
             goto fail;
-        if (node_push(node, child) < 0) {
-            node_free(child);
+        if (node_push(&ps->arena, node, child) < 0) {
             perr(ps, node->line, node->column, "out of memory");
             goto fail;
         }
     }
 fail:
-    node_free(node);
-    return NULL;
+    return NULL;    /* the arena goes with the parse */
 }
 
 /*
@@ -307,10 +347,8 @@ static struct node *parse_document(struct parse *ps, const char *buf, size_t len
     *empty = false;
     yaml_parser_set_input_string(&ps->parser, (const unsigned char *)buf, len);
     while (!done) {
-        if (!next_event(ps, &ev)) {
-            node_free(root);
+        if (!next_event(ps, &ev))
             return NULL;
-        }
         switch (ev.type) {
         case YAML_STREAM_START_EVENT:
         case YAML_DOCUMENT_END_EVENT:
@@ -324,7 +362,6 @@ static struct node *parse_document(struct parse *ps, const char *buf, size_t len
                      (unsigned)ev.start_mark.column + 1,
                      "a policy file holds one YAML document, found a second one");
                 yaml_event_delete(&ev);
-                node_free(root);
                 return NULL;
             }
             break;
@@ -1223,6 +1260,7 @@ struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
     root = parse_document(&ps, buf, len, &empty);
     yaml_parser_delete(&ps.parser);
     if (!root) {
+        arena_free(ps.arena);
         if (empty)
             perr(&ps, 1, 1, "the policy is empty (expected 'version: 1', 'domains' and 'rules')");
         return NULL;
@@ -1235,7 +1273,7 @@ struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
         if (ps.errors == 0 && policy_finish(policy) < 0)
             perr(&ps, 1, 1, "out of memory");
     }
-    node_free(root);
+    arena_free(ps.arena);
     diag_sort(diag, first);
     if (ps.errors) {
         policy_free(policy);
