@@ -21,6 +21,9 @@
 
 /* {"ok": ok, key: message}, the message made valid UTF-8. */
 static json_t *vreply(bool ok, const char *key, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static json_t *vreply(bool ok, const char *key, const char *fmt, va_list ap)
 {
     char msg[512], *clean;
     json_t *reply;

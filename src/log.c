@@ -66,6 +66,9 @@ int log_level_parse(const char *name)
 }
 
 static void log_vwrite(enum log_level level, const char *suffix, const char *fmt,
+                       va_list ap) __attribute__((format(printf, 3, 0)));
+
+static void log_vwrite(enum log_level level, const char *suffix, const char *fmt,
                        va_list ap)
 {
     char msg[2048];

@@ -254,7 +254,8 @@ const struct policy_rule *match_device(const struct policy *policy,
     char key[64];
     unsigned bus, depth;
 
-    if (!index)
+    /* A port the index cannot take apart (never the kernel's) gets the scan. */
+    if (!index || device_port_parse(dev->port, &bus, &depth) < 0)
         return match_device_linear(policy, dev);
     hex4(key, dev->vendor);
     key[4] = ':';

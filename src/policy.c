@@ -1198,7 +1198,8 @@ static void read_policy(struct parse *ps, struct policy *policy, const struct no
             prev = policy_find_domain(policy, key->value);
             if (prev >= 0) {
                 for (size_t j = 0; j < i; j += 2)
-                    if (strcmp(t.domains->items[j]->value, key->value) == 0) {
+                    if (t.domains->items[j]->type == NODE_SCALAR &&
+                        strcmp(t.domains->items[j]->value, key->value) == 0) {
                         perr_node(ps, key, "duplicate domain '%s' (first at line %u)",
                                   key->value, t.domains->items[j]->line);
                         break;

@@ -1,0 +1,3 @@
+#!/bin/bash
+# make check: fuzz-policy once over its seeds and the crashes kept (see regress).
+exec bash "$(dirname "$0")/regress" policy
