@@ -85,5 +85,13 @@ struct ev_loop;
 struct hv *hv_dryrun_new(struct ev_loop *loop);
 /* The libxl backend; NULL (logged) when libxl or xenstore cannot be opened. */
 struct hv *hv_libxl_new(struct ev_loop *loop);
+/*
+ * The QMP backend, for the policy's domains that have a qmp_socket (the
+ * others are not its guests).  Its guests have the pseudo-domids
+ * QMP_DOMID_BASE + their index among them.  NULL (logged) on a socket path
+ * it refuses (libxl's own, too long) or ENOMEM.
+ */
+#define QMP_DOMID_BASE 1000
+struct hv *hv_qmp_new(struct ev_loop *loop, const struct policy *policy);
 
 #endif

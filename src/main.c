@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -351,9 +353,65 @@ static int check_no_wait(const struct daemon *d)
     return missing ? -ENOENT : 0;
 }
 
+/*
+ * Whether the policy's guests are reached over QMP sockets; -EINVAL (logged)
+ * when some are and others are not, which no backend handles yet.
+ */
+static int qmp_domains(const struct policy *policy)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < policy->n_domains; i++)
+        n += policy->domains[i].qmp_socket != NULL;
+    if (n && n != policy->n_domains) {
+        log_error("%u of the policy's %u domains have a qmp-socket: either every domain "
+                  "has one (QMP backend) or none (libxl); a mix is not supported yet",
+                  n, policy->n_domains);
+        return -EINVAL;
+    }
+    return n != 0;
+}
+
+/* For --no-wait over QMP: does anything listen on the guest's socket now? */
+static bool qmp_socket_answers(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool ok;
+
+    if (fd < 0)
+        return false;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return ok;
+}
+
 static int run(struct daemon *d, struct policy *policy)
 {
-    d->hv = d->opt.dry_run || d->opt.once ? hv_dryrun_new(d->loop) : hv_libxl_new(d->loop);
+    int qmp = d->opt.dry_run || d->opt.once ? 0 : qmp_domains(policy);
+
+    if (qmp < 0) {
+        policy_free(policy);
+        return 1;
+    }
+    if (qmp && d->opt.no_wait) {
+        for (unsigned i = 0; i < policy->n_domains; i++) {
+            if (!qmp_socket_answers(policy->domains[i].qmp_socket)) {
+                log_error("%s is not running (nothing answers on %s) and --no-wait was "
+                          "given: exiting", policy->domains[i].name,
+                          policy->domains[i].qmp_socket);
+                policy_free(policy);
+                return 1;
+            }
+        }
+    }
+    if (d->opt.dry_run || d->opt.once)
+        d->hv = hv_dryrun_new(d->loop);
+    else if (qmp)
+        d->hv = hv_qmp_new(d->loop, policy);
+    else
+        d->hv = hv_libxl_new(d->loop);
     if (!d->hv) {
         policy_free(policy);
         return 1;
@@ -363,7 +421,7 @@ static int run(struct daemon *d, struct policy *policy)
         policy_free(policy);
         return 1;
     }
-    if (d->opt.no_wait && check_no_wait(d) < 0)
+    if (d->opt.no_wait && !qmp && check_no_wait(d) < 0)
         return 1;
     if (!d->opt.dry_run && !d->opt.once && open_state(d) < 0)
         return 1;
@@ -446,12 +504,6 @@ int main(int argc, char **argv)
         r = check_policy(&d);
         options_free(&d.opt);
         return r;
-    }
-    if (!d.opt.dry_run && !d.opt.once && d.opt.qmp_socket) {
-        log_error("-s/--qmp-socket: the QMP backend is not built yet; "
-                  "leave -s out to attach through libxl");
-        options_free(&d.opt);
-        return 1;
     }
     policy = load_policy(&d, NULL);
     if (!policy) {

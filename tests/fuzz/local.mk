@@ -22,17 +22,14 @@
 # A harness: tests/fuzz/fuzz-NAME.c, seeds in tests/fuzz/corpus/NAME/,
 # crashes kept as regression inputs in tests/fuzz/crashes/NAME/, an optional
 # libFuzzer dictionary tests/fuzz/NAME.dict, and tests/fuzz/regress-NAME.sh.
-#
-# fuzz-qmp.c is written against src/qmp.h; add qmp to aua_fuzz_harnesses
-# and tests/fuzz/regress-qmp.sh to TESTS below once src/qmp.c is committed
-# (its rule compiles src/qmp.c itself, whether or not it joins the core).
 
-aua_fuzz_harnesses = policy device match control
+aua_fuzz_harnesses = policy device match control qmp
 aua_fuzz_programs = \
 	tests/fuzz/fuzz-policy \
 	tests/fuzz/fuzz-device \
 	tests/fuzz/fuzz-match \
-	tests/fuzz/fuzz-control
+	tests/fuzz/fuzz-control \
+	tests/fuzz/fuzz-qmp
 
 FUZZ_SECONDS = 60
 # More libFuzzer options for make fuzz, e.g. -jobs=4 -workers=4.
@@ -114,7 +111,8 @@ TESTS += \
 	tests/fuzz/regress-policy.sh \
 	tests/fuzz/regress-device.sh \
 	tests/fuzz/regress-match.sh \
-	tests/fuzz/regress-control.sh
+	tests/fuzz/regress-control.sh \
+	tests/fuzz/regress-qmp.sh
 else
 fuzz-build fuzz fuzz-regress:
 	@$(aua_fuzz_no_clang)

@@ -4,7 +4,7 @@
 # may appear in it.  Each adapter is one file.
 set -u
 src=${AUA_SRCDIR:-$(dirname "$0")/../..}/src
-core="commands control device domain generate hv-dryrun log match notify options policy report router state strmap"
+core="commands control device domain generate hv-qmp qmp hv-dryrun log match notify options policy report router state strmap"
 bad=0
 for m in $core; do
     for f in "$src/$m.c" "$src/$m.h"; do

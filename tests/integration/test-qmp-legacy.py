@@ -1,0 +1,36 @@
+"""The old script's form, -d DOMAIN -s SOCKET -x VID:PID, on a real QEMU:
+the QMP backend takes the guest, and the key is attached through the
+socket; a policy that mixes QMP and libxl guests is refused at start."""
+
+import aua
+import daemon
+import qemu
+
+
+def test():
+    tmp = aua.tempdir()
+    tb = aua.Testbed()
+    for f in ("hubs", "yubikey"):
+        tb.load(f)
+    g = qemu.Guest(tmp, "vault").start()
+    t = daemon.timeout(10)
+    argv = daemon.command("-d", "vault", "-s", g.sock, "-x", "1050:0407", "--state-dir",
+                          tmp + "/state", "--control-socket", "none")
+    with aua.Daemon(argv, testbed=tb) as d:
+        d.wait_ready(t)
+        g.wait_usb_hosts([("xenusb-1-5", "xenusb-0", "1", 1, 5)], t)
+        qemu.wait_log(d, r"backend qmp", t)
+        daemon.stop_clean(d)
+
+    mixed = daemon.write_policy(tmp, "mixed.yaml", qemu.policy(
+        [("vault", g.sock, None)], "  - match: { id: \"1050:0407\" }\n    domain: vault\n")
+        .replace("rules:", "  win10: {}\nrules:"))
+    with aua.Daemon(qemu.daemon_args(tmp, mixed), testbed=tb) as d:
+        d.proc.wait(t)
+        rc, err = d.stop()
+    aua.check_equal(rc, 1, "exit status of a mixed policy")
+    aua.check("a mix is not supported yet" in err, "the refusal is explained: %s" % err)
+
+
+if __name__ == "__main__":
+    aua.main(test)

@@ -1,0 +1,53 @@
+"""A guest reset over QMP, on a real QEMU: system_reset makes QEMU send RESET;
+the daemon reports the guest stopped and running again, looks at QEMU's
+devices anew and keeps the key QEMU still holds (no second usb-host for the
+same device).  When the key's usb-host was taken away meanwhile (a
+device_del by someone else, seen as DEVICE_DELETED), the reset makes the
+daemon attach it again."""
+
+import aua
+import daemon
+import qemu
+
+RULES = """\
+  - match: { id: "1050:0407" }
+    domain: vault
+"""
+KEY = ("xenusb-1-5", "xenusb-0", "1", 1, 5)
+
+
+def test():
+    tmp = aua.tempdir()
+    tb = aua.Testbed()
+    for f in ("hubs", "yubikey"):
+        tb.load(f)
+    g = qemu.Guest(tmp, "vault").start()
+    policy = daemon.write_policy(tmp, "policy.yaml",
+                                 qemu.policy([("vault", g.sock, None)], RULES))
+    t = daemon.timeout(10)
+    with aua.Daemon(qemu.daemon_args(tmp, policy), testbed=tb) as d:
+        d.wait_ready(t)
+        g.wait_usb_hosts([KEY], t)
+        pos = qemu.wait_log(d, r"vault: 1-1\.2 attached at controller 0 port 1", t)
+
+        g.qmp("system_reset")
+        pos = qemu.wait_log(d, r"vault: QEMU reports a reset", t, pos)
+        pos = qemu.wait_log(d, r"vault: guest stopped \(was domid 1000\)", t, pos)
+        pos = qemu.wait_log(d, r"vault: guest is running \(domid 1000\)", t, pos)
+        pos = qemu.wait_log(d, r"vault: 1-1\.2 is attached already at controller 0 port 1",
+                            t, pos)
+        aua.check_equal(g.usb_hosts(), [KEY], "the key once, after the reset")
+
+        # Someone else takes the key's usb-host away; the next reset brings it back.
+        g.qmp("device_del", {"id": "xenusb-1-5"})
+        g.wait_usb_hosts([], t)
+        pos = qemu.wait_log(d, r"vault: QEMU deleted xenusb-1-5 \(not by us\)", t, pos)
+        g.qmp("system_reset")
+        pos = qemu.wait_log(d, r"vault: guest is running \(domid 1000\)", t, pos)
+        g.wait_usb_hosts([KEY], t)
+        qemu.wait_log(d, r"vault: 1-1\.2 attached at controller 0 port 1", t, pos)
+        daemon.stop_clean(d)
+
+
+if __name__ == "__main__":
+    aua.main(test)
