@@ -29,6 +29,7 @@ enum {
     OPT_CONTROL_GROUP,
     OPT_STATE_DIR,
     OPT_GENERATE,
+    OPT_INSECURE_POLICY,
 };
 
 static const struct option long_options[] = {
@@ -51,6 +52,7 @@ static const struct option long_options[] = {
     { "control-group", required_argument, NULL, OPT_CONTROL_GROUP },
     { "state-dir", required_argument, NULL, OPT_STATE_DIR },
     { "generate-policy", optional_argument, NULL, OPT_GENERATE },
+    { "insecure-policy", no_argument, NULL, OPT_INSECURE_POLICY },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
@@ -70,6 +72,8 @@ static void usage(FILE *out)
             "Policy:\n"
             "  -c, --policy FILE        read the policy from FILE (default %s)\n"
             "      --check              check the policy, print every error, exit 0 or 1\n"
+            "      --insecure-policy    accept a policy file that is not root's or that\n"
+            "                           others may write (for tests)\n"
             "      --generate-policy[=port|id]\n"
             "                           print a policy for the devices plugged in now, one\n"
             "                           rule each, by port (default) or by id and serial\n"
@@ -239,6 +243,9 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
             if (!*optarg)
                 return fail("--control-group: a group name is needed");
             o->control_group = optarg;
+            break;
+        case OPT_INSECURE_POLICY:
+            o->insecure_policy = true;
             break;
         case OPT_GENERATE:
             if (!optarg || strcmp(optarg, "port") == 0)

@@ -29,6 +29,7 @@ struct options {
     bool check;
     bool once;
     bool foreground;
+    bool insecure_policy;       /* accept a policy file others may write */
     int generate;               /* 0, or 1 + enum generate_by */
     int verbosity;              /* +1 per -v, -1 per -q */
 };

@@ -38,6 +38,16 @@ expect check-bad-second-error 1 "^$tmp/bad.yaml:7:14: unknown key 'colour' in 'm
 expect check-bad-third-error 1 "^$tmp/bad.yaml:8:13: unknown domain 'nowhere'" -- "$bin" --check -c "$tmp/bad.yaml"
 expect check-missing-file 1 "^$tmp/none.yaml:1:1: cannot open: No such file" -- "$bin" --check -c "$tmp/none.yaml"
 
+# A policy file others may write is refused, unless asked not to.
+cp "$srcdir/policy/example.yaml" "$tmp/open.yaml"
+chmod 0666 "$tmp/open.yaml"
+expect policy-world-writable 1 "^$tmp/open.yaml:1:1: refused: the file is writable by others than root \(mode 0666" -- "$bin" --check -c "$tmp/open.yaml"
+expect policy-insecure-accepted 0 'open.yaml: OK' -- "$bin" --check --insecure-policy -c "$tmp/open.yaml"
+chmod 0644 "$tmp/open.yaml"
+chown nobody "$tmp/open.yaml"
+expect policy-not-roots 1 "refused: the file is not owned by root" -- "$bin" --check -c "$tmp/open.yaml"
+expect policy-dry-run-not-checked 0 '' -- "$bin" --once -c "$tmp/open.yaml"
+
 expect legacy-check 0 '^command line: OK \(1 domain, 3 rules\)' -- "$bin" -d win10 -u usb3 -u 1-1 -x 1050:0407 --check
 expect legacy-mixed-with-c 2 'cannot be combined with -d, -u or -x' -- "$bin" -c "$srcdir/policy/example.yaml" -d win10
 expect legacy-hub-without-domain 2 '-u and -x need -d DOMAIN' -- "$bin" -u usb3 --check

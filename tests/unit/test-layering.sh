@@ -17,5 +17,10 @@ for m in $core; do
 done
 # And the check itself must be able to fail: the udev adapter does include libudev.
 grep -q '#include <libudev.h>' "$src/udev-source.c" || { echo "FAIL: the check found no libudev include in udev-source.c"; bad=1; }
-[ $bad -eq 0 ] && echo "PASS: core includes no adapter header"
+# No shell anywhere: device strings and policy values must never reach one.
+if grep -nE '\b(system|popen|execl|execlp|execle|execv|execvp|execvpe)[[:space:]]*\(' "$src"/*.c "$src"/../ctl/*.c; then
+    echo "FAIL: a shell or exec call in the daemon or the client"
+    bad=1
+fi
+[ $bad -eq 0 ] && echo "PASS: core includes no adapter header, no shell anywhere"
 exit $bad
