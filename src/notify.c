@@ -36,10 +36,14 @@ int notify_send(const char *state)
     fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+    /* Never wait for the listener: a full queue costs the message, not the loop. */
+    if (sendto(fd, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa,
                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0) {
         r = -errno;
-        log_warn("cannot notify %s", path);
+        if (r == -EAGAIN)
+            log_debug("%s is full: %s not sent", path, state);
+        else
+            log_warn("cannot notify %s", path);
     }
     close(fd);
     return r;
