@@ -139,7 +139,9 @@ def test():
     aua.check_equal(rc, 1, "exit status with libxl's socket")
     aua.check("is libxl's own socket" in err, "the refusal is explained: %s" % err)
 
-    vault = qemu.Guest(tmp, "vault", kind="double").start()
+    # The vault's QEMU starts only once the daemon knows what the other one
+    # holds: the two connections would race otherwise.
+    vault = qemu.Guest(tmp, "vault", kind="double")
     other = qemu.Guest(tmp, "other", kind="double",
                        double_args=["--preset", "xenusb-0=usb-ehci"]).start()
     # The other guest's QEMU holds the keyboard already (someone did it by hand).
@@ -152,6 +154,8 @@ def test():
          ("evil", hostile.path, None)], RULES))
     with aua.Daemon(qemu.daemon_args(tmp, policy), testbed=tb) as d:
         d.wait_ready(t)
+        qemu.wait_log(d, r"other: guest is running", t)
+        vault.start()
         pos = qemu.wait_log(d, r"vault: 1-1\.2 attached at controller 0 port 1", t)
         qemu.wait_log(d, r"vault: bus 1 device 6 \(1-1\.3\) is held by other's QEMU "
                          r"already: not added again", t)
