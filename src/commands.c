@@ -95,9 +95,9 @@ json_t *commands_device_json(const struct dev_entry *e)
                   e->state == DEV_DETACHING;
     char id[10];
 
-    return json_pack("{s:o, s:i, s:i, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:s, s:o, "
-                     "s:o, s:b}",
-                     "port", str_or_null(d->port), "busnum", (int)d->busnum, "devnum",
+    return json_pack("{s:o, s:o, s:i, s:i, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:s, "
+                     "s:o, s:o, s:b}",
+                     "port", str_or_null(d->port), "path", str_or_null(d->id_path), "busnum", (int)d->busnum, "devnum",
                      (int)d->devnum, "id", device_id_string(d, id), "serial",
                      str_or_null(d->serial), "manufacturer", str_or_null(d->manufacturer),
                      "product", str_or_null(d->product_name), "decision",

@@ -33,6 +33,7 @@ void device_free(struct usb_device *dev)
         return;
     free(dev->devpath);
     free(dev->port);
+    free(dev->id_path);
     free(dev->serial);
     free(dev->manufacturer);
     free(dev->product_name);
@@ -52,7 +53,8 @@ struct usb_device *device_dup(const struct usb_device *dev)
     copy->dev_class = dev->dev_class;
     copy->n_ifaces = dev->n_ifaces;
     memcpy(copy->ifaces, dev->ifaces, sizeof(dev->ifaces));
-    if (device_set_str(&copy->serial, dev->serial) < 0 ||
+    if (device_set_str(&copy->id_path, dev->id_path) < 0 ||
+        device_set_str(&copy->serial, dev->serial) < 0 ||
         device_set_str(&copy->manufacturer, dev->manufacturer) < 0 ||
         device_set_str(&copy->product_name, dev->product_name) < 0) {
         device_free(copy);
@@ -148,6 +150,150 @@ bool device_port_below(const char *port, const char *hub)
     }
     n = strlen(hub);
     return strncmp(port, hub, n) == 0 && port[n] == '.';
+}
+
+/* True for a PCI function's name as the kernel writes it: "0000:00:14.0". */
+static bool is_pci_function(const char *s, size_t n)
+{
+    size_t dom = 0;
+
+    /* The domain has 4 hex digits, more on hosts with many (VMD: 10000). */
+    while (dom < n && ((s[dom] >= '0' && s[dom] <= '9') || (s[dom] >= 'a' && s[dom] <= 'f')))
+        dom++;
+    if (dom < 4 || dom > 8 || n != dom + 8)
+        return false;
+    for (size_t i = dom; i < n; i++) {
+        char c = s[i];
+        bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+
+        switch (i - dom) {
+        case 0:
+        case 3:
+            if (c != ':')
+                return false;
+            break;
+        case 6:
+            if (c != '.')
+                return false;
+            break;
+        case 7:
+            if (c < '0' || c > '7')
+                return false;
+            break;
+        default:
+            if (!hex)
+                return false;
+        }
+    }
+    return true;
+}
+
+int device_id_path(const char *devpath, char *buf, size_t len)
+{
+    const char *root = NULL, *pci = NULL, *prev = NULL, *el = devpath, *last = NULL;
+    size_t pci_len = 0, prev_len = 0, last_len = 0;
+    unsigned root_bus = 0, bus, depth;
+    char name[DEVICE_STR_MAX + 1];
+    int n;
+
+    /*
+     * udev's path_id walks up from the device: every USB device is one
+     * "usb-0:PORT" (the sysname after the bus number), the USB ancestors are
+     * skipped, and the nearest PCI device names the controller.  Only a root
+     * hub whose parent is a PCI function is followed: any other parent
+     * (a platform glue device, say) gives udev a path we cannot rebuild.
+     */
+    while (*el) {
+        const char *end = strchr(el, '/');
+        size_t elen = end ? (size_t)(end - el) : strlen(el);
+
+        if (elen > 0) {
+            if (elen > DEVICE_STR_MAX)
+                return -EINVAL;
+            memcpy(name, el, elen);
+            name[elen] = '\0';
+            if (root) {
+                /* Below the root hub: hubs and the device, all on its bus. */
+                if (device_port_parse(name, &bus, &depth) < 0 || depth == 0 || bus != root_bus)
+                    return -EINVAL;
+                /* A hub's child extends the hub's port path: 1-1 -> 1-1.4. */
+                if (last && (elen <= last_len || memcmp(el, last, last_len) != 0 ||
+                             el[last_len] != '.'))
+                    return -EINVAL;
+                if (!last && depth != 1)
+                    return -EINVAL;
+                last = el;
+                last_len = elen;
+            } else if (device_port_parse(name, &bus, &depth) == 0 && depth == 0) {
+                if (!prev || !is_pci_function(prev, prev_len))
+                    return -EINVAL;
+                root = el;
+                root_bus = bus;
+                pci = prev;
+                pci_len = prev_len;
+            }
+            prev = el;
+            prev_len = elen;
+        }
+        if (!end)
+            break;
+        el = end + 1;
+    }
+    if (!root)
+        return -EINVAL;
+    if (!last) {
+        n = snprintf(buf, len, "pci-%.*s", (int)pci_len, pci);
+    } else {
+        /* The port path without its bus number: "1-1.4" -> "1.4". */
+        const char *port = (const char *)memchr(last, '-', last_len) + 1;
+
+        n = snprintf(buf, len, "pci-%.*s-usb-0:%.*s", (int)pci_len, pci,
+                     (int)(last_len - (size_t)(port - last)), port);
+    }
+    if (n < 0 || (size_t)n >= len)
+        return -ENOSPC;
+    return 0;
+}
+
+int device_id_path_parse(const char *path, unsigned *depth)
+{
+    const char *p, *dash;
+    unsigned d = 0, v;
+
+    if (strncmp(path, "pci-", 4) != 0)
+        return -EINVAL;
+    p = path + 4;
+    dash = strchr(p, '-');
+    if (!is_pci_function(p, dash ? (size_t)(dash - p) : strlen(p)))
+        return -EINVAL;
+    if (dash) {
+        if (strncmp(dash, "-usb-0:", 7) != 0)
+            return -EINVAL;
+        p = dash + 6;
+        do {
+            p = parse_small(p + 1, &v);
+            if (!p || v == 0 || ++d > DEVICE_MAX_PORT_DEPTH)
+                return -EINVAL;
+        } while (*p == '.');
+        if (*p)
+            return -EINVAL;
+    }
+    *depth = d;
+    return 0;
+}
+
+bool device_id_path_below(const char *id_path, const char *hub)
+{
+    unsigned depth, hub_depth;
+    size_t n = strlen(hub);
+
+    /* What the index cannot take apart, the scan must not match either. */
+    if (!id_path || device_id_path_parse(id_path, &depth) < 0 ||
+        device_id_path_parse(hub, &hub_depth) < 0 || depth <= hub_depth ||
+        strncmp(id_path, hub, n) != 0)
+        return false;
+    /* Below a controller: "-usb-0:..." follows; below a hub: ".N" does. */
+    return id_path[n] == (hub_depth == 0 ? '-' : '.');
 }
 
 static int hex_nibble(char c)

@@ -28,6 +28,7 @@ struct usb_class {
 struct usb_device {
     char *devpath;       /* kernel DEVPATH, "/devices/.../1-1.2": the key */
     char *port;          /* port path (sysname), "1-1.2" */
+    char *id_path;       /* udev's ID_PATH, "pci-0000:00:14.0-usb-0:1.2"; NULL: none */
     unsigned busnum;
     unsigned devnum;
     uint16_t vendor;
@@ -66,6 +67,34 @@ int device_port_parse(const char *port, unsigned *bus, unsigned *depth);
  * hub is "usbN" (a root hub: every device on bus N) or a port path.
  */
 bool device_port_below(const char *port, const char *hub);
+
+/* Room for any path device_id_path writes. */
+#define DEVICE_ID_PATH_MAX 128
+
+/*
+ * Computes udev's ID_PATH for the USB device at kernel DEVPATH devpath, from
+ * the devpath alone: "pci-0000:00:14.0-usb-0:1.4" for port 1-1.4 of the
+ * controller at PCI function 0000:00:14.0, "pci-0000:00:14.0" for its root
+ * hub.  The bus number is left out, so the path survives bus renumbering.
+ * Returns 0, -EINVAL when devpath is not a USB device whose root hub sits on
+ * a PCI function (udev 252 would name such a device differently, or not at
+ * all), or -ENOSPC when len is too small.
+ */
+int device_id_path(const char *devpath, char *buf, size_t len);
+
+/*
+ * Checks a path in the form device_id_path writes: "pci-0000:00:14.0" (a
+ * controller, depth 0) or "pci-0000:00:14.0-usb-0:1.4" (depth 2).  Sets
+ * *depth and returns 0, or -EINVAL.
+ */
+int device_id_path_parse(const char *path, unsigned *depth);
+
+/*
+ * True when the device with path id_path is below hub, at any depth; hub is
+ * a controller ("pci-0000:00:14.0": every device on it) or a hub's path.
+ * False when either is not in device_id_path's form.
+ */
+bool device_id_path_below(const char *id_path, const char *hub);
 
 /*
  * Fills dev->ifaces from udev's ID_USB_INTERFACES (":030101:0b0000:").

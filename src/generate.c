@@ -94,10 +94,12 @@ static void put_serial_glob(FILE *out, const char *s)
 
 static void put_comment(FILE *out, const struct usb_device *d)
 {
-    char id[10], mfr[256], prod[256], serial[256];
+    char id[10], mfr[256], prod[256], serial[256], path[256];
 
     fprintf(out, "  # %s (bus %u device %u)  %s", d->port, d->busnum, d->devnum,
             device_id_string(d, id));
+    if (d->id_path)
+        fprintf(out, "  %s", log_escape(d->id_path, path, sizeof(path)));
     if (d->manufacturer || d->product_name)
         fprintf(out, "  \"%s%s%s\"",
                 d->manufacturer ? log_escape(d->manufacturer, mfr, sizeof(mfr)) : "",
@@ -146,10 +148,14 @@ int generate_policy(FILE *out, struct usb_device *const *devs, size_t n, enum ge
             "\n"
             "rules:\n",
             when, "devices plugged in now",
-            by == GENERATE_BY_PORT ? "by the port it is plugged into (whatever is\n"
-                                     "# plugged in there later gets the same decision)"
-                                   : "by vendor:product and serial (the device goes\n"
-                                     "# where it is told, whichever port it is plugged into)");
+            by == GENERATE_BY_ID ? "by vendor:product and serial (the device goes\n"
+                                   "# where it is told, whichever port it is plugged into)"
+            : by == GENERATE_BY_PATH ? "by the port it is plugged into, named by\n"
+                                       "# its controller's PCI address (whatever is plugged in\n"
+                                       "# there later gets the same decision)"
+                                     : "by the port it is plugged into, named by bus\n"
+                                       "# number (whatever is plugged in there later gets the\n"
+                                       "# same decision, while the buses keep their numbers)");
     for (size_t i = 0; i < n; i++) {
         const struct usb_device *d = devs[i];
         char id[10];
@@ -167,7 +173,11 @@ int generate_policy(FILE *out, struct usb_device *const *devs, size_t n, enum ge
             put_yaml_string(out, name);
         }
         fputs("\n    match: { ", out);
-        if (by == GENERATE_BY_PORT) {
+        if (by == GENERATE_BY_PATH && d->id_path) {
+            fputs("path: ", out);
+            put_serial_glob(out, d->id_path);
+        } else if (by != GENERATE_BY_ID) {
+            /* The bus form too for a device without a path (no PCI controller). */
             fprintf(out, "port: \"%s\"", d->port);
         } else {
             fprintf(out, "id: \"%s\"", device_id_string(d, id));

@@ -12,6 +12,7 @@
 enum generate_by {
     GENERATE_BY_PORT,       /* match: { port: "1-1.2" }: whatever is plugged in there */
     GENERATE_BY_ID,         /* match: { id: "1050:0407", serial: "..." }: this very device */
+    GENERATE_BY_PATH,       /* match: { path: "pci-...-usb-0:1.2" }: the port, by controller */
 };
 
 /* Writes the policy for devs (hubs are left out) to out.  0 or -errno. */

@@ -309,7 +309,7 @@ static int generate(struct daemon *d)
     if (udev_source_list(src, collect, &c) == 0 && !c.oom) {
         qsort(c.devs, c.n, sizeof(*c.devs), cmp_dev_port);
         r = generate_policy(stdout, c.devs, c.n,
-                            d->opt.generate == 2 ? GENERATE_BY_ID : GENERATE_BY_PORT) == 0
+                            (enum generate_by)(d->opt.generate - 1)) == 0
                 ? 0
                 : 1;
     } else if (c.oom) {

@@ -2,7 +2,8 @@
  * Rule matching and the index that makes it fast.
  *
  * Each rule goes into the bucket of its most selective key: an exact
- * vendor:product, an exact port, an exact vendor (product a glob), a hub, a
+ * vendor:product, an exact port, an exact id path, an exact vendor (product
+ * a glob), a hub (by bus or by path), a
  * port glob whose bus is literal ("4-1.*"), a serial glob whose first
  * character is literal ("Z0004*"); the rest into one general list.  A rule
  * in bucket K can only match devices whose own key is K, and every list is
@@ -32,7 +33,8 @@ struct rule_list {
 struct match_index {
     struct strmap *by_id;   /* "1050:0407" -> struct rule_list */
     struct strmap *by_port; /* "1-1.4" */
-    struct strmap *by_hub;  /* "usb3", "1-1" */
+    struct strmap *by_path; /* "pci-0000:00:14.0-usb-0:1.4" */
+    struct strmap *by_hub;  /* "usb3", "1-1", "pci-0000:00:14.0", "pci-...-usb-0:1" */
     struct strmap *by_key;  /* "v:1050" (vendor), "b:4" (bus), "s:Z" (serial's first byte) */
     struct rule_list general;
 };
@@ -99,6 +101,7 @@ void match_index_free(struct match_index *index)
         return;
     strmap_free(index->by_id, list_free);
     strmap_free(index->by_port, list_free);
+    strmap_free(index->by_path, list_free);
     strmap_free(index->by_hub, list_free);
     strmap_free(index->by_key, list_free);
     free(index->general.v);
@@ -113,9 +116,11 @@ struct match_index *match_index_build(const struct policy *policy)
         return NULL;
     index->by_id = strmap_new();
     index->by_port = strmap_new();
+    index->by_path = strmap_new();
     index->by_hub = strmap_new();
     index->by_key = strmap_new();
-    if (!index->by_id || !index->by_port || !index->by_hub || !index->by_key)
+    if (!index->by_id || !index->by_port || !index->by_path || !index->by_hub ||
+        !index->by_key)
         goto fail;
     for (uint32_t i = 0; i < policy->n_rules; i++) {
         const struct rule_match *m = &policy->rules[i].match;
@@ -128,6 +133,8 @@ struct match_index *match_index_build(const struct policy *policy)
             r = bucket_push(index->by_id, key, i);
         } else if ((m->keys & MATCH_PORT) && is_exact(m->port)) {
             r = bucket_push(index->by_port, m->port, i);
+        } else if ((m->keys & MATCH_PATH) && is_exact(m->path)) {
+            r = bucket_push(index->by_path, m->path, i);
         } else if ((m->keys & MATCH_VENDOR) && is_exact(m->vendor)) {
             snprintf(key, sizeof(key), "v:%s", m->vendor);
             r = bucket_push(index->by_key, key, i);
@@ -182,6 +189,12 @@ static void class_string(const struct class_match *m, char *buf, size_t len)
         snprintf(buf, len, "%02x:%02x:%02x", m->cls, m->subclass, m->protocol);
 }
 
+/* A hub named by its path ("pci-...") rather than by bus ("usb3", "1-1"). */
+static bool is_path_hub(const char *hub)
+{
+    return strncmp(hub, "pci-", 4) == 0;
+}
+
 #define FAIL(...)                                   \
     do {                                            \
         if (why)                                    \
@@ -201,8 +214,20 @@ bool match_rule(const struct policy_rule *rule, const struct usb_device *dev,
         FAIL("product %s does not match %s", hex, m->product);
     if ((m->keys & MATCH_PORT) && !glob_match(m->port, dev->port))
         FAIL("port %s does not match %s", dev->port, m->port);
-    if ((m->keys & MATCH_HUB) && !device_port_below(dev->port, m->hub))
+    if ((m->keys & MATCH_PATH) && !glob_match(m->path, dev->id_path)) {
+        if (!dev->id_path)
+            FAIL("the device has no path to match %s", m->path);
+        FAIL("path %s does not match %s", log_escape(dev->id_path, esc, sizeof(esc)), m->path);
+    }
+    if ((m->keys & MATCH_HUB) && is_path_hub(m->hub)) {
+        if (!dev->id_path)
+            FAIL("the device has no path to be below hub %s", m->hub);
+        if (!device_id_path_below(dev->id_path, m->hub))
+            FAIL("path %s is not below hub %s", log_escape(dev->id_path, esc, sizeof(esc)),
+                 m->hub);
+    } else if ((m->keys & MATCH_HUB) && !device_port_below(dev->port, m->hub)) {
         FAIL("port %s is not below hub %s", dev->port, m->hub);
+    }
     if ((m->keys & MATCH_SERIAL) && !glob_match(m->serial, dev->serial))
         FAIL("serial \"%s\" does not match \"%s\"",
              log_escape(dev->serial, esc, sizeof(esc)), m->serial);
@@ -241,8 +266,11 @@ const struct policy_rule *match_device_linear(const struct policy *policy,
     return NULL;
 }
 
-/* Up to: id, port, vendor, bus, serial, the root hub and its hubs, general. */
-#define MAX_LISTS (DEVICE_MAX_PORT_DEPTH + 7)
+/*
+ * Up to: id, port, path, vendor, bus, serial, the root hub and its hubs, the
+ * controller and its hubs by path, general.
+ */
+#define MAX_LISTS (2 * DEVICE_MAX_PORT_DEPTH + 8)
 
 const struct policy_rule *match_device(const struct policy *policy,
                                        const struct usb_device *dev)
@@ -263,6 +291,8 @@ const struct policy_rule *match_device(const struct policy *policy,
     if ((lists[n] = strmap_get(index->by_id, key)))
         n++;
     if ((lists[n] = strmap_get(index->by_port, dev->port)))
+        n++;
+    if (dev->id_path && (lists[n] = strmap_get(index->by_path, dev->id_path)))
         n++;
     if (strmap_size(index->by_key)) {
         memcpy(key, "v:", 2);
@@ -294,6 +324,23 @@ const struct policy_rule *match_device(const struct policy *policy,
             if ((lists[n] = strmap_get(index->by_hub, key)))
                 n++;
         }
+    }
+    if (strmap_size(index->by_hub) && dev->id_path &&
+        device_id_path_parse(dev->id_path, &depth) == 0 && depth > 0) {
+        /* The same by path: the controller, then each hub ("...-usb-0:1"). */
+        char path[DEVICE_STR_MAX + 1];
+        char *ports;
+
+        snprintf(path, sizeof(path), "%s", dev->id_path);
+        ports = strstr(path, "-usb-0:");
+        for (char *dot = strrchr(ports, '.'); dot; dot = strrchr(ports, '.')) {
+            *dot = '\0';
+            if ((lists[n] = strmap_get(index->by_hub, path)))
+                n++;
+        }
+        *ports = '\0';
+        if ((lists[n] = strmap_get(index->by_hub, path)))
+            n++;
     }
     if (index->general.n)
         lists[n++] = &index->general;

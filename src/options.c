@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "generate.h"
+
 #define PROG "auto-usb-attach"
 
 enum {
@@ -74,9 +76,10 @@ static void usage(FILE *out)
             "      --check              check the policy, print every error, exit 0 or 1\n"
             "      --insecure-policy    accept a policy file that is not root's or that\n"
             "                           others may write (for tests)\n"
-            "      --generate-policy[=port|id]\n"
+            "      --generate-policy[=path|port|id]\n"
             "                           print a policy for the devices plugged in now, one\n"
-            "                           rule each, by port (default) or by id and serial\n"
+            "                           rule each, by port path with the controller's PCI\n"
+            "                           address (default), by bus port or by id and serial\n"
             "\n"
             "The old script's options (they build a policy; not with -c):\n"
             "  -d, --domain DOMAIN      the guest that gets the devices\n"
@@ -248,12 +251,14 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
             o->insecure_policy = true;
             break;
         case OPT_GENERATE:
-            if (!optarg || strcmp(optarg, "port") == 0)
-                o->generate = 1;
+            if (!optarg || strcmp(optarg, "path") == 0)
+                o->generate = 1 + GENERATE_BY_PATH;
+            else if (strcmp(optarg, "port") == 0)
+                o->generate = 1 + GENERATE_BY_PORT;
             else if (strcmp(optarg, "id") == 0)
-                o->generate = 2;
+                o->generate = 1 + GENERATE_BY_ID;
             else
-                return fail("--generate-policy: '%s': expected port or id", optarg);
+                return fail("--generate-policy: '%s': expected path, port or id", optarg);
             break;
         case OPT_STATE_DIR:
             if (optarg[0] != '/')

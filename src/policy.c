@@ -561,8 +561,9 @@ const char *policy_check_hub(const char *value)
 {
     unsigned bus, depth;
 
-    if (device_port_parse(value, &bus, &depth) < 0)
-        return "expected a root hub such as usb3 or a hub's port path such as 1-1.4";
+    if (device_port_parse(value, &bus, &depth) < 0 && device_id_path_parse(value, &depth) < 0)
+        return "expected a root hub such as usb3, a hub's port path such as 1-1.4, or a "
+               "path such as pci-0000:00:14.0 or pci-0000:00:14.0-usb-0:1";
     return NULL;
 }
 
@@ -710,6 +711,7 @@ void rule_match_clear(struct rule_match *match)
     free(match->product_name);
     free(match->hub);
     free(match->port);
+    free(match->path);
     memset(match, 0, sizeof(*match));
 }
 
@@ -1030,6 +1032,8 @@ static void match_key_fn(struct parse *ps, const struct node *key,
             return;
         }
         set_glob(ps, value, k, &m->port, MATCH_PORT, m);
+    } else if (strcmp(k, "path") == 0) {
+        set_glob(ps, value, k, &m->path, MATCH_PATH, m);
     } else if (strcmp(k, "hub") == 0) {
         const char *why;
 
@@ -1066,7 +1070,7 @@ static void rule_key(struct parse *ps, const struct node *key, const struct node
 {
     static const char *const match_keys[] = {
         "id", "vendor", "product", "serial", "manufacturer", "product-name",
-        "hub", "port", "class", "interface-class", NULL,
+        "hub", "port", "path", "class", "interface-class", NULL,
     };
     struct rule_ctx *rc = arg;
 

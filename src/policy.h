@@ -35,6 +35,7 @@ enum match_key {
     MATCH_PORT = 1u << 6,
     MATCH_CLASS = 1u << 7,
     MATCH_IFACE_CLASS = 1u << 8,
+    MATCH_PATH = 1u << 9,
 };
 
 /* A class, subclass and protocol; -1 in a field matches any value. */
@@ -51,8 +52,9 @@ struct rule_match {
     char *serial;           /* globs on the device's strings */
     char *manufacturer;
     char *product_name;
-    char *hub;              /* "usb3" or a port path: the device is below it */
+    char *hub;              /* "usb3", a port path or an id path: the device is below it */
     char *port;             /* glob on the port path */
+    char *path;             /* glob on the id path, "pci-0000:00:14.0-usb-0:1.4" */
     struct class_match dev_class;
     struct class_match iface_class;
 };

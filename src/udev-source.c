@@ -1,7 +1,7 @@
 /*
  * libudev -> struct usb_device -> router.
  *
- * A hot add is decided from the uevent's properties (BUSNUM, DEVNUM,
+ * A hot add is decided from the uevent's properties (BUSNUM, DEVNUM, ID_PATH,
  * ID_VENDOR_ID, ID_MODEL_ID, ID_SERIAL_SHORT, ID_USB_INTERFACES, TYPE):
  * reading a sysfs attribute costs more than the rest of the decision, so
  * sysfs is read only for what the properties lack.  The interface children
@@ -129,6 +129,7 @@ static struct usb_device *device_from_udev(struct udev_device *ud)
     const char *devpath = udev_device_get_devpath(ud);
     const char *v, *type;
     struct usb_device *dev;
+    char path[DEVICE_ID_PATH_MAX];
     unsigned x, sub, proto, bus, depth;
     bool by_udev;
 
@@ -146,6 +147,17 @@ static struct usb_device *device_from_udev(struct udev_device *ud)
         log_warnx("%s: no bus or device number, skipped", port);
         device_free(dev);
         return NULL;
+    }
+    /* udev 252's path_id names the port by its controller; without it, we do. */
+    v = udev_device_get_property_value(ud, "ID_PATH");
+    if ((v && *v) || device_id_path(devpath, path, sizeof(path)) == 0) {
+        if (device_set_str(&dev->id_path, v && *v ? v : path) < 0) {
+            log_error("%s: out of memory", port);
+            device_free(dev);
+            return NULL;
+        }
+    } else {
+        log_debug("%s: no PCI controller in the device path, no path", port);
     }
     if (parse_uint(prop_or_attr(ud, "ID_VENDOR_ID", "idVendor"), 16, 0xffff, &x) == 0)
         dev->vendor = (uint16_t)x;

@@ -67,7 +67,7 @@ def test():
               "port rules")
 
     rc, out, err = run("--generate-policy=usb")
-    aua.check_equal((rc, "expected port or id" in err), (2, True), "a bad --generate-policy")
+    aua.check_equal((rc, "expected path, port or id" in err), (2, True), "a bad --generate-policy")
 
 
 if __name__ == "__main__":

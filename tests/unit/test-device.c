@@ -3,7 +3,8 @@
  * limit, "below a hub"), udev's ID_USB_INTERFACES, the raw `descriptors`
  * attribute (a YubiKey and a webcam written byte by byte, malformed
  * lengths, alternate settings counted once), the bounds on device strings,
- * and device_dup.
+ * device_dup, and the id path udev 252's path_id gives a USB device (from
+ * the devpath alone; its form, and "below a hub" by path).
  */
 #include "config.h"
 
@@ -121,6 +122,150 @@ static void port_below(void **state)
         if (got != cases[i].below)
             print_message("'%s' below '%s'\n", cases[i].port, cases[i].hub);
         assert_int_equal(got, cases[i].below);
+    }
+}
+
+/* ---- id paths (udev's ID_PATH) ---- */
+
+static void id_path_from_devpath(void **state)
+{
+    static const struct {
+        const char *devpath, *path;
+    } cases[] = {
+        /* A port of the chipset's xHCI, then nested hubs. */
+        { "/devices/pci0000:00/0000:00:14.0/usb1/1-4", "pci-0000:00:14.0-usb-0:4" },
+        { "/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1.4", "pci-0000:00:14.0-usb-0:1.4" },
+        { "/devices/pci0000:00/0000:00:14.0/usb3/3-1/3-1.4/3-1.4.2",
+          "pci-0000:00:14.0-usb-0:1.4.2" },
+        { "/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1.1/1-1.1.1/1-1.1.1.1/1-1.1.1.1.1/"
+          "1-1.1.1.1.1.1/1-1.1.1.1.1.1.1",
+          "pci-0000:00:14.0-usb-0:1.1.1.1.1.1.1" },
+        /* The bus number is left out: the path survives renumbering. */
+        { "/devices/pci0000:00/0000:00:14.0/usb7/7-1/7-1.4", "pci-0000:00:14.0-usb-0:1.4" },
+        { "/devices/pci0000:00/0000:00:14.0/usb12/12-10/12-10.3",
+          "pci-0000:00:14.0-usb-0:10.3" },
+        /* A card behind a bridge: the nearest PCI function names it. */
+        { "/devices/pci0000:00/0000:00:1c.0/0000:03:00.0/usb2/2-1", "pci-0000:03:00.0-usb-0:1" },
+        { "/devices/pci10000:00/10000:e0:1d.7/usb1/1-2", "pci-10000:e0:1d.7-usb-0:2" },
+        /* A root hub: the controller alone. */
+        { "/devices/pci0000:00/0000:00:14.0/usb1", "pci-0000:00:14.0" },
+        { "/devices/pci0000:00/0000:00:1c.0/0000:03:00.0/usb4", "pci-0000:03:00.0" },
+        { "/devices/pci0000:00/0000:00:14.0/usb1/1-1/", "pci-0000:00:14.0-usb-0:1" },
+    };
+    static const char *const none[] = {
+        /* No PCI function right above the root hub. */
+        "/devices/platform/dummy_hcd.0/usb1/1-1",
+        "/devices/platform/soc/3f980000.usb/usb1/1-1/1-1.1",
+        "/devices/pci0000:00/0000:00:15.0/dwc3.0.auto/xhci-hcd.1.auto/usb1/1-1",
+        "/devices/pci0000:00/usb1/1-1",
+        /* Not a USB device, or not the kernel's naming. */
+        "/devices/pci0000:00/0000:00:14.0",
+        "/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1:1.0",
+        "/devices/pci0000:00/0000:00:14.0/usb1/2-1",           /* another bus */
+        "/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-2.1",     /* not below its hub */
+        "/devices/pci0000:00/0000:00:14.0/usb1/1-1.2",         /* a hub skipped */
+        "/devices/pci0000:00/0000:00:14.0/usb1/1-1/1-1.1/1-1.1.1/1-1.1.1.1/1-1.1.1.1.1/"
+        "1-1.1.1.1.1.1/1-1.1.1.1.1.1.1/1-1.1.1.1.1.1.1.1",      /* too deep */
+        "/devices/pci0000:00/0000:00:14.8/usb1/1-1",           /* function 8 */
+        "/devices/pci0000:00/0000:00:14/usb1/1-1",
+        "/devices/pci0000:00/0000:00:14.0x/usb1/1-1",
+        "/devices/pci0000:00/0000:00:1C.0/usb1/1-1",           /* the kernel writes lowercase */
+        "",
+        "/",
+        "usb1",
+    };
+    char buf[DEVICE_ID_PATH_MAX];
+
+    for (size_t i = 0; i < N(cases); i++) {
+        int r = device_id_path(cases[i].devpath, buf, sizeof(buf));
+
+        if (r != 0)
+            print_message("devpath '%s': %d\n", cases[i].devpath, r);
+        assert_int_equal(r, 0);
+        assert_string_equal(buf, cases[i].path);
+    }
+    for (size_t i = 0; i < N(none); i++) {
+        int r = device_id_path(none[i], buf, sizeof(buf));
+
+        if (r != -EINVAL)
+            print_message("devpath '%s': %d (%s)\n", none[i], r, r == 0 ? buf : "");
+        assert_int_equal(r, -EINVAL);
+    }
+    /* A buffer one byte short. */
+    assert_int_equal(device_id_path("/devices/pci0000:00/0000:00:14.0/usb1/1-1", buf,
+                                    strlen("pci-0000:00:14.0-usb-0:1")), -ENOSPC);
+    assert_int_equal(device_id_path("/devices/pci0000:00/0000:00:14.0/usb1/1-1", buf,
+                                    strlen("pci-0000:00:14.0-usb-0:1") + 1), 0);
+}
+
+static void id_path_parse_and_below(void **state)
+{
+    static const struct {
+        const char *path;
+        int ret;
+        unsigned depth;
+    } forms[] = {
+        { "pci-0000:00:14.0", 0, 0 },
+        { "pci-0000:00:14.0-usb-0:1", 0, 1 },
+        { "pci-0000:03:00.7-usb-0:1.4.2", 0, 3 },
+        { "pci-10000:e0:1d.7-usb-0:999", 0, 1 },
+        { "pci-0000:00:14.0-usb-0:1.1.1.1.1.1.1", 0, 7 },
+        { "pci-0000:00:14.0-usb-0:1.1.1.1.1.1.1.1", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usb-0:", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usb-0:0", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usb-0:01", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usb-0:1.", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usb-1:1", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usbv3-0:1", -EINVAL, 0 },
+        { "pci-0000:00:14.0-", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usb-0:1:1.0", -EINVAL, 0 },
+        { "pci-000:00:14.0", -EINVAL, 0 },
+        { "pci-0000:00:14", -EINVAL, 0 },
+        { "pci-0000:00:14.8", -EINVAL, 0 },
+        { "pci-0000:00:1C.0", -EINVAL, 0 },
+        { "platform-xhci-hcd.1.auto-usb-0:1", -EINVAL, 0 },
+        { "usb1", -EINVAL, 0 },
+        { "1-1", -EINVAL, 0 },
+        { "", -EINVAL, 0 },
+    };
+    static const struct {
+        const char *path, *hub;
+        bool below;
+    } below[] = {
+        { "pci-0000:00:14.0-usb-0:1", "pci-0000:00:14.0", true },
+        { "pci-0000:00:14.0-usb-0:1.4.2", "pci-0000:00:14.0", true },
+        { "pci-0000:00:14.0-usb-0:1.4.2", "pci-0000:00:14.0-usb-0:1", true },
+        { "pci-0000:00:14.0-usb-0:1.4.2", "pci-0000:00:14.0-usb-0:1.4", true },
+        { "pci-0000:00:14.0", "pci-0000:00:14.0", false },     /* the root hub itself */
+        { "pci-0000:00:14.0-usb-0:1", "pci-0000:00:14.0-usb-0:1", false },
+        { "pci-0000:00:14.0-usb-0:10", "pci-0000:00:14.0-usb-0:1", false },
+        { "pci-0000:00:14.0-usb-0:1.20", "pci-0000:00:14.0-usb-0:1.2", false },
+        { "pci-0000:00:14.0-usb-0:1", "pci-0000:00:14.0-usb-0:1.2", false },
+        { "pci-0000:03:00.0-usb-0:1", "pci-0000:00:14.0", false },
+        { "pci-0000:03:00.0-usb-0:1.2", "pci-0000:00:14.0-usb-0:1", false },
+        { "pci-0000:00:14.0-usbv2-0:1.2", "pci-0000:00:14.0", false },  /* not our form */
+        { "pci-0000:00:14.0-usb-0:1.2", "1-1", false },
+        { "pci-0000:00:14.0-usb-0:1.2", "pci-0000:00:14.", false },
+        { NULL, "pci-0000:00:14.0", false },                   /* no path at all */
+    };
+
+    for (size_t i = 0; i < N(forms); i++) {
+        unsigned depth = 99;
+        int r = device_id_path_parse(forms[i].path, &depth);
+
+        if (r != forms[i].ret)
+            print_message("path '%s': %d\n", forms[i].path, r);
+        assert_int_equal(r, forms[i].ret);
+        if (r == 0)
+            assert_int_equal(depth, forms[i].depth);
+    }
+    for (size_t i = 0; i < N(below); i++) {
+        bool got = device_id_path_below(below[i].path, below[i].hub);
+
+        if (got != below[i].below)
+            print_message("'%s' below '%s'\n", below[i].path ? below[i].path : "(null)",
+                          below[i].hub);
+        assert_int_equal(got, below[i].below);
     }
 }
 
@@ -386,6 +531,7 @@ static void dup_is_deep(void **state)
     dev->product = 0x0407;
     assert_int_equal(device_set_str(&dev->serial, "0012345"), 0);
     assert_int_equal(device_set_str(&dev->manufacturer, "Yubico"), 0);
+    assert_int_equal(device_set_str(&dev->id_path, "pci-0000:00:14.0-usb-0:1.3"), 0);
     assert_int_equal(device_parse_descriptors(dev, yubikey, sizeof(yubikey)), 3);
 
     copy = device_dup(dev);
@@ -399,6 +545,8 @@ static void dup_is_deep(void **state)
     assert_string_equal(copy->serial, "0012345");
     assert_string_equal(copy->manufacturer, "Yubico");
     assert_null(copy->product_name);
+    assert_string_equal(copy->id_path, "pci-0000:00:14.0-usb-0:1.3");
+    assert_ptr_not_equal(copy->id_path, dev->id_path);
     assert_int_equal(copy->n_ifaces, 3);
     assert_memory_equal(copy->ifaces, dev->ifaces, sizeof(dev->ifaces));
     assert_memory_equal(&copy->dev_class, &dev->dev_class, sizeof(dev->dev_class));
@@ -440,6 +588,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(port_parse),
         cmocka_unit_test(port_below),
+        cmocka_unit_test(id_path_from_devpath),
+        cmocka_unit_test(id_path_parse_and_below),
         cmocka_unit_test(interfaces_good),
         cmocka_unit_test(interfaces_malformed),
         cmocka_unit_test(interfaces_more_than_max),

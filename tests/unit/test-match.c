@@ -44,8 +44,28 @@ enum {
     HUB_ITSELF,     /* the hub at 1-1 */
     DEEP,           /* 2-1.1.1.1.1.1.1: seven levels */
     BUS11,          /* 11-1: "usb1" must not take bus 11 */
-    BARE,           /* no strings, no interfaces */
+    BARE,           /* no strings, no interfaces, no path */
 };
+
+/*
+ * The id path of a device at port: buses 1, 2 and 11 are on the chipset's
+ * controller, bus 3 on a card; bus 4 has no PCI controller, so no path.
+ */
+static void set_path(struct usb_device *dev, const char *port)
+{
+    unsigned long bus = strtoul(port + (strncmp(port, "usb", 3) == 0 ? 3 : 0), NULL, 10);
+    const char *pci = bus == 3 ? "0000:03:00.0" : "0000:00:14.0";
+    const char *dash = strchr(port, '-');
+    char path[DEVICE_STR_MAX + 1];
+
+    if (bus == 4 || bus == 0)
+        return;
+    if (dash)
+        snprintf(path, sizeof(path), "pci-%s-usb-0:%s", pci, dash + 1);
+    else
+        snprintf(path, sizeof(path), "pci-%s", pci);
+    assert_int_equal(device_set_str(&dev->id_path, path), 0);
+}
 
 static const struct dev_spec devices[] = {
     [YUBIKEY] = { "1-1.2", 0x1050, 0x0407, "0012345", "Yubico", "YubiKey OTP+FIDO+CCID",
@@ -76,6 +96,7 @@ static struct usb_device *make_dev(const struct dev_spec *s)
     snprintf(devpath, sizeof(devpath), "/devices/pci0000:00/0000:00:14.0/usb1/%s", s->port);
     dev = device_new(devpath, s->port);
     assert_non_null(dev);
+    set_path(dev, s->port);
     dev->vendor = s->vendor;
     dev->product = s->product;
     assert_int_equal(device_set_str(&dev->serial, s->serial), 0);
@@ -195,6 +216,41 @@ static const struct key_case key_cases[] = {
     { "port: \"1-1.[23]\"", YUBIKEY_NOSER, true },
     { "port: \"1-1.[!23]\"", YUBIKEY, false },
     { "port: \"*.1.3\"", WEBCAM, true },
+    /* path: exact or glob over the id path; no path never matches */
+    { "path: \"pci-0000:00:14.0-usb-0:1.2\"", YUBIKEY, true },
+    { "path: \"pci-0000:00:14.0-usb-0:1.2\"", NESTED, false },
+    { "path: \"pci-0000:00:14.0-usb-0:1.2\"", BARE, false },
+    { "path: \"pci-0000:00:14.0-usb-0:1\"", HUB_ITSELF, true },
+    { "path: \"pci-0000:00:14.0-usb-0:1\"", BUS11, true },     /* bus 11, same controller */
+    { "path: \"pci-0000:00:14.0-usb-0:1.*\"", YUBIKEY, true },
+    { "path: \"pci-0000:00:14.0-usb-0:1.*\"", NESTED, true },
+    { "path: \"pci-0000:00:14.0-usb-0:1.*\"", STORAGE, false },
+    { "path: \"pci-0000:00:14.0-usb-0:1.*\"", HUB_ITSELF, false },
+    { "path: \"pci-0000:03:00.0-*\"", KEYBOARD, true },
+    { "path: \"pci-0000:03:00.0-*\"", YUBIKEY, false },
+    { "path: \"*\"", KEYBOARD, true },
+    { "path: \"*\"", BARE, false },
+    /* hub by path: a controller (every device on it) or a hub's path */
+    { "hub: \"pci-0000:00:14.0\"", YUBIKEY, true },
+    { "hub: \"pci-0000:00:14.0\"", STORAGE, true },
+    { "hub: \"pci-0000:00:14.0\"", HUB_ITSELF, true },
+    { "hub: \"pci-0000:00:14.0\"", BUS11, true },
+    { "hub: \"pci-0000:00:14.0\"", DEEP, true },
+    { "hub: \"pci-0000:00:14.0\"", KEYBOARD, false },
+    { "hub: \"pci-0000:00:14.0\"", BARE, false },
+    { "hub: \"pci-0000:03:00.0\"", KEYBOARD, true },
+    { "hub: \"pci-0000:00:14.0-usb-0:1\"", YUBIKEY, true },
+    { "hub: \"pci-0000:00:14.0-usb-0:1\"", NESTED, true },
+    { "hub: \"pci-0000:00:14.0-usb-0:1\"", STORAGE, false },
+    { "hub: \"pci-0000:00:14.0-usb-0:1\"", HUB_ITSELF, false },
+    { "hub: \"pci-0000:00:14.0-usb-0:1\"", WEBCAM, false },
+    { "hub: \"pci-0000:00:14.0-usb-0:1.4\"", NESTED, true },
+    { "hub: \"pci-0000:00:14.0-usb-0:1.4\"", YUBIKEY, false },
+    { "hub: \"pci-0000:03:00.0-usb-0:1\"", YUBIKEY, false },
+    { "hub: \"pci-0000:00:14.0-usb-0:1.1.1.1.1.1\"", DEEP, true },
+    { "id: \"1050:0407\", hub: \"pci-0000:00:14.0-usb-0:1\"", YUBIKEY, true },
+    { "id: \"1050:0407\", path: \"*:1.3\"", YUBIKEY, false },
+    { "id: \"1050:0407\", path: \"*:1.3\"", YUBIKEY_NOSER, true },
     /* class: the device's own class, by name, hex, class:subclass:protocol */
     { "class: misc", WEBCAM, true },
     { "class: misc", YUBIKEY, false },
@@ -370,6 +426,13 @@ static void why_not(void **state)
         { "id: \"046d:c3*\"", WEBCAM, "product 085e does not match c3*" },
         { "port: \"1-1.*\"", KEYBOARD, "port 3-2 does not match 1-1.*" },
         { "hub: usb1", KEYBOARD, "port 3-2 is not below hub usb1" },
+        { "path: \"pci-0000:03:00.0-*\"", YUBIKEY,
+          "path pci-0000:00:14.0-usb-0:1.2 does not match pci-0000:03:00.0-*" },
+        { "path: \"*\"", BARE, "the device has no path to match *" },
+        { "hub: \"pci-0000:00:14.0-usb-0:1\"", STORAGE,
+          "path pci-0000:00:14.0-usb-0:10 is not below hub pci-0000:00:14.0-usb-0:1" },
+        { "hub: \"pci-0000:00:14.0\"", BARE,
+          "the device has no path to be below hub pci-0000:00:14.0" },
         { "serial: \"0012*\"", KEYBOARD, "serial \"(none)\" does not match \"0012*\"" },
         { "manufacturer: Yubico", KEYBOARD,
           "manufacturer \"Logitech\" does not match \"Yubico\"" },
@@ -479,6 +542,14 @@ static void random_port(struct rng *r, char *buf, size_t len, unsigned max_depth
         o += (size_t)snprintf(buf + o, len - o, ".%u", 1 + rnd(r, 4));
 }
 
+static const char *const pci_pool[] = { "0000:00:14.0", "0000:03:00.0", "0000:00:1d.7" };
+
+/* An id path: one of three controllers, then port's path without its bus. */
+static void random_path(struct rng *r, const char *port, char *buf, size_t len)
+{
+    snprintf(buf, len, "pci-%s-usb-0:%s", pci_pool[rnd(r, 3)], strchr(port, '-') + 1);
+}
+
 static char *xstrdup(const char *s)
 {
     char *copy = strdup(s);
@@ -510,6 +581,9 @@ enum rule_kind {
     KIND_STRINGS,
     KIND_CLASS,
     KIND_PORT_GLOB,
+    KIND_PATH,          /* indexed by path */
+    KIND_PATH_HUB,      /* indexed by hub, in the path form */
+    KIND_PATH_GLOB,
     KIND_ALL,           /* match: {}, the last rule */
     N_KINDS,
 };
@@ -560,7 +634,7 @@ static void add_filter(struct rng *r, struct rule_match *m)
 static enum rule_kind random_rule(struct rng *r, struct rule_match *m)
 {
     enum rule_kind kind = (enum rule_kind)rnd(r, KIND_ALL);
-    char buf[64];
+    char buf[64], port[64];
 
     memset(m, 0, sizeof(*m));
     switch (kind) {
@@ -607,6 +681,31 @@ static enum rule_kind random_rule(struct rng *r, struct rule_match *m)
         m->keys = MATCH_IFACE_CLASS;
         random_class(r, &m->iface_class);
         break;
+    case KIND_PATH:
+        random_port(r, port, sizeof(port), 4);
+        random_path(r, port, buf, sizeof(buf));
+        m->keys = MATCH_PATH;
+        m->path = xstrdup(buf);
+        break;
+    case KIND_PATH_HUB:
+        m->keys = MATCH_HUB;
+        if (rnd(r, 4) == 0) {
+            snprintf(buf, sizeof(buf), "pci-%s", pci_pool[rnd(r, 3)]);
+            add_filter(r, m);
+        } else {
+            random_port(r, port, sizeof(port), 3);
+            random_path(r, port, buf, sizeof(buf));
+        }
+        m->hub = xstrdup(buf);
+        break;
+    case KIND_PATH_GLOB:
+        random_port(r, port, sizeof(port), 3);
+        random_path(r, port, buf, sizeof(buf));
+        strcat(buf, rnd(r, 2) ? ".*" : "?");
+        m->keys = MATCH_PATH;
+        m->path = xstrdup(buf);
+        add_filter(r, m);
+        break;
     default:
         random_port(r, buf, sizeof(buf), 2);
         strcat(buf, rnd(r, 2) ? ".*" : "?");
@@ -618,7 +717,8 @@ static enum rule_kind random_rule(struct rng *r, struct rule_match *m)
      * More keys: narrow rules leave room for later ones.  Exact ids and ports
      * are narrow already; the others get at least one key more.
      */
-    for (unsigned extra = rnd(r, 3) + (kind != KIND_ID && kind != KIND_PORT);
+    for (unsigned extra = rnd(r, 3) + (kind != KIND_ID && kind != KIND_PORT &&
+                                       kind != KIND_PATH);
          extra > 0; extra--)
         add_filter(r, m);
     return kind;
@@ -633,6 +733,18 @@ static struct usb_device *random_device(struct rng *r, unsigned i)
     snprintf(devpath, sizeof(devpath), "/devices/test/%u/%s", i, port);
     dev = device_new(devpath, port);
     assert_non_null(dev);
+    /* Mostly a path; sometimes none, sometimes one not in udev 252's form. */
+    switch (rnd(r, 16)) {
+    case 0:
+        break;
+    case 1:
+        snprintf(devpath, sizeof(devpath), "pci-0000:00:14.0-usbv2-0:%s", strchr(port, '-') + 1);
+        assert_int_equal(device_set_str(&dev->id_path, devpath), 0);
+        break;
+    default:
+        random_path(r, port, devpath, sizeof(devpath));
+        assert_int_equal(device_set_str(&dev->id_path, devpath), 0);
+    }
     dev->vendor = rnd(r, 8) ? vendor_pool[rnd(r, N_VENDORS)] : (uint16_t)rnd(r, 0x10000);
     dev->product = rnd(r, 8) ? product_pool[rnd(r, N_PRODUCTS)] : (uint16_t)rnd(r, 0x10000);
     if (rnd(r, 5))
@@ -704,10 +816,12 @@ static void index_equals_linear_scan(void **state)
     }
     /* The generator must exercise every path, or the comparison proves little. */
     print_message("%u of %d devices matched, by %u distinct rules; wins by kind: "
-                  "id %u port %u hub %u id-glob %u strings %u class %u port-glob %u all %u\n",
+                  "id %u port %u hub %u id-glob %u strings %u class %u port-glob %u "
+                  "path %u path-hub %u path-glob %u all %u\n",
                   matched, N_DEVICES, distinct, wins[KIND_ID], wins[KIND_PORT],
                   wins[KIND_HUB], wins[KIND_ID_GLOB], wins[KIND_STRINGS], wins[KIND_CLASS],
-                  wins[KIND_PORT_GLOB], wins[KIND_ALL]);
+                  wins[KIND_PORT_GLOB], wins[KIND_PATH], wins[KIND_PATH_HUB],
+                  wins[KIND_PATH_GLOB], wins[KIND_ALL]);
     assert_int_equal(matched, N_DEVICES);
     assert_true(distinct > 250);
     for (int k = 0; k < N_KINDS; k++)

@@ -365,11 +365,11 @@ static const struct bad_args bad_args[] = {
     { { "-s", "/run/q" }, "-s and --usb-version go with -d DOMAIN" },
     { { "--usb-version", "2" }, "-s and --usb-version go with -d DOMAIN" },
     { { "-d", "vm", "-u", "1-0" },
-      "-u: bad hub '1-0': expected a root hub such as usb3 or a hub's port path such as "
-      "1-1.4" },
+      "-u: bad hub '1-0': expected a root hub such as usb3, a hub's port path such as "
+      "1-1.4, or a path such as pci-0000:00:14.0 or pci-0000:00:14.0-usb-0:1" },
     { { "-d", "vm", "--hub", "usb" },
-      "-u: bad hub 'usb': expected a root hub such as usb3 or a hub's port path such as "
-      "1-1.4" },
+      "-u: bad hub 'usb': expected a root hub such as usb3, a hub's port path such as "
+      "1-1.4, or a path such as pci-0000:00:14.0 or pci-0000:00:14.0-usb-0:1" },
     { { "-d", "vm", "-x", "1050" },
       "-x: bad device id '1050': expected VID:PID such as 1050:0407" },
     { { "-d", "vm", "-x", "zz:0407" },

@@ -165,12 +165,12 @@ static void example_policy(void **state)
     assert_int_equal(r[1].match.iface_class.protocol, 0x01);
 
     assert_int_equal(r[2].match.keys, MATCH_HUB);
-    assert_string_equal(r[2].match.hub, "1-1");
+    assert_string_equal(r[2].match.hub, "pci-0000:00:14.0-usb-0:1");
     assert_int_equal(r[2].domain, win10);
 
     assert_string_equal(r[3].name, "the webcam port");
-    assert_int_equal(r[3].match.keys, MATCH_PORT);
-    assert_string_equal(r[3].match.port, "1-2");
+    assert_int_equal(r[3].match.keys, MATCH_PATH);
+    assert_string_equal(r[3].match.path, "pci-0000:00:14.0-usb-0:2");
     assert_int_equal(r[3].domain, win10);
     policy_free(p);
 }
@@ -488,7 +488,7 @@ static const struct bad_case bad_cases[] = {
       "      colour: red\n"
       "    domain: vault\n",
       { "t.yaml:7:7: unknown key 'colour' in 'match' (expected one of: id, vendor, "
-        "product, serial, manufacturer, product-name, hub, port, class, "
+        "product, serial, manufacturer, product-name, hub, port, path, class, "
         "interface-class)" } },
     { "unknown_key_in_controller",
       "version: 1\n"
@@ -599,12 +599,26 @@ static const struct bad_case bad_cases[] = {
       "    domain: vault\n"
       "  - match: {class: \"0x123\"}\n"
       "    domain: vault\n",
-      { "t.yaml:5:18: bad hub '1-0': expected a root hub such as usb3 or a hub's port "
-        "path such as 1-1.4",
+      { "t.yaml:5:18: bad hub '1-0': expected a root hub such as usb3, a hub's port "
+        "path such as 1-1.4, or a path such as pci-0000:00:14.0 or "
+        "pci-0000:00:14.0-usb-0:1",
         "t.yaml:7:19: bad port 'x-1': expected a port path such as 1-1.4, or a glob",
         "t.yaml:9:20: bad class '0x123': expected a class name (hid, storage, "
         "smart-card, audio, video...) or hex class[:subclass[:protocol]] such as 03 "
         "or 03:01:01" } },
+    { "bad_path_and_path_hub",
+      HEAD
+      "rules:\n"
+      "  - match: {path: \"pci-[0000\"}\n"
+      "    domain: vault\n"
+      "  - match: {hub: \"pci-0000:00:14.0-usb-0:*\"}\n"
+      "    domain: vault\n"
+      "  - match: {hub: \"pci-0000:00:14.0-usb-0:1\", path: \"pci-*\"}\n"
+      "    domain: vault\n",
+      { "t.yaml:5:19: bad glob 'pci-[0000' for 'path': a '[' in a glob has no closing ']'",
+        "t.yaml:7:18: bad hub 'pci-0000:00:14.0-usb-0:*': expected a root hub such as usb3, "
+        "a hub's port path such as 1-1.4, or a path such as pci-0000:00:14.0 or "
+        "pci-0000:00:14.0-usb-0:1" } },
     { "unknown_domain_reference",
       HEAD
       "rules:\n"
