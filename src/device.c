@@ -104,10 +104,27 @@ static const char *parse_small(const char *s, unsigned *out)
     return s;
 }
 
+/*
+ * Parses the ports after a separator ('-' or ':' at p): "N[.N...]", each
+ * from 1, at most DEVICE_MAX_PORT_DEPTH.  Returns the end, or NULL.
+ */
+static const char *parse_port_list(const char *p, unsigned *depth)
+{
+    unsigned v, d = 0;
+
+    do {
+        p = parse_small(p + 1, &v);
+        if (!p || v == 0 || ++d > DEVICE_MAX_PORT_DEPTH)
+            return NULL;
+    } while (*p == '.');
+    *depth = d;
+    return p;
+}
+
 int device_port_parse(const char *port, unsigned *bus, unsigned *depth)
 {
     const char *p;
-    unsigned b, d = 0, v;
+    unsigned b, d = 0;
 
     if (strncmp(port, "usb", 3) == 0) {
         p = parse_small(port + 3, &b);
@@ -120,12 +137,8 @@ int device_port_parse(const char *port, unsigned *bus, unsigned *depth)
     p = parse_small(port, &b);
     if (!p || *p != '-' || b == 0)
         return -EINVAL;
-    do {
-        p = parse_small(p + 1, &v);
-        if (!p || v == 0 || ++d > DEVICE_MAX_PORT_DEPTH)
-            return -EINVAL;
-    } while (*p == '.');
-    if (*p)
+    p = parse_port_list(p, &d);
+    if (!p || *p)
         return -EINVAL;
     *bus = b;
     *depth = d;
@@ -258,7 +271,7 @@ int device_id_path(const char *devpath, char *buf, size_t len)
 int device_id_path_parse(const char *path, unsigned *depth)
 {
     const char *p, *dash;
-    unsigned d = 0, v;
+    unsigned d = 0;
 
     if (strncmp(path, "pci-", 4) != 0)
         return -EINVAL;
@@ -269,13 +282,8 @@ int device_id_path_parse(const char *path, unsigned *depth)
     if (dash) {
         if (strncmp(dash, "-usb-0:", 7) != 0)
             return -EINVAL;
-        p = dash + 6;
-        do {
-            p = parse_small(p + 1, &v);
-            if (!p || v == 0 || ++d > DEVICE_MAX_PORT_DEPTH)
-                return -EINVAL;
-        } while (*p == '.');
-        if (*p)
+        p = parse_port_list(dash + 6, &d);
+        if (!p || *p)
             return -EINVAL;
     }
     *depth = d;
