@@ -385,8 +385,8 @@ static void table_print(struct table *t)
 
 static void print_status(json_t *reply)
 {
-    static const char *const states[] = { "attached", "waiting", "failed", "ignored",
-                                          "unmatched" };
+    static const char *const states[] = { "attached", "waiting", "failed", "held",
+                                          "ignored", "unmatched" };
     json_t *devices = json_object_get(reply, "devices");
     char buf[512];
     json_int_t n;
@@ -569,6 +569,13 @@ static void print_explain(json_t *reply)
     if (json_is_true(json_object_get(reply, "override")))
         printf(", set by hand until it is unplugged");
     putchar('\n');
+    if (get_str(reply, "held_reason")) {
+        printf("held: ");
+        put_text(stdout, get_str(reply, "held_reason"));
+        putchar('\n');
+    }
+    if (get_str(dev, "path"))
+        printf("path: %s\n", cell(json_object_get(dev, "path"), a, sizeof(a)));
     json_array_foreach(rules, i, r) {
         json_int_t n = 0;
         json_t *decides = json_object_get(r, "decides");

@@ -134,6 +134,10 @@ PolicyLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|
                                    ["~", "n", "N", ""])
 PolicyLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"),
                                    list("-+0123456789"))
+# Plain true and false are booleans (allow-dom0-lockout reads them); YAML
+# 1.1's yes/no/on/off are not: the daemon refuses them there.
+PolicyLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|false)$"),
+                                   list("tf"))
 PolicyLoader.add_constructor("tag:yaml.org,2002:str", PolicyLoader.construct_text)
 PolicyLoader.add_constructor("tag:yaml.org,2002:int", PolicyLoader.construct_decimal)
 
@@ -376,6 +380,14 @@ def generated_cases():
         False)
     add("defaults-bad-pair-every-domain-sets-version",
         with_domains("{a: {controller: {version: 3}}}", "{controller: {version: 1, ports: 6}}"), False)
+
+    # The lock-out guard's switch, at each of its three levels.
+    for v, ok in [("true", True), ("false", True), ('"true"', False), ("1", False),
+                  ("[true]", False), ("", False)]:
+        add("defaults-lockout-%r" % v, "version: 1\ndefaults: {allow-dom0-lockout: %s}\n" % v, ok)
+        add("domain-lockout-%r" % v, with_domains("{a: {allow-dom0-lockout: %s}}" % v), ok)
+        add("rule-lockout-%r" % v,
+            with_rule("{match: {}, domain: win10, allow-dom0-lockout: %s}" % v), ok)
 
     # Rules.
     add("rules-mapping", "version: 1\nrules: {match: {}}\n", False)

@@ -85,6 +85,8 @@ static const char *entry_state(const struct dev_entry *e)
         return "ignored";
     if (e->decision == DECISION_NONE)
         return e->override ? "detached" : "unmatched";
+    if (e->held)
+        return "held";
     return e->state == DEV_IDLE ? "waiting" : dev_state_name(e->state);
 }
 
@@ -117,7 +119,7 @@ static json_t *cmd_status(struct commands *c)
     size_t n = router_devices(c->router, &entries);
     struct domain **doms;
     size_t n_doms = router_domain_list(c->router, &doms);
-    int attached = 0, waiting = 0, failed = 0, ignored = 0, unmatched = 0;
+    int attached = 0, waiting = 0, failed = 0, ignored = 0, unmatched = 0, held = 0;
     char loaded[32];
     struct tm tm;
 
@@ -127,6 +129,7 @@ static json_t *cmd_status(struct commands *c)
         attached += strcmp(s, "attached") == 0;
         waiting += strcmp(s, "waiting") == 0 || strcmp(s, "attaching") == 0;
         failed += strcmp(s, "failed") == 0;
+        held += strcmp(s, "held") == 0;
         ignored += strcmp(s, "ignored") == 0;
         unmatched += strcmp(s, "unmatched") == 0 || strcmp(s, "detached") == 0;
     }
@@ -134,12 +137,14 @@ static json_t *cmd_status(struct commands *c)
     free(doms);
     gmtime_r(&policy->loaded, &tm);
     strftime(loaded, sizeof(loaded), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:{s:i, s:i, s:i, s:i, s:i, s:i}, s:i}",
+    return json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i}, "
+                     "s:i, s:i}",
                      "ok", 1, "version", PACKAGE_VERSION, "policy", c->policy_source,
                      "policy_loaded", loaded, "backend", c->backend, "uptime",
                      (json_int_t)(time(NULL) - c->started), "devices", "total", (int)n,
                      "attached", attached, "waiting", waiting, "failed", failed, "ignored",
-                     ignored, "unmatched", unmatched, "domains", (int)n_doms);
+                     ignored, "unmatched", unmatched, "held", held, "domains", (int)n_doms,
+                     "dom0_keyboards", (int)router_keyboards(c->router));
 }
 
 static json_t *cmd_devices(struct commands *c)
@@ -249,11 +254,15 @@ static json_t *cmd_explain(struct commands *c, json_t *request)
     }
     if (!rules)
         return error_reply("out of memory");
-    return json_pack("{s:b, s:o, s:s, s:o, s:o, s:b, s:o}", "ok", 1, "device",
+    return json_pack("{s:b, s:o, s:s, s:o, s:o, s:b, s:b, s:o, s:o}", "ok", 1, "device",
                      commands_device_json(e), "decision", decision_name(e->decision),
                      "rule", e->rule ? json_integer(e->rule) : json_null(), "domain",
                      e->domain ? json_string(domain_name(e->domain)) : json_null(),
-                     "override", e->override, "rules", rules);
+                     "override", e->override, "held", e->held, "held_reason",
+                     e->held ? json_string("dom0 would be left without a keyboard: "
+                                           "allow-dom0-lockout: true permits it")
+                             : json_null(),
+                     "rules", rules);
 }
 
 static json_t *cmd_attach(struct commands *c, json_t *request)

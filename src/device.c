@@ -82,6 +82,27 @@ bool device_is_hub(const struct usb_device *dev)
     return dev->dev_class.cls == USB_CLASS_HUB;
 }
 
+bool device_is_keyboard(const struct usb_device *dev)
+{
+    for (unsigned i = 0; i < dev->n_ifaces; i++)
+        if (dev->ifaces[i].cls == USB_CLASS_HID && dev->ifaces[i].subclass == 1 &&
+            dev->ifaces[i].protocol == 1)
+            return true;
+    return false;
+}
+
+bool device_devpath_on_usb(const char *devpath)
+{
+    /* A root hub's directory, "usbN", is a component of every USB devpath. */
+    for (const char *p = devpath; (p = strstr(p, "/usb")) != NULL; p++) {
+        size_t digits = strspn(p + 4, "0123456789");
+
+        if (digits > 0 && (p[4 + digits] == '/' || p[4 + digits] == '\0'))
+            return true;
+    }
+    return false;
+}
+
 /*
  * Parses a decimal number of at most 3 digits without a leading zero (the
  * kernel writes none, so "001" could never match); returns the end or NULL.

@@ -57,6 +57,18 @@ int device_set_str(char **field, const char *value);
 bool device_is_hub(const struct usb_device *dev);
 
 /*
+ * True when the device has a keyboard interface: HID boot keyboard
+ * (03:01:01), as its descriptors say.
+ */
+bool device_is_keyboard(const struct usb_device *dev);
+
+/*
+ * True when the kernel DEVPATH lies below a USB root hub ("/usbN/"): an
+ * input device on USB, which the USB device above it stands for.
+ */
+bool device_devpath_on_usb(const char *devpath);
+
+/*
  * Parses a port path "B-P[.P...]" into its bus and depth; "usbN" (a root
  * hub) has depth 0.  Returns 0 or -EINVAL.
  */

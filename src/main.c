@@ -36,6 +36,7 @@
 #include "udev-source.h"
 #include "domain.h"
 #include "generate.h"
+#include "match.h"
 
 struct daemon {
     struct ev_loop *loop;
@@ -258,20 +259,6 @@ static void sigterm_cb(struct ev_loop *loop, ev_signal *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-static int check_policy(struct daemon *d)
-{
-    const char *name = d->policy_path ? d->policy_path : "command line";
-    struct policy *policy = load_policy(d, NULL);
-
-    if (!policy)
-        return 1;
-    printf("%s: OK (%u domain%s, %u rule%s)\n", name, policy->n_domains,
-           policy->n_domains == 1 ? "" : "s", policy->n_rules,
-           policy->n_rules == 1 ? "" : "s");
-    policy_free(policy);
-    return 0;
-}
-
 struct collected {
     struct usb_device **devs;
     size_t n;
@@ -295,6 +282,70 @@ static void collect(void *arg, struct usb_device *dev)
 static int cmp_dev_port(const void *a, const void *b)
 {
     return strcmp((*(struct usb_device *const *)a)->port, (*(struct usb_device *const *)b)->port);
+}
+
+static void count_keyboard(void *arg, const char *devpath)
+{
+    (*(size_t *)arg)++;
+}
+
+/*
+ * --check's look at the devices plugged in now: does the policy take every
+ * keyboard from dom0?  The daemon would hold one back; say so before it does.
+ */
+static void check_keyboards(const struct policy *policy)
+{
+    struct udev_source *src = udev_source_new(NULL, NULL);
+    struct collected c = { 0 };
+    size_t builtin = 0, keyboards = 0, taken = 0;
+    char list[1024] = "", id[10];
+
+    if (!src)
+        return;
+    if (udev_source_list_keyboards(src, count_keyboard, &builtin) == 0 &&
+        udev_source_list(src, collect, &c) == 0 && !c.oom) {
+        qsort(c.devs, c.n, sizeof(*c.devs), cmp_dev_port);
+        for (size_t i = 0; i < c.n; i++) {
+            const struct policy_rule *rule;
+            size_t used = strlen(list);
+
+            if (device_is_hub(c.devs[i]) || !device_is_keyboard(c.devs[i]))
+                continue;
+            keyboards++;
+            rule = match_device(policy, c.devs[i]);
+            if (!rule || rule->action != RULE_ATTACH || rule->allow_lockout)
+                continue;
+            taken++;
+            snprintf(list + used, sizeof(list) - used, "%s%s (%s) by rule %u",
+                     used ? ", " : "", c.devs[i]->port, device_id_string(c.devs[i], id),
+                     rule->index);
+        }
+        if (builtin == 0 && keyboards > 0 && taken == keyboards)
+            fprintf(stderr, "%s: warning: the rules take every keyboard plugged in now "
+                            "(%s): the daemon will keep one in dom0 (set "
+                            "allow-dom0-lockout: true to let it go)\n",
+                    policy->source, list);
+    }
+    for (size_t i = 0; i < c.n; i++)
+        device_free(c.devs[i]);
+    free(c.devs);
+    udev_source_free(src);
+}
+
+static int check_policy(struct daemon *d)
+{
+    const char *name = d->policy_path ? d->policy_path : "command line";
+    struct policy *policy = load_policy(d, NULL);
+
+    if (!policy)
+        return 1;
+    printf("%s: OK (%u domain%s, %u rule%s)\n", name, policy->n_domains,
+           policy->n_domains == 1 ? "" : "s", policy->n_rules,
+           policy->n_rules == 1 ? "" : "s");
+    fflush(stdout);
+    check_keyboards(policy);
+    policy_free(policy);
+    return 0;
 }
 
 /* --generate-policy: the devices plugged in now, as a policy on stdout. */
@@ -459,6 +510,7 @@ static int run(struct daemon *d, struct policy *policy)
     if (d->opt.once) {
         if (udev_source_enumerate(d->udev, EVENT_PRESENT) < 0)
             return 1;
+        router_coldplug_done(d->router);
         ev_run(d->loop, EVRUN_NOWAIT);
         return 0;
     }

@@ -452,6 +452,22 @@ static bool expect_int(struct parse *ps, const struct node *node, const char *ke
     return true;
 }
 
+/* A YAML boolean, spelled true or false; *out is 1 or 0. */
+static bool expect_bool(struct parse *ps, const struct node *node, const char *key, int *out)
+{
+    if (node->type == NODE_SCALAR && node->plain) {
+        if (strcmp(node->value, "true") == 0 || strcmp(node->value, "false") == 0) {
+            *out = node->value[0] == 't';
+            return true;
+        }
+        perr_node(ps, node, "'%s' must be true or false, not '%s'", key, node->value);
+        return false;
+    }
+    perr_node(ps, node, "'%s' must be true or false, not %s", key,
+              node->type == NODE_SCALAR ? "a quoted string" : node_type_name(node));
+    return false;
+}
+
 /*
  * Walks the keys of a mapping, reporting duplicates and keys not in allowed
  * (a NULL-terminated list; NULL allows any key).  Calls fn for each valid
@@ -894,6 +910,7 @@ static struct controller_spec controller_merge(struct parse *ps,
 struct domain_node {
     struct controller_node controller;
     const struct node *qmp;
+    int lockout;            /* allow-dom0-lockout: -1 when not given */
 };
 
 static void domain_key(struct parse *ps, const struct node *key,
@@ -910,15 +927,19 @@ static void domain_key(struct parse *ps, const struct node *key,
             perr_node(ps, value, "'qmp-socket' must be an absolute path, not '%s'", path);
         else if (path)
             d->qmp = value;
+    } else if (strcmp(key->value, "allow-dom0-lockout") == 0) {
+        expect_bool(ps, value, "allow-dom0-lockout", &d->lockout);
     }
 }
 
 static void read_domain_entry(struct parse *ps, const struct node *node,
                               struct domain_node *d, const char *what)
 {
-    static const char *const keys[] = { "controller", "qmp-socket", NULL };
+    static const char *const keys[] = { "controller", "qmp-socket", "allow-dom0-lockout",
+                                        NULL };
 
     memset(d, 0, sizeof(*d));
+    d->lockout = -1;
     if (expect_map(ps, node, what))
         walk_map(ps, node, what, keys, domain_key, d);
 }
@@ -930,6 +951,7 @@ struct rule_ctx {
     const struct node *action;
     const struct node *name;
     const struct node *match_node;
+    int lockout;            /* allow-dom0-lockout: -1 when not given */
 };
 
 static void set_glob(struct parse *ps, const struct node *value, const char *key,
@@ -1095,13 +1117,17 @@ static void rule_key(struct parse *ps, const struct node *key, const struct node
             perr_node(ps, value, "bad action '%s': expected attach or ignore", s);
         else if (s)
             rc->action = value;
+    } else if (strcmp(key->value, "allow-dom0-lockout") == 0) {
+        expect_bool(ps, value, "allow-dom0-lockout", &rc->lockout);
     }
 }
 
-static void read_rule(struct parse *ps, struct policy *policy, const struct node *node)
+static void read_rule(struct parse *ps, struct policy *policy, const struct node *node,
+                      bool dflt_lockout)
 {
-    static const char *const keys[] = { "name", "match", "domain", "action", NULL };
-    struct rule_ctx rc = { .policy = policy };
+    static const char *const keys[] = { "name", "match", "domain", "action",
+                                        "allow-dom0-lockout", NULL };
+    struct rule_ctx rc = { .policy = policy, .lockout = -1 };
     unsigned before = ps->errors;
     bool ignore;
     char *name = NULL;
@@ -1132,8 +1158,15 @@ static void read_rule(struct parse *ps, struct policy *policy, const struct node
         return;
     }
     if (policy_add_rule(policy, name, node->line, node->column,
-                        ignore ? RULE_IGNORE : RULE_ATTACH, domain, &rc.match) < 0)
+                        ignore ? RULE_IGNORE : RULE_ATTACH, domain, &rc.match) < 0) {
         perr_node(ps, node, "out of memory");
+        return;
+    }
+    /* The rule's own word, else its domain's (which fell back on the defaults). */
+    policy->rules[policy->n_rules - 1].allow_lockout =
+        rc.lockout >= 0 ? rc.lockout > 0
+        : domain >= 0   ? policy->domains[domain].allow_lockout
+                        : dflt_lockout;
 }
 
 struct top {
@@ -1176,6 +1209,7 @@ static void read_policy(struct parse *ps, struct policy *policy, const struct no
     else
         expect_int(ps, t.version, "version", 1, 1, &version);
     memset(&dflt, 0, sizeof(dflt));
+    dflt.lockout = -1;
     if (t.defaults)
         read_domain_entry(ps, t.defaults, &dflt, "'defaults'");
     if (dflt.controller.where)
@@ -1215,8 +1249,12 @@ static void read_policy(struct parse *ps, struct policy *policy, const struct no
             spec = controller_merge(ps, dflt.controller.where ? &dflt.controller : NULL,
                                     d.controller.where ? &d.controller : NULL);
             qmp = d.qmp ? d.qmp->value : dflt.qmp ? dflt.qmp->value : NULL;
-            if (policy_add_domain(policy, key->value, &spec, qmp) < 0)
+            prev = policy_add_domain(policy, key->value, &spec, qmp);
+            if (prev < 0)
                 perr_node(ps, key, "out of memory");
+            else
+                policy->domains[prev].allow_lockout =
+                    d.lockout >= 0 ? d.lockout > 0 : dflt.lockout > 0;
         }
     }
     if (t.rules) {
@@ -1225,7 +1263,7 @@ static void read_policy(struct parse *ps, struct policy *policy, const struct no
             return;
         }
         for (size_t i = 0; i < t.rules->n; i++)
-            read_rule(ps, policy, t.rules->items[i]);
+            read_rule(ps, policy, t.rules->items[i], dflt.lockout > 0);
     }
 }
 

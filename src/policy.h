@@ -66,6 +66,7 @@ struct policy_rule {
     unsigned column;
     enum rule_action action;
     int domain;             /* index in policy->domains; -1 for ignore */
+    bool allow_lockout;     /* may take dom0's last keyboard (rule, domain or defaults) */
     struct rule_match match;
 };
 
@@ -79,6 +80,7 @@ struct policy_domain {
     char *name;
     struct controller_spec controller;
     char *qmp_socket;       /* NULL: attach through libxl */
+    bool allow_lockout;     /* its rules may take dom0's last keyboard */
 };
 
 struct match_index;

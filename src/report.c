@@ -31,7 +31,8 @@ char *report_format(const struct decision_report *r, char *buf, size_t len)
     const struct usb_device *d = r->dev;
     char id[10], mfr[3 * DEVICE_STR_MAX + 8], prod[3 * DEVICE_STR_MAX + 8];
     char esc[3 * DEVICE_STR_MAX + 8], serial[3 * DEVICE_STR_MAX + 16];
-    char rule_name[512], where[600], rule[600];
+    char path[3 * DEVICE_STR_MAX + 16], rule_name[512], where[600], rule[600];
+    const char *why = "";
 
     log_escape(d->manufacturer, mfr, sizeof(mfr));
     log_escape(d->product_name, prod, sizeof(prod));
@@ -39,6 +40,10 @@ char *report_format(const struct decision_report *r, char *buf, size_t len)
         snprintf(serial, sizeof(serial), " serial %s", log_escape(d->serial, esc, sizeof(esc)));
     else
         serial[0] = '\0';
+    if (d->id_path)
+        snprintf(path, sizeof(path), " path %s", log_escape(d->id_path, esc, sizeof(esc)));
+    else
+        path[0] = '\0';
     if (!r->rule)
         snprintf(rule, sizeof(rule), "(no rule matched)");
     else if (r->rule_name)
@@ -46,16 +51,18 @@ char *report_format(const struct decision_report *r, char *buf, size_t len)
                  log_escape(r->rule_name, rule_name, sizeof(rule_name)));
     else
         snprintf(rule, sizeof(rule), "(rule %u)", r->rule);
-    if (strcmp(r->action, "attach") == 0)
+    if (strcmp(r->action, "attach") == 0 || strcmp(r->action, "hold") == 0)
         snprintf(where, sizeof(where), " -> %s", r->domain);
     else if (strcmp(r->action, "detach") == 0)
         snprintf(where, sizeof(where), " <- %s", r->domain);
     else
         where[0] = '\0';
-    snprintf(buf, len, "%s %s %s \"%s%s%s\"%s%s %s", r->action, d->port,
+    if (strcmp(r->action, "hold") == 0)
+        why = ": held in dom0, its last keyboard";
+    snprintf(buf, len, "%s %s %s \"%s%s%s\"%s%s%s %s%s", r->action, d->port,
              device_id_string(d, id), d->manufacturer ? mfr : "",
              d->manufacturer && d->product_name ? " " : "", d->product_name ? prod : "",
-             serial, where, rule);
+             serial, path, where, rule, why);
     return buf;
 }
 

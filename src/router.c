@@ -4,6 +4,13 @@
  * add time), asks the policy for each device's decision, reports it, and
  * hands routed devices to their guest's domain worker.  On a reload it moves
  * only the devices whose decision changed.
+ *
+ * It also guards against locking dom0 out: a routed device with a keyboard
+ * interface leaves dom0 only when dom0 keeps another keyboard (one not on
+ * USB, or a USB one no rule takes), unless the policy allows the lock-out.
+ * Otherwise it is held: it stays in dom0, reported as such, and goes to its
+ * guest once another keyboard turns up.  The guard looks at devices dom0
+ * holds; a keyboard a guest already has is not taken back.
  */
 #include "config.h"
 
@@ -26,6 +33,8 @@ struct router {
     struct policy *policy;
     struct strmap *devices;     /* devpath -> struct dev_entry */
     struct strmap *domains;     /* guest name -> struct domain */
+    struct strmap *keyboards;   /* DEVPATH of each keyboard not on USB -> itself */
+    unsigned n_held;            /* entries held back by the lock-out guard */
     decision_fn report;
     void *report_arg;
     bool complete;              /* cold plug is done */
@@ -120,10 +129,12 @@ struct router *router_new(struct ev_loop *loop, struct hv *hv, struct policy *po
     router->report_arg = report_arg;
     router->devices = strmap_new();
     router->domains = strmap_new();
+    router->keyboards = strmap_new();
     hv->events.domain_started = domain_started_cb;
     hv->events.domain_stopped = domain_stopped_cb;
     hv->events.arg = router;
-    if (!router->devices || !router->domains || sync_domains(router) < 0) {
+    if (!router->devices || !router->domains || !router->keyboards ||
+        sync_domains(router) < 0) {
         router_free(router);
         return NULL;
     }
@@ -147,6 +158,7 @@ void router_free(struct router *router)
     /* Workers first: they drop their references to the devices. */
     strmap_free(router->domains, free_domain);
     strmap_free(router->devices, free_entry_ref);
+    strmap_free(router->keyboards, NULL);
     policy_free(router->policy);
     free(router->previous);
     free(router);
@@ -216,6 +228,110 @@ static int decide(struct router *router, struct dev_entry *entry)
     return 0;
 }
 
+/* The policy lets entry's rule take dom0's last keyboard. */
+static bool lockout_allowed(const struct router *router, const struct dev_entry *e)
+{
+    return e->rule > 0 && e->rule <= router->policy->n_rules &&
+           router->policy->rules[e->rule - 1].allow_lockout;
+}
+
+/* The last run attached this very device to e's guest: the guest has it already. */
+static bool attached_before(const struct router *router, const struct dev_entry *e)
+{
+    for (size_t i = 0; i < router->n_previous; i++) {
+        const struct state_record *r = &router->previous[i];
+
+        if (strcmp(r->domain, domain_name(e->domain)) == 0 &&
+            strcmp(r->busid, e->dev->port) == 0 && r->busnum == e->dev->busnum &&
+            r->devnum == e->dev->devnum)
+            return true;
+    }
+    return false;
+}
+
+/* A routed keyboard (not placed by hand, not in its guest) the guard must look at. */
+static bool guarded(const struct router *router, const struct dev_entry *e)
+{
+    return e->decision == DECISION_ATTACH && !e->override && device_is_keyboard(e->dev) &&
+           !lockout_allowed(router, e) && !attached_before(router, e);
+}
+
+bool router_dom0_keeps_keyboard(const struct router *router, const struct dev_entry *except)
+{
+    size_t pos = 0;
+    const char *key;
+    void *value;
+
+    if (strmap_size(router->keyboards) > 0)
+        return true;
+    while (strmap_next(router->devices, &pos, &key, &value) == 0) {
+        const struct dev_entry *e = value;
+
+        if (e != except && device_is_keyboard(e->dev) &&
+            (e->decision != DECISION_ATTACH || e->held))
+            return true;
+    }
+    return false;
+}
+
+static void set_held(struct router *router, struct dev_entry *e, bool held)
+{
+    if (e->held == held)
+        return;
+    e->held = held;
+    if (held)
+        router->n_held++;
+    else
+        router->n_held--;
+}
+
+/*
+ * Gives entry, decided ATTACH and held by dom0, to its guest: unless it is
+ * dom0's last keyboard.  A keyboard found at start waits for the end of the
+ * enumeration, when every keyboard is known.
+ */
+static void route(struct router *router, struct dev_entry *e, enum router_event event)
+{
+    char name[256];
+
+    if (guarded(router, e) && !router_dom0_keeps_keyboard(router, e)) {
+        /* Another keyboard may still be found: decide when all are known. */
+        if (!router->complete) {
+            e->pending = true;
+            return;
+        }
+        set_held(router, e, true);
+        log_warnx("%s: not attached to %s (rule %u%s%s): it is dom0's last keyboard; "
+                  "allow-dom0-lockout: true permits it", e->dev->port, domain_name(e->domain),
+                  e->rule, e->rule_name ? " " : "",
+                  e->rule_name ? log_escape(e->rule_name, name, sizeof(name)) : "");
+        report(router, event, "hold", e, e->domain);
+        return;
+    }
+    if (e->override && device_is_keyboard(e->dev) && !router_dom0_keeps_keyboard(router, e))
+        log_warnx("%s: attached to %s by hand: dom0 keeps no keyboard", e->dev->port,
+                  domain_name(e->domain));
+    set_held(router, e, false);
+    report(router, event, "attach", e, e->domain);
+    domain_attach(e->domain, e);
+}
+
+/* Lets held keyboards go to their guests when dom0 has another keyboard now. */
+static void release_held(struct router *router, enum router_event event)
+{
+    struct dev_entry **entries;
+    size_t n;
+
+    if (router->n_held == 0)
+        return;
+    n = router_devices(router, &entries);
+    for (size_t i = 0; i < n; i++)
+        if (entries[i]->held && (!guarded(router, entries[i]) ||
+                                 router_dom0_keeps_keyboard(router, entries[i])))
+            route(router, entries[i], event);
+    free(entries);
+}
+
 void router_device_added(struct router *router, struct usb_device *dev,
                          enum router_event event)
 {
@@ -252,9 +368,12 @@ void router_device_added(struct router *router, struct usb_device *dev,
         dev_entry_unref(entry);
         return;
     }
-    report(router, event, decision_action(entry->decision), entry, entry->domain);
     if (entry->decision == DECISION_ATTACH)
-        domain_attach(entry->domain, entry);
+        route(router, entry, event);
+    else
+        report(router, event, decision_action(entry->decision), entry, NULL);
+    if (device_is_keyboard(dev))
+        release_held(router, event);
 }
 
 void router_device_removed(struct router *router, const char *devpath)
@@ -266,13 +385,40 @@ void router_device_removed(struct router *router, const char *devpath)
         return;
     }
     entry->unplugged = true;
-    if (entry->decision == DECISION_ATTACH) {
+    if (entry->held || entry->pending) {
+        /* Never given to its guest: nothing to take back. */
+        report(router, EVENT_REMOVE, entry->held ? "hold" : "none", entry, entry->domain);
+        set_held(router, entry, false);
+    } else if (entry->decision == DECISION_ATTACH) {
         report(router, EVENT_REMOVE, "detach", entry, entry->domain);
         domain_detach(entry->domain, entry);
     } else {
         report(router, EVENT_REMOVE, decision_action(entry->decision), entry, NULL);
     }
     dev_entry_unref(entry);
+}
+
+void router_keyboard_added(struct router *router, const char *devpath)
+{
+    if (strmap_get(router->keyboards, devpath))
+        return;
+    if (strmap_put(router->keyboards, devpath, router, NULL) < 0) {
+        log_error("%s: out of memory: keyboard not counted", devpath);
+        return;
+    }
+    log_info("dom0 keyboard %s", devpath);
+    release_held(router, EVENT_ADD);
+}
+
+void router_keyboard_removed(struct router *router, const char *devpath)
+{
+    if (strmap_remove(router->keyboards, devpath))
+        log_info("dom0 keyboard %s is gone", devpath);
+}
+
+size_t router_keyboards(const struct router *router)
+{
+    return strmap_size(router->keyboards);
 }
 
 void router_entry_released(struct dev_entry *entry, struct domain *dom)
@@ -288,7 +434,18 @@ void router_coldplug_done(struct router *router)
     const char *key;
     void *value;
 
+    struct dev_entry **entries;
+    size_t n;
+
     router->complete = true;
+    /* The keyboards found at start, in port order, now that all are known. */
+    n = router_devices(router, &entries);
+    for (size_t i = 0; i < n; i++)
+        if (entries[i]->pending) {
+            entries[i]->pending = false;
+            route(router, entries[i], EVENT_PRESENT);
+        }
+    free(entries);
     while (strmap_next(router->domains, &pos, &key, &value) == 0)
         domain_reap_stale(value);
 }
@@ -341,17 +498,26 @@ static void apply(struct router *router, struct dev_entry *e, enum decision old,
 {
     if (old == e->decision && old_dom == e->domain)
         return;
+    if (e->held || e->pending) {
+        /* Never given to its guest: it leaves dom0 from here, if at all. */
+        set_held(router, e, false);
+        e->pending = false;
+        old = DECISION_NONE;
+        old_dom = NULL;
+    }
     if (old == DECISION_ATTACH)
         report(router, event, "detach", e, old_dom);
-    report(router, event, decision_action(e->decision), e, e->domain);
-    if (old == DECISION_ATTACH) {
+    if (old == DECISION_ATTACH && e->state != DEV_IDLE) {
         /* Released by the old guest, it goes on to the new one. */
-        if (e->state == DEV_IDLE && e->decision == DECISION_ATTACH)
-            domain_attach(e->domain, e);
+        if (e->decision == DECISION_ATTACH)
+            report(router, event, "attach", e, e->domain);
         else
-            domain_detach(old_dom, e);
+            report(router, event, decision_action(e->decision), e, NULL);
+        domain_detach(old_dom, e);
     } else if (e->decision == DECISION_ATTACH) {
-        domain_attach(e->domain, e);
+        route(router, e, event);
+    } else {
+        report(router, event, decision_action(e->decision), e, NULL);
     }
 }
 
@@ -383,6 +549,8 @@ void router_set_policy(struct router *router, struct policy *policy)
         apply(router, e, old, old_dom, EVENT_RELOAD);
     }
     free(entries);
+    /* The new policy may allow what the old one held back. */
+    release_held(router, EVENT_RELOAD);
 }
 
 /* Parses "B:D" with decimal bus and device numbers. */
@@ -461,6 +629,7 @@ int router_override(struct router *router, struct dev_entry *e, const char *doma
     e->decision = domain ? DECISION_ATTACH : DECISION_NONE;
     e->domain = dom;
     apply(router, e, old, old_dom, EVENT_MANUAL);
+    release_held(router, EVENT_MANUAL);
     return 0;
 }
 

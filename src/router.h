@@ -54,6 +54,8 @@ struct dev_entry {
     bool unplugged;         /* removed from the table */
     bool detach_wanted;     /* detach as soon as an attach in flight ends */
     bool override;          /* decided by hand; kept until unplugged */
+    bool held;              /* routed, but kept in dom0: its last keyboard */
+    bool pending;           /* a routed keyboard seen at start, guarded at its end */
     unsigned failures;
     struct dev_entry *qnext;
 };
@@ -61,7 +63,7 @@ struct dev_entry {
 /* One printed decision. */
 struct decision_report {
     enum router_event event;
-    const char *action;     /* "attach", "detach", "ignore", "none" */
+    const char *action;     /* "attach", "detach", "ignore", "none", "hold" */
     const struct usb_device *dev;
     const char *domain;     /* NULL unless attach/detach */
     unsigned rule;          /* 0: none */
@@ -93,6 +95,17 @@ void router_device_removed(struct router *router, const char *devpath);
  */
 void router_coldplug_done(struct router *router);
 bool router_complete(const struct router *router);
+/*
+ * A keyboard that is not on USB (ID_INPUT_KEYBOARD: a laptop's, a PS/2 one)
+ * appeared or left, by its input device's DEVPATH.  dom0 keeps it whatever
+ * the policy says, so while one exists no USB keyboard is held back.
+ */
+void router_keyboard_added(struct router *router, const char *devpath);
+void router_keyboard_removed(struct router *router, const char *devpath);
+/* How many such keyboards dom0 has. */
+size_t router_keyboards(const struct router *router);
+/* True when dom0 keeps a keyboard other than except's (NULL: any). */
+bool router_dom0_keeps_keyboard(const struct router *router, const struct dev_entry *except);
 /* True when a device is plugged in at port path busid ("1-1.2"). */
 bool router_port_present(const struct router *router, const char *busid);
 /* Swaps in a new policy (taking it) and moves the devices whose decision changed. */

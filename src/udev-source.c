@@ -8,6 +8,10 @@
  * do not exist yet at a hot add; the interface classes come from
  * ID_USB_INTERFACES or the raw descriptors.  A remove is handed on by
  * DEVPATH alone: sysfs is gone by then and the router has the record.
+ *
+ * It also follows the keyboards that are not on USB (input devices with
+ * ID_INPUT_KEYBOARD, a laptop's or a PS/2 one), for the router's lock-out
+ * guard: those always stay in dom0.
  */
 #include "config.h"
 
@@ -204,11 +208,40 @@ static bool is_usb_device(struct udev_device *ud)
     return devtype && strcmp(devtype, "usb_device") == 0;
 }
 
+/*
+ * An input device that is a keyboard dom0 keeps: not on USB (the USB device
+ * above it stands for it), not virtual (no one types on uinput), and the
+ * inputN device itself, not its event or LED children, so that each counts once.
+ */
+static bool is_dom0_keyboard(struct udev_device *ud)
+{
+    const char *sysname = udev_device_get_sysname(ud);
+    const char *devpath = udev_device_get_devpath(ud);
+    const char *kbd = udev_device_get_property_value(ud, "ID_INPUT_KEYBOARD");
+
+    return sysname && devpath && kbd && strcmp(kbd, "1") == 0 &&
+           strncmp(sysname, "input", 5) == 0 && sysname[5] >= '0' && sysname[5] <= '9' &&
+           strncmp(devpath, "/devices/virtual/", 17) != 0 && !device_devpath_on_usb(devpath);
+}
+
+static void handle_input(struct udev_source *src, struct udev_device *ud, const char *action)
+{
+    if (strcmp(action, "add") == 0 && is_dom0_keyboard(ud))
+        router_keyboard_added(src->router, udev_device_get_devpath(ud));
+    else if (strcmp(action, "remove") == 0)
+        router_keyboard_removed(src->router, udev_device_get_devpath(ud));
+}
+
 static void handle(struct udev_source *src, struct udev_device *ud)
 {
     const char *action = udev_device_get_action(ud);
+    const char *subsystem = udev_device_get_subsystem(ud);
     struct usb_device *dev;
 
+    if (action && subsystem && strcmp(subsystem, "input") == 0) {
+        handle_input(src, ud, action);
+        return;
+    }
     if (!action || !is_usb_device(ud))
         return;
     if (strcmp(action, "add") == 0) {
@@ -273,6 +306,8 @@ int udev_source_listen(struct udev_source *src)
     }
     r = udev_monitor_filter_add_match_subsystem_devtype(src->monitor, "usb", "usb_device");
     if (r >= 0)
+        r = udev_monitor_filter_add_match_subsystem_devtype(src->monitor, "input", NULL);
+    if (r >= 0)
         r = udev_monitor_enable_receiving(src->monitor);
     if (r < 0) {
         log_error("cannot listen to udev: %s", strerror(-r));
@@ -298,11 +333,56 @@ static void add_to_router(void *arg, struct usb_device *dev)
     router_device_added(t->router, dev, t->event);
 }
 
+static void keyboard_to_router(void *arg, const char *devpath)
+{
+    router_keyboard_added(arg, devpath);
+}
+
 int udev_source_enumerate(struct udev_source *src, enum router_event event)
 {
     struct to_router t = { .router = src->router, .event = event };
+    int r;
 
+    /* Keyboards first: the guard then knows them when USB keyboards come. */
+    r = udev_source_list_keyboards(src, keyboard_to_router, src->router);
+    if (r < 0)
+        return r;
     return udev_source_list(src, add_to_router, &t);
+}
+
+int udev_source_list_keyboards(struct udev_source *src,
+                               void (*fn)(void *arg, const char *devpath), void *arg)
+{
+    struct udev_enumerate *en = udev_enumerate_new(src->udev);
+    struct udev_list_entry *item;
+    int r;
+
+    if (!en) {
+        log_error("out of memory");
+        return -ENOMEM;
+    }
+    r = udev_enumerate_add_match_subsystem(en, "input");
+    if (r >= 0)
+        r = udev_enumerate_add_match_property(en, "ID_INPUT_KEYBOARD", "1");
+    if (r >= 0)
+        r = udev_enumerate_scan_devices(en);
+    if (r < 0) {
+        log_error("cannot list keyboards: %s", strerror(-r));
+        udev_enumerate_unref(en);
+        return r;
+    }
+    udev_list_entry_foreach(item, udev_enumerate_get_list_entry(en)) {
+        struct udev_device *ud =
+            udev_device_new_from_syspath(src->udev, udev_list_entry_get_name(item));
+
+        if (!ud)
+            continue;
+        if (is_dom0_keyboard(ud))
+            fn(arg, udev_device_get_devpath(ud));
+        udev_device_unref(ud);
+    }
+    udev_enumerate_unref(en);
+    return 0;
 }
 
 int udev_source_list(struct udev_source *src, void (*fn)(void *arg, struct usb_device *dev),

@@ -1,6 +1,7 @@
 /*
- * The udev source: a libudev monitor (usb / usb_device) in the event loop and
- * the enumeration of the devices present at start.  It turns udev devices
+ * The udev source: a libudev monitor (usb / usb_device, and input for the
+ * keyboards dom0 keeps) in the event loop and the enumeration of the devices
+ * present at start.  It turns udev devices
  * into struct usb_device and hands them to the router.
  */
 #ifndef AUA_UDEV_SOURCE_H
@@ -20,6 +21,12 @@ int udev_source_enumerate(struct udev_source *src, enum router_event event);
 /* Hands every USB device present now to fn (which takes it).  0 or -errno. */
 int udev_source_list(struct udev_source *src, void (*fn)(void *arg, struct usb_device *dev),
                      void *arg);
+/*
+ * Hands the DEVPATH of every keyboard not on USB present now to fn (the
+ * string is fn's to copy).  0 or -errno.
+ */
+int udev_source_list_keyboards(struct udev_source *src,
+                               void (*fn)(void *arg, const char *devpath), void *arg);
 void udev_source_free(struct udev_source *src);
 
 #endif

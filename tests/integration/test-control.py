@@ -38,7 +38,7 @@ def test():
     policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
     sock = os.path.join(tmp, "control")
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey", "keyboard", "storage", "webcam"):
+    for f in ("hubs", "laptop-keyboard", "yubikey", "keyboard", "storage", "webcam"):
         tb.load(f)
     t = daemon.timeout(5)
     with aua.Daemon(daemon.command("--dry-run", "--json", "-c", policy,
@@ -55,7 +55,7 @@ def test():
         aua.check_equal((st["ok"], st["backend"], st["policy"], st["domains"]),
                         (True, "dry-run", policy, 2), "status")
         aua.check_equal(st["devices"], {"total": 4, "attached": 2, "waiting": 0, "failed": 0,
-                                        "ignored": 1, "unmatched": 1}, "status counts")
+                                        "ignored": 1, "unmatched": 1, "held": 0}, "status counts")
 
         devs = {x["port"]: x for x in c("devices")["devices"]}
         yk = devs["1-1.2"]

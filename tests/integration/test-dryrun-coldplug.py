@@ -27,8 +27,9 @@ rules:
 
 EXPECTED_TEXT = [
     'attach 1-1.2 1050:0407 "Yubico YubiKey OTP+FIDO+CCID" serial 0012345'
-    ' -> vault (rule 1 "yubikeys go to the vault")',
-    'ignore 1-1.3 046d:c31c "Logitech USB Keyboard" (rule 2 "keyboards stay in dom0")',
+    ' path pci-0000:00:14.0-usb-0:1.2 -> vault (rule 1 "yubikeys go to the vault")',
+    'ignore 1-1.3 046d:c31c "Logitech USB Keyboard" path pci-0000:00:14.0-usb-0:1.3'
+    ' (rule 2 "keyboards stay in dom0")',
 ]
 
 
@@ -36,7 +37,7 @@ def test():
     tmp = aua.tempdir()
     policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey", "keyboard", "storage", "webcam"):
+    for f in ("hubs", "laptop-keyboard", "yubikey", "keyboard", "storage", "webcam"):
         tb.load(f)
 
     # JSON: every field of every device.

@@ -29,6 +29,7 @@ def test():
     policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
     tb = aua.Testbed()
     tb.load("hubs")
+    tb.load("laptop-keyboard")
     with aua.Daemon(daemon.command("--dry-run", "--json", "-c", policy), testbed=tb) as d:
         d.wait_ready(daemon.timeout(10))
         tb.wait_listeners(1)

@@ -58,7 +58,7 @@ def test():
     tmp = aua.tempdir()
     policy = daemon.write_policy(tmp, "policy.yaml", POLICY_A)
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey", "keyboard", "storage"):
+    for f in ("hubs", "laptop-keyboard", "yubikey", "keyboard", "storage"):
         tb.load(f)
     with aua.Daemon(daemon.command("--dry-run", "--json", "-c", policy), testbed=tb) as d:
         d.wait_ready(daemon.timeout(10))

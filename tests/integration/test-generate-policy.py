@@ -42,6 +42,7 @@ def test():
     tmp = aua.tempdir()
     tb = aua.Testbed()
     tb.load("hubs")
+    tb.load("laptop-keyboard")
     tb.load_string(odd_yubikey())
     for f in ("keyboard", "storage", "webcam"):
         tb.load(f)

@@ -35,6 +35,7 @@ def test():
     policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
     tb = aua.Testbed()
     tb.load("hubs")
+    tb.load("laptop-keyboard")
     tb.load_string(evil_yubikey())
     with aua.Daemon(daemon.command("--dry-run", "--json", "-c", policy), testbed=tb) as d:
         d.wait_ready(daemon.timeout(10))
@@ -54,7 +55,8 @@ def test():
         daemon.stop_clean(d)
         aua.check_equal(len(d.stdout_log), 1, "one line, not split by the newline")
     aua.check_equal(text, 'attach 1-1.2 1050:0407 "Yubico Evil\\x0aattach all\\xff\\x1b[2J"'
-                    ' serial 00\\x1b[2J\\x09345 -> vault (rule 1 "the evil key")',
+                    ' serial 00\\x1b[2J\\x09345 path pci-0000:00:14.0-usb-0:1.2'
+                    ' -> vault (rule 1 "the evil key")',
                     "escaped decision line")
 
 

@@ -37,7 +37,7 @@ def test():
     tmp = aua.tempdir()
     policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey", "keyboard", "storage"):
+    for f in ("hubs", "laptop-keyboard", "yubikey", "keyboard", "storage"):
         tb.load(f)
     xen.add_guest("win10", WIN10)
     xen.add_guest("vault", VAULT)

@@ -26,6 +26,7 @@ def test():
     policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
     tb = aua.Testbed()
     tb.load("hubs")
+    tb.load("laptop-keyboard")
     tb.load("yubikey")
     t = daemon.timeout(15)
 

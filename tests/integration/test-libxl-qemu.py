@@ -23,7 +23,7 @@ def test():
     tmp = aua.tempdir()
     policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey"):
+    for f in ("hubs", "laptop-keyboard", "yubikey"):
         tb.load(f)
     xen.add_guest("vault", 7, "qemu")
     aua.check_equal(xen.qemu_devices(7), [], "QEMU starts without USB")

@@ -30,7 +30,7 @@ def test():
                        {"execute": "device_add", "id": "xenusb-1-7",
                         "error": "failed to open host usb device 1:7"}])
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey", "storage"):
+    for f in ("hubs", "laptop-keyboard", "yubikey", "storage"):
         tb.load(f)
     xen.add_guest("vault", 7)
     t = daemon.timeout(20)

@@ -24,7 +24,7 @@ def test():
     tmp = aua.tempdir()
     policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
     tb = aua.Testbed()
-    for f in ("hubs", "keyboard", "storage", "webcam"):
+    for f in ("hubs", "laptop-keyboard", "keyboard", "storage", "webcam"):
         tb.load(f)
     xen.add_guest("win10", 5)
     xen.add_guest("vault", 7)

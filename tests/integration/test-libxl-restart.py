@@ -33,7 +33,7 @@ def test():
     policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
     state_dir = os.path.join(tmp, "state")
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey", "keyboard", "storage"):
+    for f in ("hubs", "laptop-keyboard", "yubikey", "keyboard", "storage"):
         tb.load(f)
     xen.add_guest("win10", 5)
     t = daemon.timeout(15)

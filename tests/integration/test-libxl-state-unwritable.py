@@ -32,7 +32,7 @@ def test():
     # (inside xenenv's own mount namespace: nothing outside sees it)
     aua.on_cleanup(lambda: subprocess.run(["umount", state_dir], stderr=subprocess.DEVNULL))
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey"):
+    for f in ("hubs", "laptop-keyboard", "yubikey"):
         tb.load(f)
     xen.add_guest("vault", 7)
     t = daemon.timeout(15)

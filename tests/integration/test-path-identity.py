@@ -58,7 +58,7 @@ def decide(tb, policy):
 def test():
     tmp = aua.tempdir()
     policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
-    texts = [fixture(n) for n in ("hubs", "yubikey", "keyboard", "storage")]
+    texts = [fixture(n) for n in ("hubs", "laptop-keyboard", "yubikey", "keyboard", "storage")]
 
     tb = aua.Testbed()
     for text in texts:

@@ -22,7 +22,7 @@ RULES = """\
 def test():
     tmp = aua.tempdir()
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey"):
+    for f in ("hubs", "laptop-keyboard", "yubikey"):
         tb.load(f)
     g = qemu.Guest(tmp, "vault").start()
     policy = daemon.write_policy(tmp, "policy.yaml",

@@ -22,7 +22,7 @@ RULES = """\
 def test():
     tmp = aua.tempdir()
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey", "keyboard"):
+    for f in ("hubs", "laptop-keyboard", "yubikey", "keyboard"):
         tb.load(f)
     full = qemu.Guest(tmp, "full", devices=[
         "-device", "nec-usb-xhci,id=xenusb-0,p2=1,p3=1",

@@ -126,7 +126,7 @@ class Hostile:
 def test():
     tmp = aua.tempdir()
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey", "keyboard"):
+    for f in ("hubs", "laptop-keyboard", "yubikey", "keyboard"):
         tb.load(f)
     t = daemon.timeout(15)
 

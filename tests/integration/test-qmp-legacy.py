@@ -10,7 +10,7 @@ import qemu
 def test():
     tmp = aua.tempdir()
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey"):
+    for f in ("hubs", "laptop-keyboard", "yubikey"):
         tb.load(f)
     g = qemu.Guest(tmp, "vault").start()
     t = daemon.timeout(10)

@@ -16,7 +16,7 @@ RULES = """\
 def test():
     tmp = aua.tempdir()
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey"):
+    for f in ("hubs", "laptop-keyboard", "yubikey"):
         tb.load(f)
     g = qemu.Guest(tmp, "vault", preload=False).start()
     policy = daemon.write_policy(tmp, "policy.yaml",

@@ -19,7 +19,7 @@ KEY = ("xenusb-1-5", "xenusb-0", "1", 1, 5)
 def test():
     tmp = aua.tempdir()
     tb = aua.Testbed()
-    for f in ("hubs", "yubikey"):
+    for f in ("hubs", "laptop-keyboard", "yubikey"):
         tb.load(f)
     g = qemu.Guest(tmp, "vault").start()
     policy = daemon.write_policy(tmp, "policy.yaml",

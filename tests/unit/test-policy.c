@@ -195,6 +195,42 @@ static void defaults_merged_into_domains(void **state)
     policy_free(p);
 }
 
+/* allow-dom0-lockout: a rule's word beats its domain's, a domain's the defaults'. */
+static void lockout_levels(void **state)
+{
+    struct policy_diag diag = { 0 };
+    struct policy *p = load_text("version: 1\n"
+                                 "defaults: {allow-dom0-lockout: true}\n"
+                                 "domains:\n"
+                                 "  sys-usb: {}\n"
+                                 "  vault: {allow-dom0-lockout: false}\n"
+                                 "rules:\n"
+                                 "  - {match: {port: 1-1}, domain: sys-usb}\n"
+                                 "  - {match: {port: 1-2}, domain: vault}\n"
+                                 "  - {match: {port: 1-3}, domain: vault, allow-dom0-lockout: true}\n"
+                                 "  - {match: {port: 1-4}, domain: sys-usb, "
+                                 "allow-dom0-lockout: false}\n"
+                                 "  - {match: {port: 1-5}, action: ignore}\n",
+                                 &diag);
+
+    assert_non_null(p);
+    assert_true(domain_named(p, "sys-usb")->allow_lockout);
+    assert_false(domain_named(p, "vault")->allow_lockout);
+    assert_true(p->rules[0].allow_lockout);
+    assert_false(p->rules[1].allow_lockout);
+    assert_true(p->rules[2].allow_lockout);
+    assert_false(p->rules[3].allow_lockout);
+    assert_true(p->rules[4].allow_lockout);
+    policy_free(p);
+    /* Without the key anywhere: never. */
+    p = load_text("version: 1\ndomains: {a: {}}\nrules:\n  - {match: {}, domain: a}\n", &diag);
+    assert_non_null(p);
+    assert_false(p->domains[0].allow_lockout);
+    assert_false(p->rules[0].allow_lockout);
+    policy_free(p);
+    policy_diag_free(&diag);
+}
+
 static void controller_defaults_per_version(void **state)
 {
     struct policy *p = load_good(POLICIES "/controllers.yaml");
@@ -466,6 +502,16 @@ struct bad_case {
 #define HEAD "version: 1\n" "domains:\n" "  vault: {}\n"
 
 static const struct bad_case bad_cases[] = {
+    { "lockout_not_a_boolean",
+      "version: 1\n"
+      "defaults: {allow-dom0-lockout: yes}\n"
+      "domains:\n"
+      "  vault: {allow-dom0-lockout: \"true\"}\n"
+      "rules:\n"
+      "  - {match: {}, domain: vault, allow-dom0-lockout: [true]}\n",
+      { "t.yaml:2:32: 'allow-dom0-lockout' must be true or false, not 'yes'",
+        "t.yaml:4:31: 'allow-dom0-lockout' must be true or false, not a quoted string",
+        "t.yaml:6:52: 'allow-dom0-lockout' must be true or false, not a list" } },
     { "unknown_key_top_level",
       HEAD
       "colour: blue\n"
@@ -479,7 +525,7 @@ static const struct bad_case bad_cases[] = {
       "    domain: vault\n"
       "    colour: red\n",
       { "t.yaml:7:5: unknown key 'colour' in a rule "
-        "(expected one of: name, match, domain, action)" } },
+        "(expected one of: name, match, domain, action, allow-dom0-lockout)" } },
     { "unknown_key_in_match",
       HEAD
       "rules:\n"
@@ -505,7 +551,7 @@ static const struct bad_case bad_cases[] = {
       "  vault:\n"
       "    qmp_socket: /run/q\n",
       { "t.yaml:4:5: unknown key 'qmp_socket' in domain 'vault' "
-        "(expected one of: controller, qmp-socket)" } },
+        "(expected one of: controller, qmp-socket, allow-dom0-lockout)" } },
     { "wrong_type_string_for_mapping",
       "version: 1\n"
       "domains: vault\n"
@@ -784,7 +830,7 @@ static void all_errors_reported_in_order(void **state)
 {
     static const char *const want[] = {
         "t.yaml:4:5: unknown key 'controler' in domain 'vault' "
-        "(expected one of: controller, qmp-socket)",
+        "(expected one of: controller, qmp-socket, allow-dom0-lockout)",
         "t.yaml:7:17: bad vendor:product '1050:zzzz': expected four hex digits or a "
         "glob on each side, such as 1050:0407 or 1050:*",
         "t.yaml:10:13: unknown domain 'valt' (declare it under 'domains:')",
@@ -1022,6 +1068,7 @@ int main(void)
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(example_policy),
         cmocka_unit_test(defaults_merged_into_domains),
+        cmocka_unit_test(lockout_levels),
         cmocka_unit_test(controller_defaults_per_version),
         cmocka_unit_test(rules_names_ignore_and_match_all),
         cmocka_unit_test(good_inline_edges),

@@ -10,7 +10,12 @@
  * that move a device (detach, then attach, event reload) and leave
  * unchanged devices alone, controller capacity (a device waits for a free
  * port), a guest restart, and the references left after a shutdown with
- * work in flight (run the binary under valgrind too).
+ * work in flight (run the binary under valgrind too).  The lock-out guard
+ * (a keyboard leaves dom0 only when dom0 keeps another): held, released by
+ * a keyboard plugged in later or by a reload, decided at the end of the cold
+ * plug, allowed by the policy, overridden by hand, and not applied to what
+ * a guest already had.  The main fixture has a laptop keyboard, so that the
+ * other tests route keyboards (the YubiKey is one: OTP) freely.
  */
 #include "config.h"
 
@@ -32,6 +37,7 @@
 #include "policy.h"
 #include "report.h"
 #include "router.h"
+#include "state.h"
 
 #define MAX_RECS 64
 
@@ -104,21 +110,55 @@ static struct policy *parse(const char *text)
     return p;
 }
 
-static int setup(void **state)
+#define LAPTOP_KBD "/devices/platform/i8042/serio0/input/input3"
+
+static const char guard_policy[] =
+    "version: 1\n"
+    "domains:\n"
+    "  vault: {}\n"
+    "  sys-usb: {}\n"
+    "rules:\n"
+    "  - name: bus 3 may go\n"
+    "    match: {hub: usb3}\n"
+    "    domain: sys-usb\n"
+    "    allow-dom0-lockout: true\n"
+    "  - name: bus 1 goes\n"
+    "    match: {hub: usb1}\n"
+    "    domain: sys-usb\n";
+
+static int make_fx(void **state, const char *text, bool laptop_keyboard)
 {
     struct fx *fx = calloc(1, sizeof(*fx));
 
     if (!fx)
         return -1;
+    *state = fx;
     fx->loop = ev_loop_new(0);
     fx->hv = fx->loop ? hv_dryrun_new(fx->loop) : NULL;
     if (!fx->hv)
         return -1;
-    fx->router = router_new(fx->loop, fx->hv, parse(policy_text), record, fx);
+    fx->router = router_new(fx->loop, fx->hv, parse(text), record, fx);
     if (!fx->router)
         return -1;
-    *state = fx;
+    if (laptop_keyboard)
+        router_keyboard_added(fx->router, LAPTOP_KBD);
     return 0;
+}
+
+/* The main fixture: dom0 has a laptop keyboard, the start is over. */
+static int setup(void **state)
+{
+    int r = make_fx(state, policy_text, true);
+
+    if (r == 0)
+        router_coldplug_done(((struct fx *)*state)->router);
+    return r;
+}
+
+/* The guard's: no keyboard but USB ones; the cold plug is the test's. */
+static int setup_guard(void **state)
+{
+    return make_fx(state, guard_policy, false);
 }
 
 /* The order hv.h asks for: no new work, cancel what is in flight, free. */
@@ -691,7 +731,234 @@ static void remove_while_attaching(void **state)
     assert_int_equal(lookup(fx, "1-3")->port, 1);
 }
 
+/* ---- the lock-out guard ---- */
+
+static void guard_holds_last_keyboard(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *e;
+
+    router_coldplug_done(fx->router);
+    add(fx, keyboard("1-1", 3));
+    assert_n_recs(fx, 1);
+    assert_rec(fx, 0, EVENT_ADD, "hold", "1-1", "sys-usb", 2);
+    assert_string_equal(fx->recs[0].line,
+                        "hold 1-1 046d:c31c \"Logitech USB Keyboard\" -> sys-usb "
+                        "(rule 2 \"bus 1 goes\"): held in dom0, its last keyboard");
+    e = lookup(fx, "1-1");
+    assert_true(e->held);
+    assert_int_equal(e->decision, DECISION_ATTACH);
+    settle(fx);
+    assert_state(fx, "1-1", DEV_IDLE, "sys-usb");
+    /* What is not a keyboard goes as the rule says. */
+    add(fx, stick("1-2", 4));
+    assert_n_recs(fx, 2);
+    assert_rec(fx, 1, EVENT_ADD, "attach", "1-2", "sys-usb", 2);
+    settle(fx);
+    assert_state(fx, "1-1", DEV_IDLE, "sys-usb");
+    assert_false(router_dom0_keeps_keyboard(fx->router, e));
+    assert_true(router_dom0_keeps_keyboard(fx->router, NULL));
+
+    /* The laptop's keyboard shows up: dom0 keeps that one. */
+    router_keyboard_added(fx->router, LAPTOP_KBD);
+    assert_int_equal(router_keyboards(fx->router), 1);
+    assert_n_recs(fx, 3);
+    assert_rec(fx, 2, EVENT_ADD, "attach", "1-1", "sys-usb", 2);
+    assert_false(e->held);
+    settle(fx);
+    assert_state(fx, "1-1", DEV_ATTACHED, "sys-usb");
+    /* Once a guest has it, losing the other keyboard does not take it back. */
+    router_keyboard_removed(fx->router, LAPTOP_KBD);
+    assert_int_equal(router_keyboards(fx->router), 0);
+    settle(fx);
+    assert_n_recs(fx, 3);
+    assert_state(fx, "1-1", DEV_ATTACHED, "sys-usb");
+}
+
+static void guard_second_keyboard_releases(void **state)
+{
+    struct fx *fx = *state;
+
+    router_coldplug_done(fx->router);
+    add(fx, keyboard("1-1", 3));
+    assert_rec(fx, 0, EVENT_ADD, "hold", "1-1", "sys-usb", 2);
+    /* A keyboard no rule takes (bus 2): dom0 keeps it, the held one goes. */
+    add(fx, keyboard("2-1", 2));
+    assert_n_recs(fx, 3);
+    assert_rec(fx, 1, EVENT_ADD, "none", "2-1", "", 0);
+    assert_rec(fx, 2, EVENT_ADD, "attach", "1-1", "sys-usb", 2);
+    settle(fx);
+    assert_state(fx, "1-1", DEV_ATTACHED, "sys-usb");
+    assert_state(fx, "2-1", DEV_IDLE, NULL);
+    /* A third one on bus 1 goes too: dom0 still has 2-1. */
+    add(fx, keyboard("1-3", 5));
+    assert_n_recs(fx, 4);
+    assert_rec(fx, 3, EVENT_ADD, "attach", "1-3", "sys-usb", 2);
+}
+
+static void guard_unplug_held(void **state)
+{
+    struct fx *fx = *state;
+
+    router_coldplug_done(fx->router);
+    add(fx, keyboard("1-1", 3));
+    removed(fx, "1-1");
+    assert_n_recs(fx, 2);
+    assert_rec(fx, 1, EVENT_REMOVE, "hold", "1-1", "sys-usb", 2);
+    assert_null(lookup(fx, "1-1"));
+    settle(fx);
+    /* Nothing is left held: the next keyboard is judged on its own. */
+    add(fx, keyboard("1-2", 4));
+    assert_n_recs(fx, 3);
+    assert_rec(fx, 2, EVENT_ADD, "hold", "1-2", "sys-usb", 2);
+    add(fx, keyboard("2-1", 5));
+    assert_n_recs(fx, 5);
+    assert_rec(fx, 4, EVENT_ADD, "attach", "1-2", "sys-usb", 2);
+}
+
+static void guard_policy_allows(void **state)
+{
+    struct fx *fx = *state;
+
+    router_coldplug_done(fx->router);
+    add(fx, keyboard("3-1", 3));
+    assert_n_recs(fx, 1);
+    assert_rec(fx, 0, EVENT_ADD, "attach", "3-1", "sys-usb", 1);
+    settle(fx);
+    assert_state(fx, "3-1", DEV_ATTACHED, "sys-usb");
+    /* 3-1 left dom0: a keyboard on bus 1 is now the last one. */
+    add(fx, keyboard("1-1", 4));
+    assert_n_recs(fx, 2);
+    assert_rec(fx, 1, EVENT_ADD, "hold", "1-1", "sys-usb", 2);
+}
+
+/* At start every keyboard is known before any is judged, in port order. */
+static void guard_coldplug(void **state)
+{
+    struct fx *fx = *state;
+
+    router_device_added(fx->router, keyboard("1-2", 4), EVENT_PRESENT);
+    router_device_added(fx->router, keyboard("1-1", 3), EVENT_PRESENT);
+    router_device_added(fx->router, stick("1-3", 5), EVENT_PRESENT);
+    assert_n_recs(fx, 1);
+    assert_rec(fx, 0, EVENT_PRESENT, "attach", "1-3", "sys-usb", 2);
+    router_coldplug_done(fx->router);
+    assert_n_recs(fx, 3);
+    assert_rec(fx, 1, EVENT_PRESENT, "hold", "1-1", "sys-usb", 2);
+    assert_rec(fx, 2, EVENT_PRESENT, "attach", "1-2", "sys-usb", 2);
+    settle(fx);
+    assert_state(fx, "1-1", DEV_IDLE, "sys-usb");
+    assert_state(fx, "1-2", DEV_ATTACHED, "sys-usb");
+}
+
+/* A keyboard no rule takes, found after the routed one: nothing is held. */
+static void guard_coldplug_keeps_one(void **state)
+{
+    struct fx *fx = *state;
+
+    router_device_added(fx->router, keyboard("1-1", 3), EVENT_PRESENT);
+    router_device_added(fx->router, keyboard("2-1", 2), EVENT_PRESENT);
+    router_coldplug_done(fx->router);
+    assert_n_recs(fx, 2);
+    assert_rec(fx, 0, EVENT_PRESENT, "none", "2-1", "", 0);
+    assert_rec(fx, 1, EVENT_PRESENT, "attach", "1-1", "sys-usb", 2);
+    assert_false(lookup(fx, "1-1")->held);
+}
+
+static void guard_reload(void **state)
+{
+    struct fx *fx = *state;
+    char text[sizeof(guard_policy) + 64];
+
+    router_coldplug_done(fx->router);
+    add(fx, keyboard("1-1", 3));
+    assert_true(lookup(fx, "1-1")->held);
+    /* The same policy again: still held, nothing said. */
+    router_set_policy(fx->router, parse(guard_policy));
+    assert_n_recs(fx, 1);
+    assert_true(lookup(fx, "1-1")->held);
+    /* The defaults allow it now: it goes. */
+    snprintf(text, sizeof(text), "version: 1\ndefaults: {allow-dom0-lockout: true}\n%s",
+             strstr(guard_policy, "domains:"));
+    router_set_policy(fx->router, parse(text));
+    assert_n_recs(fx, 2);
+    assert_rec(fx, 1, EVENT_RELOAD, "attach", "1-1", "sys-usb", 2);
+    settle(fx);
+    assert_state(fx, "1-1", DEV_ATTACHED, "sys-usb");
+}
+
+static void guard_reload_to_ignore(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *e;
+
+    router_coldplug_done(fx->router);
+    add(fx, keyboard("1-1", 3));
+    e = lookup(fx, "1-1");
+    router_set_policy(fx->router, parse("version: 1\nrules:\n"
+                                        "  - {match: {}, action: ignore}\n"));
+    /* It never left dom0: no detach. */
+    assert_n_recs(fx, 2);
+    assert_rec(fx, 1, EVENT_RELOAD, "ignore", "1-1", "", 1);
+    assert_false(e->held);
+    settle(fx);
+    assert_state(fx, "1-1", DEV_IDLE, NULL);
+}
+
+static void guard_by_hand(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *held, *other;
+
+    router_coldplug_done(fx->router);
+    add(fx, keyboard("3-1", 2));
+    add(fx, keyboard("1-1", 3));
+    assert_rec(fx, 1, EVENT_ADD, "hold", "1-1", "sys-usb", 2);
+    settle(fx);
+    held = lookup(fx, "1-1");
+    other = lookup(fx, "3-1");
+    /* Keeping 3-1 in dom0 by hand lets the held one go. */
+    assert_int_equal(router_override(fx->router, other, NULL), 0);
+    assert_n_recs(fx, 5);
+    assert_rec(fx, 2, EVENT_MANUAL, "detach", "3-1", "sys-usb", 0);
+    assert_rec(fx, 3, EVENT_MANUAL, "none", "3-1", "", 0);
+    assert_rec(fx, 4, EVENT_MANUAL, "attach", "1-1", "sys-usb", 2);
+    settle(fx);
+    assert_state(fx, "1-1", DEV_ATTACHED, "sys-usb");
+    /* An attach by hand is obeyed even for the last keyboard. */
+    assert_int_equal(router_override(fx->router, other, "vault"), 0);
+    assert_n_recs(fx, 6);
+    assert_rec(fx, 5, EVENT_MANUAL, "attach", "3-1", "vault", 0);
+    assert_false(held->held);
+    settle(fx);
+    assert_state(fx, "3-1", DEV_ATTACHED, "vault");
+}
+
+/* What the last run gave a guest is the guest's: the guard does not take it back. */
+static void guard_spares_what_a_guest_has(void **state)
+{
+    struct fx *fx = *state;
+    struct state_record *rec = calloc(1, sizeof(*rec));
+
+    assert_non_null(rec);
+    snprintf(rec->domain, sizeof(rec->domain), "sys-usb");
+    snprintf(rec->busid, sizeof(rec->busid), "1-1");
+    rec->busnum = 1;
+    rec->devnum = 3;
+    router_set_previous(fx->router, rec, 1);
+    router_device_added(fx->router, keyboard("1-1", 3), EVENT_PRESENT);
+    router_coldplug_done(fx->router);
+    assert_n_recs(fx, 1);
+    assert_rec(fx, 0, EVENT_PRESENT, "attach", "1-1", "sys-usb", 2);
+    /* A replug is a new device (new number): guarded again. */
+    removed(fx, "1-1");
+    add(fx, keyboard("1-1", 4));
+    assert_n_recs(fx, 3);
+    assert_rec(fx, 2, EVENT_ADD, "hold", "1-1", "sys-usb", 2);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define G(f) cmocka_unit_test_setup_teardown(f, setup_guard, teardown)
 
 int main(void)
 {
@@ -711,6 +978,16 @@ int main(void)
         T(shutdown_while_attaching),
         T(shutdown_while_detaching),
         T(remove_while_attaching),
+        G(guard_holds_last_keyboard),
+        G(guard_second_keyboard_releases),
+        G(guard_unplug_held),
+        G(guard_policy_allows),
+        G(guard_coldplug),
+        G(guard_coldplug_keeps_one),
+        G(guard_reload),
+        G(guard_reload_to_ignore),
+        G(guard_by_hand),
+        G(guard_spares_what_a_guest_has),
     };
 
     /* Warnings (a guest out of ports) stay visible; the notices would drown them. */
