@@ -48,6 +48,17 @@ static const char *const ports[] = {
 };
 static const char *const hubs[] = {
     "usb1", "usb2", "1-1", "1-1.4", "2-1", "1-1.1.1.1.1.1", "usb10", "4-1", "10-1",
+    "pci-0000:00:14.0", "pci-0000:00:14.0-usb-0:1", "pci-0000:00:14.0-usb-0:1.4",
+};
+/* Path globs (rules) and udev ID_PATH values (devices, raw: not filtered). */
+static const char *const paths[] = {
+    "pci-0000:00:14.0-usb-0:1.2", "pci-0000:00:14.0-usb-0:1.*", "*-usb-0:1.4*", "*",
+    "pci-0000:00:14.0-usb-0:?", "pci-0000:03:00.0-usb-0:1", "pci-*", "*:1.4.2",
+};
+static const char *const dev_paths[] = {
+    "pci-0000:00:14.0-usb-0:1.2", "pci-0000:00:14.0-usb-0:1.4.2", "pci-0000:00:14.0-usb-0:1",
+    "pci-0000:03:00.0-usb-0:1", "pci-0000:00:14.0-usbv3-0:1", "pci-0000:00:14.0", "",
+    "pci-0000:00:14.0-usb-0:1.4",
 };
 static const char *const strs[] = {
     "0012345", "0012*", "Z0004*", "Z*", "*", "4C530001", "[A-Z]*", "\\*", "a?c",
@@ -137,7 +148,8 @@ static struct policy *make_policy(struct in *in)
     n = byte(in) % 24;
     for (unsigned i = 0; i < n; i++) {
         struct rule_match m = { 0 };
-        unsigned keys = byte(in) | (unsigned)(byte(in) & 1) << 8;
+        uint8_t low = byte(in), high = byte(in);
+        unsigned keys = low | (unsigned)(high & 1) << 8;
         bool ignore = byte(in) & 1;
 
         if (keys & MATCH_VENDOR)
@@ -154,6 +166,12 @@ static struct policy *make_policy(struct in *in)
             glob_key(in, &m, MATCH_HUB, &m.hub, hubs, N(hubs));
         if (keys & MATCH_PORT)
             glob_key(in, &m, MATCH_PORT, &m.port, ports, N(ports));
+        /* Chosen without a byte of its own: older inputs keep their meaning. */
+        if (high & 2) {
+            m.path = strdup(paths[(low + i) % N(paths)]);
+            if (m.path)
+                m.keys |= MATCH_PATH;
+        }
         if (keys & MATCH_CLASS) {
             pick_class(in, &m.dev_class);
             m.keys |= MATCH_CLASS;
@@ -222,6 +240,11 @@ static struct usb_device *make_device(struct in *in)
         dev->ifaces[i].protocol = byte(in) % 4;
     }
     dev->n_ifaces = n;
+    /* The path last: older inputs build the same device as before, without one. */
+    if (in->n && device_set_str(&dev->id_path, dev_paths[byte(in) % N(dev_paths)]) < 0) {
+        device_free(dev);
+        return NULL;
+    }
     return dev;
 }
 

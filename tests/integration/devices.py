@@ -23,3 +23,24 @@ def load_storage(tb, port_number, devnum):
     """Plugs a storage stick in at 1-1.4.<port_number>; returns its port path."""
     tb.load_string(storage_at(port_number, devnum))
     return "1-1.4.%d" % port_number
+
+
+def keyboard_at(port_number, devnum):
+    """The keyboard (046d:c31c) at port 1-1.4.<port_number> as device <devnum>:
+    a second USB keyboard, below the nested hub."""
+    with open(os.path.join(aua.DEVICES, "keyboard.umockdev")) as f:
+        text = f.read()
+    text = text.replace("1-1.3", "1-1.4.%d" % port_number)
+    text = text.replace("usb1/1-1/1-1.4.%d" % port_number,
+                        "usb1/1-1/1-1.4/1-1.4.%d" % port_number)
+    text = text.replace("usb-0:1.3", "usb-0:1.4.%d" % port_number)
+    text = text.replace("usb-0_1_3", "usb-0_1_4_%d" % port_number)
+    text = text.replace("devpath=1.3", "devpath=1.4.%d" % port_number)
+    text = text.replace("L: driver=../", "L: driver=../../")    # one hub deeper
+    return aua.renumber(text, devnum)
+
+
+def load_keyboard(tb, port_number, devnum):
+    """Plugs a second keyboard in at 1-1.4.<port_number>; returns its port path."""
+    tb.load_string(keyboard_at(port_number, devnum))
+    return "1-1.4.%d" % port_number
