@@ -32,6 +32,7 @@ enum {
     OPT_STATE_DIR,
     OPT_GENERATE,
     OPT_INSECURE_POLICY,
+    OPT_ALLOW_LOCKOUT,
 };
 
 static const struct option long_options[] = {
@@ -55,6 +56,7 @@ static const struct option long_options[] = {
     { "state-dir", required_argument, NULL, OPT_STATE_DIR },
     { "generate-policy", optional_argument, NULL, OPT_GENERATE },
     { "insecure-policy", no_argument, NULL, OPT_INSECURE_POLICY },
+    { "allow-dom0-lockout", no_argument, NULL, OPT_ALLOW_LOCKOUT },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, OPT_VERSION },
     { NULL, 0, NULL, 0 },
@@ -91,6 +93,7 @@ static void usage(FILE *out)
             "  -s, --qmp-socket PATH    attach through this QMP socket of DOMAIN's device\n"
             "                           model instead of libxl\n"
             "      --usb-version N      version (1, 2 or 3) of controllers to create\n"
+            "      --allow-dom0-lockout DOMAIN may take dom0's last keyboard too\n"
             "  -n, --no-wait            exit at once if DOMAIN is not running\n"
             "  -w, --wait-on-shutdown   accepted for compatibility: guests are always\n"
             "                           followed through shutdown and restart\n"
@@ -207,6 +210,9 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
         case 'n':
             o->no_wait = true;
             break;
+        case OPT_ALLOW_LOCKOUT:
+            o->allow_lockout = true;
+            break;
         case 'w':
             break;
         case OPT_USB_VERSION:
@@ -286,8 +292,9 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
                     "put those rules in the policy file instead");
     if ((o->n_hubs || o->n_ids) && !o->domain)
         return fail("-u and -x need -d DOMAIN, the guest that gets the devices");
-    if ((o->qmp_socket || o->usb_version) && !o->domain)
-        return fail("-s and --usb-version go with -d DOMAIN");
+    if ((o->qmp_socket || o->usb_version || o->allow_lockout) && !o->domain)
+        return fail("-s, --usb-version and --allow-dom0-lockout go with -d DOMAIN "
+                    "(in a policy file: allow-dom0-lockout: true)");
     return OPTIONS_RUN;
 }
 
@@ -334,6 +341,9 @@ struct policy *options_policy(const struct options *o, struct policy_diag *diag)
             goto oom;
         }
     }
+    policy->domains[domain].allow_lockout = o->allow_lockout;
+    for (unsigned i = 0; i < policy->n_rules; i++)
+        policy->rules[i].allow_lockout = o->allow_lockout;
     if (policy_finish(policy) < 0)
         goto oom;
     return policy;

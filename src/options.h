@@ -24,6 +24,7 @@ struct options {
     const char *state_dir;
     int usb_version;            /* --usb-version; 0 when not given */
     bool no_wait;               /* -n */
+    bool allow_lockout;         /* --allow-dom0-lockout, with -d */
     bool dry_run;
     bool json;
     bool check;

@@ -274,6 +274,14 @@ bool router_dom0_keeps_keyboard(const struct router *router, const struct dev_en
     return false;
 }
 
+static bool only_hid(const struct usb_device *dev)
+{
+    for (unsigned i = 0; i < dev->n_ifaces; i++)
+        if (dev->ifaces[i].cls != USB_CLASS_HID)
+            return false;
+    return true;
+}
+
 static void set_held(struct router *router, struct dev_entry *e, bool held)
 {
     if (e->held == held)
@@ -438,13 +446,19 @@ void router_coldplug_done(struct router *router)
     size_t n;
 
     router->complete = true;
-    /* The keyboards found at start, in port order, now that all are known. */
+    /*
+     * The keyboards found at start, now that all are known, in port order:
+     * first those that are nothing but HID (the first one judged is the one
+     * held), then those with other interfaces too (a security key that types
+     * its codes is no keyboard to log in with).
+     */
     n = router_devices(router, &entries);
-    for (size_t i = 0; i < n; i++)
-        if (entries[i]->pending) {
-            entries[i]->pending = false;
-            route(router, entries[i], EVENT_PRESENT);
-        }
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < n; i++)
+            if (entries[i]->pending && only_hid(entries[i]->dev) == (pass == 0)) {
+                entries[i]->pending = false;
+                route(router, entries[i], EVENT_PRESENT);
+            }
     free(entries);
     while (strmap_next(router->domains, &pos, &key, &value) == 0)
         domain_reap_stale(value);

@@ -118,6 +118,7 @@ static void assert_same_policy(const struct policy *a, const struct policy *b)
         assert_int_equal(a->domains[i].controller.ports, b->domains[i].controller.ports);
         assert_int_equal(a->domains[i].controller.max, b->domains[i].controller.max);
         assert_same_str(a->domains[i].qmp_socket, b->domains[i].qmp_socket);
+        assert_int_equal(a->domains[i].allow_lockout, b->domains[i].allow_lockout);
     }
     assert_int_equal(a->n_rules, b->n_rules);
     for (unsigned i = 0; i < a->n_rules; i++) {
@@ -126,6 +127,7 @@ static void assert_same_policy(const struct policy *a, const struct policy *b)
         assert_int_equal(x->index, y->index);
         assert_int_equal(x->action, y->action);
         assert_int_equal(x->domain, y->domain);
+        assert_int_equal(x->allow_lockout, y->allow_lockout);
         assert_int_equal(x->match.keys, y->match.keys);
         assert_same_str(x->match.vendor, y->match.vendor);
         assert_same_str(x->match.product, y->match.product);
@@ -269,6 +271,34 @@ static void legacy_domain_only(void **state)
     options_free(&o);
 }
 
+/* --allow-dom0-lockout is the domain's and every rule's allow-dom0-lockout. */
+static void legacy_allow_lockout(void **state)
+{
+    struct options o;
+    struct policy *cli, *file;
+
+    assert_parse_ok(ARGV("-d", "vm", "-u", "usb1", "-x", "046d:c31c", "--allow-dom0-lockout"),
+                    &o);
+    cli = from_options(&o);
+    file = from_yaml("version: 1\ndomains:\n  vm: {allow-dom0-lockout: true}\nrules:\n"
+                     "  - {match: {hub: usb1}, domain: vm}\n"
+                     "  - {match: {id: \"046d:c31c\"}, domain: vm}\n");
+    assert_same_policy(cli, file);
+    assert_true(cli->domains[0].allow_lockout);
+    for (unsigned i = 0; i < cli->n_rules; i++)
+        assert_true(cli->rules[i].allow_lockout);
+    policy_free(cli);
+    policy_free(file);
+    options_free(&o);
+    /* Without it: the guard holds. */
+    assert_parse_ok(ARGV("-d", "vm", "-u", "usb1"), &o);
+    cli = from_options(&o);
+    assert_false(cli->domains[0].allow_lockout);
+    assert_false(cli->rules[0].allow_lockout);
+    policy_free(cli);
+    options_free(&o);
+}
+
 /* -u and -x keep their order among themselves; hubs come before ids. */
 static void legacy_rule_order(void **state)
 {
@@ -362,8 +392,15 @@ static const struct bad_args bad_args[] = {
       "file instead" },
     { { "-u", "usb3" }, "-u and -x need -d DOMAIN, the guest that gets the devices" },
     { { "-x", "1050:0407" }, "-u and -x need -d DOMAIN, the guest that gets the devices" },
-    { { "-s", "/run/q" }, "-s and --usb-version go with -d DOMAIN" },
-    { { "--usb-version", "2" }, "-s and --usb-version go with -d DOMAIN" },
+    { { "-s", "/run/q" },
+      "-s, --usb-version and --allow-dom0-lockout go with -d DOMAIN "
+      "(in a policy file: allow-dom0-lockout: true)" },
+    { { "--usb-version", "2" },
+      "-s, --usb-version and --allow-dom0-lockout go with -d DOMAIN "
+      "(in a policy file: allow-dom0-lockout: true)" },
+    { { "--allow-dom0-lockout" },
+      "-s, --usb-version and --allow-dom0-lockout go with -d DOMAIN "
+      "(in a policy file: allow-dom0-lockout: true)" },
     { { "-d", "vm", "-u", "1-0" },
       "-u: bad hub '1-0': expected a root hub such as usb3, a hub's port path such as "
       "1-1.4, or a path such as pci-0000:00:14.0 or pci-0000:00:14.0-usb-0:1" },
@@ -474,6 +511,7 @@ int main(void)
         cmocka_unit_test(legacy_long_options),
         cmocka_unit_test(legacy_domain_only),
         cmocka_unit_test(legacy_rule_order),
+        cmocka_unit_test(legacy_allow_lockout),
         cmocka_unit_test(new_options),
         cmocka_unit_test(help_and_version),
         cmocka_unit_test(errors),

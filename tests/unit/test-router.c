@@ -851,6 +851,19 @@ static void guard_coldplug(void **state)
     assert_state(fx, "1-2", DEV_ATTACHED, "sys-usb");
 }
 
+/* A security key with a keyboard interface is no keyboard to log in with: the real one is held. */
+static void guard_coldplug_holds_the_real_keyboard(void **state)
+{
+    struct fx *fx = *state;
+
+    router_device_added(fx->router, yubikey("1-1", 3), EVENT_PRESENT);
+    router_device_added(fx->router, keyboard("1-2", 4), EVENT_PRESENT);
+    router_coldplug_done(fx->router);
+    assert_n_recs(fx, 2);
+    assert_rec(fx, 0, EVENT_PRESENT, "hold", "1-2", "sys-usb", 2);
+    assert_rec(fx, 1, EVENT_PRESENT, "attach", "1-1", "sys-usb", 2);
+}
+
 /* A keyboard no rule takes, found after the routed one: nothing is held. */
 static void guard_coldplug_keeps_one(void **state)
 {
@@ -984,6 +997,7 @@ int main(void)
         G(guard_policy_allows),
         G(guard_coldplug),
         G(guard_coldplug_keeps_one),
+        G(guard_coldplug_holds_the_real_keyboard),
         G(guard_reload),
         G(guard_reload_to_ignore),
         G(guard_by_hand),
