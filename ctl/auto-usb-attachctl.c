@@ -438,9 +438,10 @@ static const char *device_state(json_t *dev, char *buf, size_t len)
 
 static void print_devices(json_t *reply)
 {
-    static const char *const header[] = { "PORT",      "BUS:DEV", "ID",   "SERIAL", "STATE",
-                                          "DOMAIN", "CTRL:PORT", "RULE", "PRODUCT" };
-    struct table t = { .cols = 9 };
+    static const char *const header[] = { "PORT",   "PATH",      "BUS:DEV", "ID",
+                                          "SERIAL", "STATE",     "DOMAIN",  "CTRL:PORT",
+                                          "RULE",   "PRODUCT" };
+    struct table t = { .cols = 10 };
     json_t *list = json_object_get(reply, "devices"), *dev;
     size_t i;
 
@@ -450,10 +451,12 @@ static void print_devices(json_t *reply)
     }
     table_add(&t, header);
     json_array_foreach(list, i, dev) {
-        char port[CELL_MAX], bus[48], id[CELL_MAX], serial[CELL_MAX], state[CELL_MAX + 16],
-            domain[CELL_MAX], ctrl[48], rule[CELL_MAX], name[2 * CELL_MAX + 2];
+        char port[CELL_MAX], path[CELL_MAX], bus[48], id[CELL_MAX], serial[CELL_MAX],
+            state[CELL_MAX + 16], domain[CELL_MAX], ctrl[48], rule[CELL_MAX],
+            name[2 * CELL_MAX + 2];
         const char *row[] = {
             cell(json_object_get(dev, "port"), port, sizeof(port)),
+            cell(json_object_get(dev, "path"), path, sizeof(path)),
             pair(dev, "busnum", "devnum", bus, sizeof(bus)),
             cell(json_object_get(dev, "id"), id, sizeof(id)),
             cell(json_object_get(dev, "serial"), serial, sizeof(serial)),
@@ -554,6 +557,8 @@ static void print_explain(json_t *reply)
     if (get_str(dev, "serial"))
         printf(", serial %s", cell(json_object_get(dev, "serial"), a, sizeof(a)));
     putchar('\n');
+    if (get_str(dev, "path"))
+        printf("path: %s\n", cell(json_object_get(dev, "path"), a, sizeof(a)));
     printf("state: %s", device_state(dev, d, sizeof(d)));
     if (json_is_integer(json_object_get(dev, "controller")))
         printf(" (controller:port %s)", pair(dev, "controller", "guest_port", a, sizeof(a)));
@@ -574,8 +579,6 @@ static void print_explain(json_t *reply)
         put_text(stdout, get_str(reply, "held_reason"));
         putchar('\n');
     }
-    if (get_str(dev, "path"))
-        printf("path: %s\n", cell(json_object_get(dev, "path"), a, sizeof(a)));
     json_array_foreach(rules, i, r) {
         json_int_t n = 0;
         json_t *decides = json_object_get(r, "decides");

@@ -21,15 +21,15 @@ import control
 
 STATUS = {"ok": True, "version": "0.1.0", "policy": "/etc/auto-usb-attach/policy.yaml",
           "policy_loaded": "2026-11-25T01:02:03Z", "backend": "libxl", "uptime": 90061,
-          "devices": {"total": 5, "attached": 2, "waiting": 1, "failed": 0, "ignored": 1,
+          "devices": {"total": 6, "attached": 2, "waiting": 1, "failed": 0, "held": 1, "ignored": 1,
                       "unmatched": 1},
           "domains": 2}
 
-YUBIKEY = {"port": "1-1.2", "busnum": 1, "devnum": 5, "id": "1050:0407",
+YUBIKEY = {"port": "1-1.2", "path": "pci-0000:00:14.0-usb-0:1.2", "busnum": 1, "devnum": 5, "id": "1050:0407",
            "serial": "0012345", "manufacturer": "Yubico", "product": "YubiKey OTP",
            "decision": "attach", "rule": 1, "rule_name": "keys", "domain": "vault",
            "state": "attached", "controller": 0, "guest_port": 1, "override": False}
-EVIL = {"port": "1-1.3", "busnum": 1, "devnum": 6, "id": "046d:c31c",
+EVIL = {"port": "1-1.3", "path": None, "busnum": 1, "devnum": 6, "id": "046d:c31c",
         "serial": "s\u0085n", "manufacturer": None, "product": "Evil\x1b[2J\nline",
         "decision": "none", "rule": None, "rule_name": None, "domain": None,
         "state": "unmatched", "controller": None, "guest_port": None, "override": True}
@@ -117,16 +117,16 @@ def test_tables(tmp):
         "backend:  libxl\n"
         "policy:   /etc/auto-usb-attach/policy.yaml (loaded 2026-11-25T01:02:03Z)\n"
         "uptime:   1d 1h 1m 1s\n"
-        "devices:  5 (2 attached, 1 waiting, 0 failed, 1 ignored, 1 unmatched)\n"
+        "devices:  6 (2 attached, 1 waiting, 0 failed, 1 held, 1 ignored, 1 unmatched)\n"
         "domains:  2\n"), stderr="", what="status")
 
     expect(control.run_ctl(*s, "devices"), 0, stdout=(
-        "PORT   BUS:DEV  ID         SERIAL      STATE               DOMAIN  CTRL:PORT"
-        "  RULE  PRODUCT\n"
-        "1-1.2  1:5      1050:0407  0012345     attached            vault   0:1      "
-        "  1     Yubico YubiKey OTP\n"
-        "1-1.3  1:6      046d:c31c  s\\xc2\\x85n  unmatched (manual)  -       -        "
-        "  -     Evil\\x1b[2J\\x0aline\n"), stderr="", what="devices")
+        "PORT   PATH                        BUS:DEV  ID         SERIAL      STATE        "
+        "       DOMAIN  CTRL:PORT  RULE  PRODUCT\n"
+        "1-1.2  pci-0000:00:14.0-usb-0:1.2  1:5      1050:0407  0012345     attached     "
+        "       vault   0:1        1     Yubico YubiKey OTP\n"
+        "1-1.3  -                           1:6      046d:c31c  s\\xc2\\x85n  unmatched (ma"
+        "nual)  -       -          -     Evil\\x1b[2J\\x0aline\n"), stderr="", what="devices")
 
     expect(control.run_ctl(*s, "domains"), 0, stdout=(
         "NAME   STATE        DOMID  QUEUE  CONTROLLERS (id:version used/ports)\n"
@@ -135,6 +135,7 @@ def test_tables(tmp):
 
     expect(control.run_ctl(*s, "explain", "1-1.2"), 0, stdout=(
         "device 1-1.2 (1:5) 1050:0407 Yubico YubiKey OTP, serial 0012345\n"
+        "path: pci-0000:00:14.0-usb-0:1.2\n"
         "state: attached (controller:port 0:1)\n"
         "decision: attach -> vault (rule 2 \"keys\")\n"
         "  rule 1: does not match: vendor 046d does not match 1050\n"
