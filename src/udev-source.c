@@ -350,8 +350,13 @@ int udev_source_enumerate(struct udev_source *src, enum router_event event)
     return udev_source_list(src, add_to_router, &t);
 }
 
-int udev_source_list_keyboards(struct udev_source *src,
-                               void (*fn)(void *arg, const char *devpath), void *arg)
+/*
+ * Hands each device of subsystem (with property=value when property is not
+ * NULL) present now to each(); what names the list in the error.  0 or -errno.
+ */
+static int scan(struct udev_source *src, const char *subsystem, const char *property,
+                const char *value, const char *what,
+                void (*each)(void *arg, struct udev_device *ud), void *arg)
 {
     struct udev_enumerate *en = udev_enumerate_new(src->udev);
     struct udev_list_entry *item;
@@ -361,13 +366,13 @@ int udev_source_list_keyboards(struct udev_source *src,
         log_error("out of memory");
         return -ENOMEM;
     }
-    r = udev_enumerate_add_match_subsystem(en, "input");
-    if (r >= 0)
-        r = udev_enumerate_add_match_property(en, "ID_INPUT_KEYBOARD", "1");
+    r = udev_enumerate_add_match_subsystem(en, subsystem);
+    if (r >= 0 && property)
+        r = udev_enumerate_add_match_property(en, property, value);
     if (r >= 0)
         r = udev_enumerate_scan_devices(en);
     if (r < 0) {
-        log_error("cannot list keyboards: %s", strerror(-r));
+        log_error("cannot list %s: %s", what, strerror(-r));
         udev_enumerate_unref(en);
         return r;
     }
@@ -375,48 +380,52 @@ int udev_source_list_keyboards(struct udev_source *src,
         struct udev_device *ud =
             udev_device_new_from_syspath(src->udev, udev_list_entry_get_name(item));
 
-        if (!ud)
-            continue;
-        if (is_dom0_keyboard(ud))
-            fn(arg, udev_device_get_devpath(ud));
-        udev_device_unref(ud);
+        if (ud) {
+            each(arg, ud);
+            udev_device_unref(ud);
+        }
     }
     udev_enumerate_unref(en);
     return 0;
 }
 
+struct each_fn {
+    void (*keyboard)(void *arg, const char *devpath);
+    void (*usb)(void *arg, struct usb_device *dev);
+    void *arg;
+};
+
+static void each_keyboard(void *arg, struct udev_device *ud)
+{
+    struct each_fn *e = arg;
+
+    if (is_dom0_keyboard(ud))
+        e->keyboard(e->arg, udev_device_get_devpath(ud));
+}
+
+static void each_usb(void *arg, struct udev_device *ud)
+{
+    struct each_fn *e = arg;
+    struct usb_device *dev;
+
+    if (is_usb_device(ud) && (dev = device_from_udev(ud)))
+        e->usb(e->arg, dev);
+}
+
+int udev_source_list_keyboards(struct udev_source *src,
+                               void (*fn)(void *arg, const char *devpath), void *arg)
+{
+    struct each_fn e = { .keyboard = fn, .arg = arg };
+
+    return scan(src, "input", "ID_INPUT_KEYBOARD", "1", "keyboards", each_keyboard, &e);
+}
+
 int udev_source_list(struct udev_source *src, void (*fn)(void *arg, struct usb_device *dev),
                      void *arg)
 {
-    struct udev_enumerate *en = udev_enumerate_new(src->udev);
-    struct udev_list_entry *item;
-    int r;
+    struct each_fn e = { .usb = fn, .arg = arg };
 
-    if (!en) {
-        log_error("out of memory");
-        return -ENOMEM;
-    }
-    r = udev_enumerate_add_match_subsystem(en, "usb");
-    if (r >= 0)
-        r = udev_enumerate_scan_devices(en);
-    if (r < 0) {
-        log_error("cannot list USB devices: %s", strerror(-r));
-        udev_enumerate_unref(en);
-        return r;
-    }
-    udev_list_entry_foreach(item, udev_enumerate_get_list_entry(en)) {
-        struct udev_device *ud =
-            udev_device_new_from_syspath(src->udev, udev_list_entry_get_name(item));
-        struct usb_device *dev;
-
-        if (!ud)
-            continue;
-        if (is_usb_device(ud) && (dev = device_from_udev(ud)))
-            fn(arg, dev);
-        udev_device_unref(ud);
-    }
-    udev_enumerate_unref(en);
-    return 0;
+    return scan(src, "usb", NULL, NULL, "USB devices", each_usb, &e);
 }
 
 void udev_source_free(struct udev_source *src)
