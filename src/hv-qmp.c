@@ -1063,6 +1063,16 @@ static void q_free(struct hv *hv)
     free(q);
 }
 
+bool hv_qmp_follows(const struct hv *hv, const char *name, const char *path)
+{
+    const struct qmp_hv *q = (const struct qmp_hv *)hv;
+
+    for (size_t i = 0; i < q->n_guests; i++)
+        if (strcmp(q->guests[i].name, name) == 0 && strcmp(q->guests[i].path, path) == 0)
+            return true;
+    return false;
+}
+
 static const struct hv_ops qmp_ops = {
     .name = "qmp",
     .domain_lookup = q_lookup,

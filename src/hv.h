@@ -93,5 +93,10 @@ struct hv *hv_libxl_new(struct ev_loop *loop);
  */
 #define QMP_DOMID_BASE 1000
 struct hv *hv_qmp_new(struct ev_loop *loop, const struct policy *policy);
+/*
+ * True when the QMP backend hv follows guest name on socket path: its table
+ * is made at start, so a reload can only use the sockets it already has.
+ */
+bool hv_qmp_follows(const struct hv *hv, const char *name, const char *path);
 
 #endif

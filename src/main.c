@@ -15,6 +15,7 @@
 #include <malloc.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +185,62 @@ static int open_state(struct daemon *d)
     return 0;
 }
 
+/* Adds one message to a reload's errors (when the caller wants them). */
+static void reload_error(json_t **errors, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void reload_error(json_t **errors, const char *fmt, ...)
+{
+    char msg[1024], *clean;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_error("%s", msg);
+    if (!errors)
+        return;
+    if (!*errors)
+        *errors = json_array();
+    clean = log_utf8(msg);
+    if (*errors && clean)
+        json_array_append_new(*errors, json_string(clean));
+    free(clean);
+}
+
+/*
+ * The backend is chosen, and the QMP sockets opened, at start: a reloaded
+ * policy that needs another backend or a new socket cannot be followed
+ * without a restart.  0, or -1 with the reasons.
+ */
+static int backend_accepts(const struct daemon *d, const struct policy *policy,
+                           json_t **errors)
+{
+    const char *backend = d->hv->ops->name;
+    int r = 0;
+
+    for (unsigned i = 0; i < policy->n_domains; i++) {
+        const struct policy_domain *pd = &policy->domains[i];
+
+        if (strcmp(backend, "libxl") == 0 && pd->qmp_socket) {
+            reload_error(errors, "%s: domain '%s' has a qmp-socket, but this daemon "
+                         "attaches through libxl: restart it to change the backend",
+                         policy->source, pd->name);
+            r = -1;
+        } else if (strcmp(backend, "qmp") == 0 &&
+                   (!pd->qmp_socket || !hv_qmp_follows(d->hv, pd->name, pd->qmp_socket))) {
+            reload_error(errors, "%s: domain '%s': %s%s%s: restart the daemon to use it",
+                         policy->source, pd->name,
+                         pd->qmp_socket ? "qmp-socket " : "no qmp-socket",
+                         pd->qmp_socket ? pd->qmp_socket : "",
+                         pd->qmp_socket ? " is not one the daemon was started with"
+                                        : ", but this daemon attaches through QMP");
+            r = -1;
+        }
+    }
+    return r;
+}
+
 /* Re-reads the policy; 0, or -1 with the errors (*errors may be NULL). */
 static int reload(struct daemon *d, json_t **errors)
 {
@@ -197,6 +254,10 @@ static int reload(struct daemon *d, json_t **errors)
         return 0;
     }
     policy = load_policy(d, errors);
+    if (policy && backend_accepts(d, policy, errors) < 0) {
+        policy_free(policy);
+        policy = NULL;
+    }
     if (!policy) {
         log_error("%s: not reloaded; the policy loaded before stays in force",
                   d->policy_path);

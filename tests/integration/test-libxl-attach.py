@@ -2,13 +2,15 @@
 devices into two guests (one on a nested hub), a controller created where a
 guest has none, a hot add, an unplug detached from the daemon's own record
 (the device's sysfs is already gone), and SIGHUP moving a device from one
-guest to another.  Asserted from the QMP commands the device models got and
+guest to another (after a reload that asks for a QMP socket, which a
+libxl daemon cannot follow: refused, the policy in force stays).  Asserted from the QMP commands the device models got and
 from xenstore."""
 
 import signal
 
 import aua
 import daemon
+import qemu
 import xen
 
 POLICY = """\
@@ -69,6 +71,15 @@ def test():
         tb.remove("1-1.2")
         xen.wait_attached(VAULT, [], t)
         aua.check_equal(xen.device_dels(VAULT), ["xenusb-1-5"], "detach of the unplugged key")
+
+        pos = len(d.stderr())
+        daemon.write_policy(tmp, "policy.yaml", MOVED.replace(
+            "  vault: {}", "  vault: { qmp-socket: /run/vault.qmp }"))
+        d.signal(signal.SIGHUP)
+        pos = qemu.wait_log(d, r"domain 'vault' has a qmp-socket, but this daemon attaches "
+                               r"through libxl: restart it to change the backend", t, pos)
+        qemu.wait_log(d, r"not reloaded; the policy loaded before stays in force", t, pos)
+        aua.check_equal(xen.attached(WIN10), ["1-1.3", "1-1.4.2", "1-2"], "win10 unchanged")
 
         daemon.write_policy(tmp, "policy.yaml", MOVED)
         d.signal(signal.SIGHUP)

@@ -3,9 +3,13 @@ QMP socket (greeting, qmp_capabilities), finds its xHCI controller xenusb-0
 in QOM, attaches a security key present at start and a keyboard plugged in
 later (usb-host xenusb-<bus>-<addr> on bus xenusb-0.0, ports 1 and 2, as
 QEMU's own QOM shows them), and detaches the key when it is unplugged
-(device_del, then QEMU's DEVICE_DELETED)."""
+(device_del, then QEMU's DEVICE_DELETED).  A reload that names a QMP
+socket the daemon was not started with, or a guest without one, is refused
+with the reason (the sockets are opened at start) and the policy in force
+stays."""
 
 import os
+import signal
 
 import aua
 import daemon
@@ -42,6 +46,24 @@ def test():
         tb.load("keyboard")
         g.wait_usb_hosts([("xenusb-1-5", "xenusb-0", "1", 1, 5),
                           ("xenusb-1-6", "xenusb-0", "2", 1, 6)], t)
+
+        # A new guest on a new socket, then a guest without one: refused.
+        good = qemu.policy([("vault", g.sock, None)], RULES)
+        pos = len(d.stderr())
+        for bad, why in ((qemu.policy([("vault", g.sock, None),
+                                       ("win10", os.path.join(tmp, "win10.qmp"), None)], RULES),
+                          r"domain 'win10': qmp-socket \S+win10\.qmp is not one the daemon "
+                          r"was started with: restart the daemon to use it"),
+                         (good.replace("domains:\n", "domains:\n  other: {}\n"),
+                          r"domain 'other': no qmp-socket, but this daemon attaches through "
+                          r"QMP: restart the daemon to use it")):
+            daemon.write_policy(tmp, "policy.yaml", bad)
+            d.signal(signal.SIGHUP)
+            pos = qemu.wait_log(d, why, t, pos)
+            pos = qemu.wait_log(d, r"not reloaded; the policy loaded before stays in force",
+                                t, pos)
+        daemon.write_policy(tmp, "policy.yaml", good)
+        aua.check_equal(len(g.usb_hosts()), 2, "both devices stay attached")
 
         tb.remove("1-1.2")
         g.wait_usb_hosts([("xenusb-1-6", "xenusb-0", "2", 1, 6)], t)
