@@ -365,7 +365,8 @@ static void check_keyboards(const struct policy *policy)
         return;
     if (udev_source_list_keyboards(src, count_keyboard, &builtin) == 0 &&
         udev_source_list(src, collect, &c) == 0 && !c.oom) {
-        qsort(c.devs, c.n, sizeof(*c.devs), cmp_dev_port);
+        if (c.n > 1)
+            qsort(c.devs, c.n, sizeof(*c.devs), cmp_dev_port);
         for (size_t i = 0; i < c.n; i++) {
             const struct policy_rule *rule;
             size_t used = strlen(list);
@@ -419,7 +420,8 @@ static int generate(struct daemon *d)
     if (!src)
         return 1;
     if (udev_source_list(src, collect, &c) == 0 && !c.oom) {
-        qsort(c.devs, c.n, sizeof(*c.devs), cmp_dev_port);
+        if (c.n > 1)
+            qsort(c.devs, c.n, sizeof(*c.devs), cmp_dev_port);
         r = generate_policy(stdout, c.devs, c.n,
                             (enum generate_by)(d->opt.generate - 1)) == 0
                 ? 0
