@@ -55,7 +55,7 @@ def test():
         tb.remove("1-1.4.3")
         expected = ports[:2] + ports[3:]
         xen.wait_attached(6, expected, t)
-        aua.check_equal(xen.device_dels(6), ["xenusb-1-23"], "the unplugged device")
+        xen.wait_device_dels(6, ["xenusb-1-23"], t, "the unplugged device")
         aua.check_equal(xen.ports(6)[(0, 3)], "1-1.4.7", "the waiting device takes the free port")
         daemon.stop_clean(d)
 

@@ -64,6 +64,7 @@ def test():
         aua.check("attaching 1-1.2 failed" in d.stderr() or
                   "creating a USB controller" in d.stderr(),
                   "the first try failed and was retried:\n%s" % d.stderr())
+        xen.wait_usb_hosts(12, 1, t)
         aua.check_equal([h[0] for h in xen.usb_hosts(12)], ["xenusb-1-5"],
                         "one usb-host in the new guest")
         daemon.stop_clean(d)

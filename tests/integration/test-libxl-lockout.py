@@ -38,6 +38,7 @@ def test():
                     testbed=tb, env=xen.daemon_env()) as d:
         d.wait_ready(t)
         xen.wait_attached(SYS_USB, ["1-1.4.2"], t)
+        xen.wait_usb_hosts(SYS_USB, 1, t)
         c = ctl.Control(sock)
         states = {x["port"]: x["state"] for x in c("devices")["devices"]}
         aua.check_equal(states, {"1-1.3": "held", "1-1.4.2": "attached"}, "states")
@@ -46,6 +47,7 @@ def test():
 
         tb.load("laptop-keyboard")
         xen.wait_attached(SYS_USB, ["1-1.3", "1-1.4.2"], t)
+        xen.wait_usb_hosts(SYS_USB, 2, t)
         aua.check_equal(sorted(h[0] for h in xen.usb_hosts(SYS_USB)),
                         ["xenusb-1-6", "xenusb-1-7"], "usb-hosts after the release")
         aua.wait_until(lambda: c("explain", device="1-1.3")["device"]["state"] == "attached",

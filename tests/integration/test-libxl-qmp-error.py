@@ -47,6 +47,8 @@ def test():
         # QEMU accepts again: the key is attached at the next retry.
         xen.inject(rules, [])
         xen.wait_attached(7, ["1-1.2"], t)
+        aua.wait_until(lambda: [h[0] for h in xen.usb_hosts(7)].count("xenusb-1-5") >= 2, t,
+                       "the retried device_add in the device model's log")
         hosts = [h[0] for h in xen.usb_hosts(7)]
         aua.check(hosts.count("xenusb-1-5") >= 2, "retried: %s" % hosts)
         aua.check_equal(xen.attached(7), ["1-1.2"], "attached once, the stick not at all")

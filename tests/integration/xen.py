@@ -104,8 +104,24 @@ def usb_hosts(domid):
             c.get("arguments", {}).get("driver") == "usb-host"]
 
 
+def wait_usb_hosts(domid, count, timeout):
+    """Waits for the double to have logged count usb-host device_adds: libxl
+    writes xenstore before it sends device_add, so wait_attached can be first."""
+    aua.wait_until(lambda: len(usb_hosts(domid)) >= count, timeout,
+                   "guest %d's device model to get %d usb-host(s) (has %s)"
+                   % (domid, count, usb_hosts(domid)))
+
+
 def device_dels(domid):
     return [c["arguments"]["id"] for c in qmp_log(domid) if c.get("execute") == "device_del"]
+
+
+def wait_device_dels(domid, expected, timeout, what):
+    """Waits until the double's device_dels are expected (libxl may update
+    xenstore before the device model has logged the device_del)."""
+    aua.wait_until(lambda: device_dels(domid) == expected, timeout,
+                   "%s: device_dels of guest %d to be %s (are %s)"
+                   % (what, domid, expected, device_dels(domid)))
 
 
 def daemon_env():
