@@ -80,6 +80,7 @@ struct libxl_hv {
     ev_io xs_io;
     ev_child child;
     ev_timer rescan_timer;
+    ev_timer xs_check;          /* is xenstored still there? */
     libxl_osevent_hooks osevent_hooks;
     libxl_childproc_hooks child_hooks;
     libxl_event_hooks event_hooks;
@@ -419,6 +420,31 @@ static void xs_cb(struct ev_loop *loop, ev_io *w, int revents)
         rescan(lx);
 }
 
+/* How often the xenstore connection is checked while nothing else uses it. */
+#define XS_CHECK_INTERVAL 5.
+
+/*
+ * When xenstored goes away, libxenstore closes the connection without a
+ * word on the watch fd: the watches go silent and every request, ours and
+ * libxl's, fails with EBADF.  libxl cannot be pointed at a new xenstored,
+ * so the daemon exits with an error; the service manager starts it again,
+ * and the new daemon reconciles with the new xenstored (and its state file).
+ */
+static void xs_check_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct libxl_hv *lx = w->data;
+    unsigned len;
+    char *v = xs_read(lx->xs, XBT_NULL, "/local/domain/0/domid", &len);
+
+    if (v) {
+        free(v);
+        return;
+    }
+    if (errno == EBADF || errno == ECONNRESET || errno == EPIPE || errno == ENOTCONN ||
+        errno == EIO)
+        fatal("lost the connection to xenstored: exiting, to be started again");
+}
+
 /* ---- hv_ops ---- */
 
 static void event_occurs(void *user, libxl_event *event)
@@ -582,6 +608,9 @@ static void ao_done(libxl_ctx *ctx, int rc, void *for_callback)
     struct libxl_hv *lx = op->lx;
     struct deferred *d;
 
+    /* A failure may be xenstored gone: find out now, not at the next check. */
+    if (rc && ev_is_active(&lx->xs_check))
+        ev_feed_event(lx->loop, &lx->xs_check, EV_TIMER);
     if (!lx->in_libxl) {
         finish(op, rc);
         return;
@@ -780,6 +809,7 @@ static void lx_free(struct hv *hv)
         xs_close(lx->xs);
     }
     ev_timer_stop(lx->loop, &lx->rescan_timer);
+    ev_timer_stop(lx->loop, &lx->xs_check);
     ev_child_stop(lx->loop, &lx->child);
     if (lx->running) {
         size_t pos = 0;
@@ -830,6 +860,8 @@ struct hv *hv_libxl_new(struct ev_loop *loop)
     lx->running = strmap_new();
     ev_timer_init(&lx->rescan_timer, rescan_cb, 0., 0.);
     lx->rescan_timer.data = lx;
+    ev_timer_init(&lx->xs_check, xs_check_cb, XS_CHECK_INTERVAL, XS_CHECK_INTERVAL);
+    lx->xs_check.data = lx;
     if (!lx->running) {
         log_error("out of memory");
         goto fail;
@@ -873,6 +905,7 @@ struct hv *hv_libxl_new(struct ev_loop *loop)
     ev_io_init(&lx->xs_io, xs_cb, xs_fileno(lx->xs), EV_READ);
     lx->xs_io.data = lx;
     ev_io_start(loop, &lx->xs_io);
+    ev_timer_start(loop, &lx->xs_check);
     rescan(lx);
     return &lx->hv;
 fail:
