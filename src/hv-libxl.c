@@ -792,24 +792,61 @@ static int lx_detach(struct hv *hv, int domid, const struct hv_usb *usb, hv_done
     return start_usbdev(lx, domid, &u, false, done, arg);
 }
 
+static void op_cancelled(void *arg, int err)
+{
+}
+
+static void abort_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+}
+
+/*
+ * libxl asserts that no operation is outstanding when its ctx is freed: a
+ * daemon stopped while a device model sat on a device_add dumped core.  So
+ * each operation is aborted and the loop runs until libxl has ended them
+ * all, ABORT_WAIT seconds at most.  False when some would not end.
+ */
+#define ABORT_WAIT 3.
+
+static bool abort_ops(struct libxl_hv *lx)
+{
+    ev_timer wait;
+
+    if (!lx->ops)
+        return true;
+    for (struct lx_op *op = lx->ops; op; op = op->next) {
+        libxl_asyncop_how how = { .callback = ao_done, .u.for_callback = op };
+
+        libxl_ao_abort(lx->ctx, &how);
+    }
+    ev_timer_init(&wait, abort_wait_cb, ABORT_WAIT, 0.);
+    ev_timer_start(lx->loop, &wait);
+    while (lx->ops && ev_is_active(&wait))
+        ev_run(lx->loop, EVRUN_ONCE);
+    ev_timer_stop(lx->loop, &wait);
+    if (!lx->ops)
+        return true;
+    log_warnx("libxl did not end its operations in %.0f s: left as it is", ABORT_WAIT);
+    return false;
+}
+
 static void lx_free(struct hv *hv)
 {
     struct libxl_hv *lx = (struct libxl_hv *)hv;
-    struct lx_op *ops = lx->ops;
+    bool ended;
 
-    /*
-     * What is in flight is answered as cancelled first; the structures libxl
-     * still points at are freed only after its ctx is gone.
-     */
-    for (struct lx_op *op = ops; op; op = op->next)
+    /* What is in flight is answered as cancelled first, and only once. */
+    for (struct lx_op *op = lx->ops; op; op = op->next) {
         op->done(op->arg, -ECANCELED);
-    lx->ops = NULL;
+        op->done = op_cancelled;
+    }
     if (lx->xs) {
         ev_io_stop(lx->loop, &lx->xs_io);
         xs_close(lx->xs);
     }
     ev_timer_stop(lx->loop, &lx->rescan_timer);
     ev_timer_stop(lx->loop, &lx->xs_check);
+    ended = !lx->ctx || abort_ops(lx);
     ev_child_stop(lx->loop, &lx->child);
     if (lx->running) {
         size_t pos = 0;
@@ -820,14 +857,11 @@ static void lx_free(struct hv *hv)
             guest_free(lx, value);
         strmap_free(lx->running, NULL);
     }
+    /* libxl still points at what it did not end: then it all stays. */
+    if (!ended)
+        return;
     if (lx->ctx)
         libxl_ctx_free(lx->ctx);
-    while (ops) {
-        struct lx_op *next = ops->next;
-
-        op_free(ops);
-        ops = next;
-    }
     /* libxl deregisters its fds and timeouts as its ctx goes; free any left. */
     while (lx->osevs)
         osev_free(lx->osevs);
