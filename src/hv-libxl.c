@@ -814,11 +814,14 @@ static bool abort_ops(struct libxl_hv *lx)
 
     if (!lx->ops)
         return true;
+    /* An operation may end inside libxl_ao_abort: its answer waits for the loop. */
+    lx->in_libxl = true;
     for (struct lx_op *op = lx->ops; op; op = op->next) {
         libxl_asyncop_how how = { .callback = ao_done, .u.for_callback = op };
 
         libxl_ao_abort(lx->ctx, &how);
     }
+    lx->in_libxl = false;
     ev_timer_init(&wait, abort_wait_cb, ABORT_WAIT, 0.);
     ev_timer_start(lx->loop, &wait);
     while (lx->ops && ev_is_active(&wait))
