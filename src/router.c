@@ -387,6 +387,17 @@ void router_device_added(struct router *router, struct usb_device *dev,
         release_held(router, event);
 }
 
+/* What a guest holds of a device not plugged in (found at start, or by hand) is stale. */
+static void reap_stale(struct router *router)
+{
+    size_t pos = 0;
+    const char *key;
+    void *value;
+
+    while (strmap_next(router->domains, &pos, &key, &value) == 0)
+        domain_reap_stale(value);
+}
+
 void router_device_removed(struct router *router, const char *devpath)
 {
     struct dev_entry *entry = strmap_remove(router->devices, devpath);
@@ -407,6 +418,7 @@ void router_device_removed(struct router *router, const char *devpath)
         report(router, EVENT_REMOVE, decision_action(entry->decision), entry, NULL);
     }
     dev_entry_unref(entry);
+    reap_stale(router);
 }
 
 void router_keyboard_added(struct router *router, const char *devpath)
@@ -485,6 +497,8 @@ void router_rescan_done(struct router *router)
         router_device_removed(router, entries[i]->dev->devpath);
     }
     free(entries);
+    /* As at start: what a guest holds of a device that went unseen is stale. */
+    reap_stale(router);
 }
 
 bool router_complete(const struct router *router)

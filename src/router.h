@@ -98,9 +98,10 @@ void router_coldplug_done(struct router *router);
 /*
  * Uevents were lost: router_rescan_begin(), then every device present now
  * through router_device_added(), then router_rescan_done(), which treats
- * each device of the table that was not found again as removed.  (A device
- * found at a known devpath with another bus or device number is a new one:
- * router_device_added() removes the old one first.)
+ * each device of the table that was not found again as removed, and
+ * detaches what guests hold of devices not plugged in, as at start.  (A
+ * device found at a known devpath with another bus or device number is a
+ * new one: router_device_added() removes the old one first.)
  */
 void router_rescan_begin(struct router *router);
 void router_rescan_done(struct router *router);
