@@ -80,6 +80,7 @@ struct libxl_hv {
     ev_io xs_io;
     ev_child child;
     ev_timer rescan_timer;
+    ev_timer xs_check;          /* is xenstored still there? */
     libxl_osevent_hooks osevent_hooks;
     libxl_childproc_hooks child_hooks;
     libxl_event_hooks event_hooks;
@@ -419,6 +420,31 @@ static void xs_cb(struct ev_loop *loop, ev_io *w, int revents)
         rescan(lx);
 }
 
+/* How often the xenstore connection is checked while nothing else uses it. */
+#define XS_CHECK_INTERVAL 5.
+
+/*
+ * When xenstored goes away, libxenstore closes the connection without a
+ * word on the watch fd: the watches go silent and every request, ours and
+ * libxl's, fails with EBADF.  libxl cannot be pointed at a new xenstored,
+ * so the daemon exits with an error; the service manager starts it again,
+ * and the new daemon reconciles with the new xenstored (and its state file).
+ */
+static void xs_check_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct libxl_hv *lx = w->data;
+    unsigned len;
+    char *v = xs_read(lx->xs, XBT_NULL, "/local/domain/0/domid", &len);
+
+    if (v) {
+        free(v);
+        return;
+    }
+    if (errno == EBADF || errno == ECONNRESET || errno == EPIPE || errno == ENOTCONN ||
+        errno == EIO)
+        fatal("lost the connection to xenstored: exiting, to be started again");
+}
+
 /* ---- hv_ops ---- */
 
 static void event_occurs(void *user, libxl_event *event)
@@ -582,6 +608,9 @@ static void ao_done(libxl_ctx *ctx, int rc, void *for_callback)
     struct libxl_hv *lx = op->lx;
     struct deferred *d;
 
+    /* A failure may be xenstored gone: find out now, not at the next check. */
+    if (rc && ev_is_active(&lx->xs_check))
+        ev_feed_event(lx->loop, &lx->xs_check, EV_TIMER);
     if (!lx->in_libxl) {
         finish(op, rc);
         return;
@@ -763,23 +792,64 @@ static int lx_detach(struct hv *hv, int domid, const struct hv_usb *usb, hv_done
     return start_usbdev(lx, domid, &u, false, done, arg);
 }
 
+static void op_cancelled(void *arg, int err)
+{
+}
+
+static void abort_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+}
+
+/*
+ * libxl asserts that no operation is outstanding when its ctx is freed: a
+ * daemon stopped while a device model sat on a device_add dumped core.  So
+ * each operation is aborted and the loop runs until libxl has ended them
+ * all, ABORT_WAIT seconds at most.  False when some would not end.
+ */
+#define ABORT_WAIT 3.
+
+static bool abort_ops(struct libxl_hv *lx)
+{
+    ev_timer wait;
+
+    if (!lx->ops)
+        return true;
+    /* An operation may end inside libxl_ao_abort: its answer waits for the loop. */
+    lx->in_libxl = true;
+    for (struct lx_op *op = lx->ops; op; op = op->next) {
+        libxl_asyncop_how how = { .callback = ao_done, .u.for_callback = op };
+
+        libxl_ao_abort(lx->ctx, &how);
+    }
+    lx->in_libxl = false;
+    ev_timer_init(&wait, abort_wait_cb, ABORT_WAIT, 0.);
+    ev_timer_start(lx->loop, &wait);
+    while (lx->ops && ev_is_active(&wait))
+        ev_run(lx->loop, EVRUN_ONCE);
+    ev_timer_stop(lx->loop, &wait);
+    if (!lx->ops)
+        return true;
+    log_warnx("libxl did not end its operations in %.0f s: left as it is", ABORT_WAIT);
+    return false;
+}
+
 static void lx_free(struct hv *hv)
 {
     struct libxl_hv *lx = (struct libxl_hv *)hv;
-    struct lx_op *ops = lx->ops;
+    bool ended;
 
-    /*
-     * What is in flight is answered as cancelled first; the structures libxl
-     * still points at are freed only after its ctx is gone.
-     */
-    for (struct lx_op *op = ops; op; op = op->next)
+    /* What is in flight is answered as cancelled first, and only once. */
+    for (struct lx_op *op = lx->ops; op; op = op->next) {
         op->done(op->arg, -ECANCELED);
-    lx->ops = NULL;
+        op->done = op_cancelled;
+    }
     if (lx->xs) {
         ev_io_stop(lx->loop, &lx->xs_io);
         xs_close(lx->xs);
     }
     ev_timer_stop(lx->loop, &lx->rescan_timer);
+    ev_timer_stop(lx->loop, &lx->xs_check);
+    ended = !lx->ctx || abort_ops(lx);
     ev_child_stop(lx->loop, &lx->child);
     if (lx->running) {
         size_t pos = 0;
@@ -790,14 +860,11 @@ static void lx_free(struct hv *hv)
             guest_free(lx, value);
         strmap_free(lx->running, NULL);
     }
+    /* libxl still points at what it did not end: then it all stays. */
+    if (!ended)
+        return;
     if (lx->ctx)
         libxl_ctx_free(lx->ctx);
-    while (ops) {
-        struct lx_op *next = ops->next;
-
-        op_free(ops);
-        ops = next;
-    }
     /* libxl deregisters its fds and timeouts as its ctx goes; free any left. */
     while (lx->osevs)
         osev_free(lx->osevs);
@@ -830,6 +897,8 @@ struct hv *hv_libxl_new(struct ev_loop *loop)
     lx->running = strmap_new();
     ev_timer_init(&lx->rescan_timer, rescan_cb, 0., 0.);
     lx->rescan_timer.data = lx;
+    ev_timer_init(&lx->xs_check, xs_check_cb, XS_CHECK_INTERVAL, XS_CHECK_INTERVAL);
+    lx->xs_check.data = lx;
     if (!lx->running) {
         log_error("out of memory");
         goto fail;
@@ -873,6 +942,7 @@ struct hv *hv_libxl_new(struct ev_loop *loop)
     ev_io_init(&lx->xs_io, xs_cb, xs_fileno(lx->xs), EV_READ);
     lx->xs_io.data = lx;
     ev_io_start(loop, &lx->xs_io);
+    ev_timer_start(loop, &lx->xs_check);
     rescan(lx);
     return &lx->hv;
 fail:

@@ -47,6 +47,8 @@ struct daemon {
     struct router *router;
     struct udev_source *udev;
     struct state *state;        /* NULL in dry-run: nothing is attached */
+    ev_timer state_retry;       /* the state file could not be written: again later */
+    double state_retry_after;   /* seconds; doubled at each failure, up to a minute */
     struct control *control;    /* NULL: no control socket */
     struct commands commands;
     bool print;                 /* decisions go to stdout */
@@ -131,7 +133,10 @@ static void on_decision(void *arg, const struct decision_report *r)
     log_info("%s: %s", report_event_name(r->event), report_format(r, line, sizeof(line)));
 }
 
-/* Records what is attached where (called at every change). */
+#define STATE_RETRY_MIN 1.
+#define STATE_RETRY_MAX 60.
+
+/* Records what is attached where (called at every change, and again after a failure). */
 static void write_state(void *arg)
 {
     struct daemon *d = arg;
@@ -162,9 +167,26 @@ static void write_state(void *arg)
         snprintf(r->serial, sizeof(r->serial), "%s", e->dev->serial ? e->dev->serial : "");
         k++;
     }
-    state_write(d->state, recs, k);
+    if (state_write(d->state, recs, k) == 0) {
+        ev_timer_stop(d->loop, &d->state_retry);
+        d->state_retry_after = STATE_RETRY_MIN;
+    } else if (!ev_is_active(&d->state_retry)) {
+        /*
+         * A full or read-only disk may heal without any device moving:
+         * the record must not wait for the next plug to catch up.
+         */
+        ev_timer_set(&d->state_retry, d->state_retry_after, 0.);
+        ev_timer_start(d->loop, &d->state_retry);
+        if (d->state_retry_after < STATE_RETRY_MAX)
+            d->state_retry_after *= 2;
+    }
     free(entries);
     free(recs);
+}
+
+static void state_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    write_state(w->data);
 }
 
 static int open_state(struct daemon *d)
@@ -181,6 +203,9 @@ static int open_state(struct daemon *d)
         log_info("%s/%s: the last run recorded %zu attachment(s)", d->state->dir, STATE_FILE,
                  n);
     router_set_previous(d->router, recs, n);
+    ev_timer_init(&d->state_retry, state_retry_cb, STATE_RETRY_MIN, 0.);
+    d->state_retry.data = d;
+    d->state_retry_after = STATE_RETRY_MIN;
     router_set_state_hook(d->router, write_state, d);
     return 0;
 }
@@ -476,6 +501,8 @@ static void shutdown_daemon(struct daemon *d)
     if (d->hv)
         d->hv->ops->free(d->hv);
     router_free(d->router);
+    if (d->state)
+        ev_timer_stop(d->loop, &d->state_retry);
     state_free(d->state);
 }
 

@@ -42,6 +42,7 @@ struct router {
     void *state_arg;
     struct state_record *previous;  /* what the last run recorded */
     size_t n_previous;
+    unsigned scan;              /* counts router_rescan_begin() calls */
 };
 
 static const char *const state_names[] = {
@@ -355,6 +356,7 @@ void router_device_added(struct router *router, struct usb_device *dev,
         if (old->dev->busnum == dev->busnum && old->dev->devnum == dev->devnum) {
             /* Seen twice (enumeration and monitor both saw it): once is enough. */
             log_debug("%s: already known", dev->port);
+            old->scan = router->scan;
             device_free(dev);
             return;
         }
@@ -370,6 +372,7 @@ void router_device_added(struct router *router, struct usb_device *dev,
     entry->dev = dev;
     entry->refs = 1;
     entry->ctrl = entry->port = -1;
+    entry->scan = router->scan;
     if (decide(router, entry) < 0 ||
         strmap_put(router->devices, dev->devpath, entry, NULL) < 0) {
         log_error("%s: out of memory: device not handled", dev->port);
@@ -382,6 +385,17 @@ void router_device_added(struct router *router, struct usb_device *dev,
         report(router, event, decision_action(entry->decision), entry, NULL);
     if (device_is_keyboard(dev))
         release_held(router, event);
+}
+
+/* What a guest holds of a device not plugged in (found at start, or by hand) is stale. */
+static void reap_stale(struct router *router)
+{
+    size_t pos = 0;
+    const char *key;
+    void *value;
+
+    while (strmap_next(router->domains, &pos, &key, &value) == 0)
+        domain_reap_stale(value);
 }
 
 void router_device_removed(struct router *router, const char *devpath)
@@ -404,6 +418,7 @@ void router_device_removed(struct router *router, const char *devpath)
         report(router, EVENT_REMOVE, decision_action(entry->decision), entry, NULL);
     }
     dev_entry_unref(entry);
+    reap_stale(router);
 }
 
 void router_keyboard_added(struct router *router, const char *devpath)
@@ -462,6 +477,28 @@ void router_coldplug_done(struct router *router)
     free(entries);
     while (strmap_next(router->domains, &pos, &key, &value) == 0)
         domain_reap_stale(value);
+}
+
+void router_rescan_begin(struct router *router)
+{
+    router->scan++;
+}
+
+void router_rescan_done(struct router *router)
+{
+    struct dev_entry **entries;
+    size_t n = router_devices(router, &entries);
+
+    /* Each removal frees only its own entry: the others stay valid. */
+    for (size_t i = 0; i < n; i++) {
+        if (entries[i]->scan == router->scan)
+            continue;
+        log_info("%s: gone while uevents were lost", entries[i]->dev->port);
+        router_device_removed(router, entries[i]->dev->devpath);
+    }
+    free(entries);
+    /* As at start: what a guest holds of a device that went unseen is stale. */
+    reap_stale(router);
 }
 
 bool router_complete(const struct router *router)

@@ -57,6 +57,7 @@ struct dev_entry {
     bool held;              /* routed, but kept in dom0: its last keyboard */
     bool pending;           /* a routed keyboard seen at start, guarded at its end */
     unsigned failures;
+    unsigned scan;          /* the last router_rescan that found it */
     struct dev_entry *qnext;
 };
 
@@ -94,6 +95,16 @@ void router_device_removed(struct router *router, const char *devpath);
  * guest holds that the table lacks is stale.
  */
 void router_coldplug_done(struct router *router);
+/*
+ * Uevents were lost: router_rescan_begin(), then every device present now
+ * through router_device_added(), then router_rescan_done(), which treats
+ * each device of the table that was not found again as removed, and
+ * detaches what guests hold of devices not plugged in, as at start.  (A
+ * device found at a known devpath with another bus or device number is a
+ * new one: router_device_added() removes the old one first.)
+ */
+void router_rescan_begin(struct router *router);
+void router_rescan_done(struct router *router);
 bool router_complete(const struct router *router);
 /*
  * A keyboard that is not on USB (ID_INPUT_KEYBOARD: a laptop's, a PS/2 one)

@@ -253,6 +253,17 @@ static void handle(struct udev_source *src, struct udev_device *ud)
     }
 }
 
+/*
+ * After an overrun: what is plugged in now is added, what the router holds
+ * that is not any more is removed.  A failed listing removes nothing.
+ */
+static void rescan(struct udev_source *src)
+{
+    router_rescan_begin(src->router);
+    if (udev_source_enumerate(src, EVENT_ADD) == 0)
+        router_rescan_done(src->router);
+}
+
 static void monitor_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct udev_source *src = w->data;
@@ -265,7 +276,7 @@ static void monitor_cb(struct ev_loop *loop, ev_io *w, int revents)
             if (errno == ENOBUFS) {
                 log_warnx("udev events were lost (receive buffer overrun): "
                           "looking at every device again");
-                udev_source_enumerate(src, EVENT_PRESENT);
+                rescan(src);
                 continue;
             }
             break;

@@ -44,6 +44,11 @@ def destroy_guest(domid):
     _xenenv("xenenv_destroy_guest", domid)
 
 
+def restart_xenstored():
+    """xenstored SIGKILLed and started again with the same store (xenenv)."""
+    _xenenv("xenenv_restart_xenstored")
+
+
 def inject(path, rules):
     """Makes the QMP doubles started afterwards answer matching commands with
     an error (rules: dicts as qmp-double.py's --inject takes); an empty list

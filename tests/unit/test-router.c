@@ -477,6 +477,49 @@ static void new_device_at_known_place(void **state)
     assert_int_equal(lookup(fx, "1-2")->dev->devnum, 6);
 }
 
+/*
+ * Uevents were lost: the rescan's sweep removes what was not found again,
+ * a device found again stays as it is, twice in a row.
+ */
+static void rescan_sweeps_what_is_gone(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *kept;
+
+    add(fx, yubikey("1-2", 5));
+    add(fx, stick("1-1.1", 7));
+    add(fx, stick("1-1.2", 8));
+    settle(fx);
+    kept = lookup(fx, "1-1.1");
+    fx->n = 0;
+
+    router_rescan_begin(fx->router);
+    router_device_added(fx->router, stick("1-1.1", 7), EVENT_ADD);
+    router_device_added(fx->router, yubikey("1-2", 9), EVENT_ADD);
+    router_rescan_done(fx->router);
+    settle(fx);
+    assert_n_recs(fx, 3);
+    assert_rec(fx, 0, EVENT_REMOVE, "detach", "1-2", "vault", 1);
+    assert_rec(fx, 1, EVENT_ADD, "attach", "1-2", "vault", 1);
+    assert_rec(fx, 2, EVENT_REMOVE, "detach", "1-1.2", "win10", 3);
+    assert_null(lookup(fx, "1-1.2"));
+    assert_ptr_equal(lookup(fx, "1-1.1"), kept);
+    assert_state(fx, "1-1.1", DEV_ATTACHED, "win10");
+    assert_int_equal(lookup(fx, "1-2")->dev->devnum, 9);
+    assert_state(fx, "1-2", DEV_ATTACHED, "vault");
+
+    /* A second overrun: what the first one found must be found again. */
+    fx->n = 0;
+    router_rescan_begin(fx->router);
+    router_device_added(fx->router, yubikey("1-2", 9), EVENT_ADD);
+    router_rescan_done(fx->router);
+    settle(fx);
+    assert_n_recs(fx, 1);
+    assert_rec(fx, 0, EVENT_REMOVE, "detach", "1-1.1", "win10", 3);
+    assert_null(lookup(fx, "1-1.1"));
+    assert_state(fx, "1-2", DEV_ATTACHED, "vault");
+}
+
 /* ---- reload ---- */
 
 static void reload_moves_only_changed(void **state)
@@ -982,6 +1025,7 @@ int main(void)
         T(remove_unknown_ignored),
         T(duplicate_add_ignored),
         T(new_device_at_known_place),
+        T(rescan_sweeps_what_is_gone),
         T(reload_moves_only_changed),
         T(reload_reports_in_port_order),
         T(reload_to_none),
