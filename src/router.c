@@ -33,7 +33,8 @@ struct router {
     struct policy *policy;
     struct strmap *devices;     /* devpath -> struct dev_entry */
     struct strmap *domains;     /* guest name -> struct domain */
-    struct strmap *keyboards;   /* DEVPATH of each keyboard not on USB -> itself */
+    struct strmap *keyboards;   /* DEVPATH of each keyboard not on USB -> the router */
+    struct strmap *keyboards_before;    /* during a rescan: those known before it */
     unsigned n_held;            /* entries held back by the lock-out guard */
     decision_fn report;
     void *report_arg;
@@ -160,6 +161,7 @@ void router_free(struct router *router)
     strmap_free(router->domains, free_domain);
     strmap_free(router->devices, free_entry_ref);
     strmap_free(router->keyboards, NULL);
+    strmap_free(router->keyboards_before, NULL);
     policy_free(router->policy);
     free(router->previous);
     free(router);
@@ -429,7 +431,8 @@ void router_keyboard_added(struct router *router, const char *devpath)
         log_error("%s: out of memory: keyboard not counted", devpath);
         return;
     }
-    log_info("dom0 keyboard %s", devpath);
+    if (!router->keyboards_before || !strmap_get(router->keyboards_before, devpath))
+        log_info("dom0 keyboard %s", devpath);
     release_held(router, EVENT_ADD);
 }
 
@@ -481,7 +484,16 @@ void router_coldplug_done(struct router *router)
 
 void router_rescan_begin(struct router *router)
 {
+    struct strmap *fresh = strmap_new();
+
     router->scan++;
+    /* The keyboards found again go to a new map; the old one says which are gone. */
+    if (fresh && !router->keyboards_before) {
+        router->keyboards_before = router->keyboards;
+        router->keyboards = fresh;
+    } else {
+        strmap_free(fresh, NULL);
+    }
 }
 
 void router_rescan_done(struct router *router)
@@ -497,6 +509,17 @@ void router_rescan_done(struct router *router)
         router_device_removed(router, entries[i]->dev->devpath);
     }
     free(entries);
+    if (router->keyboards_before) {
+        size_t pos = 0;
+        const char *key;
+        void *value;
+
+        while (strmap_next(router->keyboards_before, &pos, &key, &value) == 0)
+            if (!strmap_get(router->keyboards, key))
+                log_info("dom0 keyboard %s is gone (while uevents were lost)", key);
+        strmap_free(router->keyboards_before, NULL);
+        router->keyboards_before = NULL;
+    }
     /* As at start: what a guest holds of a device that went unseen is stale. */
     reap_stale(router);
 }

@@ -494,6 +494,7 @@ static void rescan_sweeps_what_is_gone(void **state)
     fx->n = 0;
 
     router_rescan_begin(fx->router);
+    router_keyboard_added(fx->router, LAPTOP_KBD);      /* listed first, as udev-source does */
     router_device_added(fx->router, stick("1-1.1", 7), EVENT_ADD);
     router_device_added(fx->router, yubikey("1-2", 9), EVENT_ADD);
     router_rescan_done(fx->router);
@@ -511,6 +512,7 @@ static void rescan_sweeps_what_is_gone(void **state)
     /* A second overrun: what the first one found must be found again. */
     fx->n = 0;
     router_rescan_begin(fx->router);
+    router_keyboard_added(fx->router, LAPTOP_KBD);
     router_device_added(fx->router, yubikey("1-2", 9), EVENT_ADD);
     router_rescan_done(fx->router);
     settle(fx);
@@ -990,6 +992,26 @@ static void guard_by_hand(void **state)
     assert_state(fx, "3-1", DEV_ATTACHED, "vault");
 }
 
+/* Uevents lost: a laptop keyboard not found again no longer counts for dom0. */
+static void guard_rescan_sweeps_keyboards(void **state)
+{
+    struct fx *fx = *state;
+
+    router_keyboard_added(fx->router, LAPTOP_KBD);
+    router_keyboard_added(fx->router, "/devices/platform/i8042/serio1/input/input4");
+    router_coldplug_done(fx->router);
+    router_rescan_begin(fx->router);
+    router_keyboard_added(fx->router, LAPTOP_KBD);
+    router_rescan_done(fx->router);
+    assert_int_equal(router_keyboards(fx->router), 1);
+    router_rescan_begin(fx->router);
+    router_rescan_done(fx->router);
+    assert_int_equal(router_keyboards(fx->router), 0);
+    add(fx, keyboard("1-1", 3));
+    assert_n_recs(fx, 1);
+    assert_rec(fx, 0, EVENT_ADD, "hold", "1-1", "sys-usb", 2);
+}
+
 /* What the last run gave a guest is the guest's: the guard does not take it back. */
 static void guard_spares_what_a_guest_has(void **state)
 {
@@ -1046,6 +1068,7 @@ int main(void)
         G(guard_reload_to_ignore),
         G(guard_by_hand),
         G(guard_spares_what_a_guest_has),
+        G(guard_rescan_sweeps_keyboards),
     };
 
     /* Warnings (a guest out of ports) stay visible; the notices would drown them. */
