@@ -15,6 +15,11 @@
  * (/libxl/<domid>/device/vusb/<ctrl>/port/<n>), not from
  * libxl_device_usbdev_list, which silently drops a controller whose device
  * has left sysfs.
+ *
+ * This file is built alone into the module auto-usb-attach-libxl.so, which
+ * the daemon opens only when it uses libxl (hv-libxl-load.c): the module
+ * exports hv_libxl_new and nothing else, and takes the logging and strmap
+ * functions from the daemon, which exports them for it (hv-libxl.dynamic).
  */
 #include "config.h"
 
@@ -881,10 +886,17 @@ static const struct hv_ops libxl_ops = {
     .free = lx_free,
 };
 
-struct hv *hv_libxl_new(struct ev_loop *loop)
+__attribute__((visibility("default")))
+struct hv *hv_libxl_new(struct ev_loop *loop, const char *version)
 {
-    struct libxl_hv *lx = calloc(1, sizeof(*lx));
+    struct libxl_hv *lx;
 
+    if (strcmp(version, PACKAGE_VERSION) != 0) {
+        log_error("the libxl module is of version %s, the daemon of %s: install them "
+                  "together", PACKAGE_VERSION, version);
+        return NULL;
+    }
+    lx = calloc(1, sizeof(*lx));
     if (!lx) {
         log_error("out of memory");
         return NULL;

@@ -83,8 +83,21 @@ struct ev_loop;
 
 /* The dry-run backend: every guest of the policy runs; nothing is touched. */
 struct hv *hv_dryrun_new(struct ev_loop *loop);
-/* The libxl backend; NULL (logged) when libxl or xenstore cannot be opened. */
-struct hv *hv_libxl_new(struct ev_loop *loop);
+/*
+ * The libxl backend, which lives in a module of its own
+ * (auto-usb-attach-libxl.so, see hv-libxl-load.c) so that libxenlight and
+ * its libraries are loaded only when it is used.  NULL (logged) when the
+ * module, libxl or xenstore cannot be opened.
+ */
+struct hv *hv_libxl_load(struct ev_loop *loop);
+/*
+ * The module's one entry point, which hv_libxl_load looks up by this name.
+ * version is the daemon's PACKAGE_VERSION: the module and the daemon share
+ * struct hv and the logging functions, so a module of another version
+ * refuses (logged) and returns NULL.
+ */
+#define HV_LIBXL_ENTRY "hv_libxl_new"
+struct hv *hv_libxl_new(struct ev_loop *loop, const char *version);
 /*
  * The QMP backend, for the policy's domains that have a qmp_socket (the
  * others are not its guests).  Its guests have the pseudo-domids

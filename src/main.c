@@ -580,7 +580,7 @@ static int run(struct daemon *d, struct policy *policy)
     else if (qmp)
         d->hv = hv_qmp_new(d->loop, policy);
     else
-        d->hv = hv_libxl_new(d->loop);
+        d->hv = hv_libxl_load(d->loop);
     if (!d->hv) {
         policy_free(policy);
         return 1;
