@@ -44,6 +44,7 @@ render() {
         return 1
     fi
     sed -e 's|@sysconfdir@|/etc|g' -e 's|@sbindir@|/usr/sbin|g' -e 's|@VERSION@|0|g' \
+        -e 's|@pkglibdir@|/usr/lib/auto-usb-attach|g' \
         "$out.tmp" >"$out"
 }
 

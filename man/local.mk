@@ -9,11 +9,12 @@
 # directory, sources are read from $(srcdir): VPATH builds work.
 
 # Placeholders in the unit and the man pages, filled in by make so that they
-# follow configure's --prefix, --sbindir and --sysconfdir.  The [@] keeps
-# config.status from filling in the sed patterns themselves.
+# follow configure's --prefix, --sbindir, --libdir and --sysconfdir.  The [@]
+# keeps config.status from filling in the sed patterns themselves.
 aua_subst = sed \
 	-e 's|@sbindir[@]|$(sbindir)|g' \
 	-e 's|@sysconfdir[@]|$(sysconfdir)|g' \
+	-e 's|@pkglibdir[@]|$(pkglibdir)|g' \
 	-e 's|@VERSION[@]|$(VERSION)|g'
 
 # ---- man pages ----
