@@ -292,7 +292,7 @@ static int reload(struct daemon *d, json_t **errors)
                    policy->n_rules);
         router_set_policy(d->router, policy);
     }
-    /* Parsing a large policy leaves free heap behind: give it back. */
+    /* Give back what the parse and the old policy left free in the heap. */
     malloc_trim(0);
     notify_send("READY=1");
     return r;

@@ -1,11 +1,15 @@
 /*
  * The policy file: YAML -> struct policy.
  *
- * libyaml's event parser first builds a small tree of nodes that remember
- * their line and column; the tree is then checked key by key.  Checking goes
- * on after a semantic error so that one run reports every mistake of a file;
- * only a YAML syntax error stops it.  The structure that comes out is never
- * changed again: a reload builds a new one and swaps it in.
+ * libyaml's event parser builds a small tree of nodes that remember their
+ * line and column; the tree is then checked key by key.  The rules, which
+ * make almost all of a large file, are checked one by one as they are
+ * parsed, each from a tree of its own in a scratch arena, and their domain
+ * names resolved at the end, so that a 10,000-rule file never stands as one
+ * tree in memory.  Checking goes on after a semantic error so that one run
+ * reports every mistake of a file, in file order; only a YAML syntax error
+ * stops it, and is then the one message.  The structure that comes out is
+ * never changed again: a reload builds a new one and swaps it in.
  */
 #include "config.h"
 
@@ -43,46 +47,67 @@ void policy_diag_free(struct policy_diag *diag)
     memset(diag, 0, sizeof(*diag));
 }
 
-static void diag_add(struct policy_diag *diag, const char *file, unsigned line,
-                     unsigned column, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static void diag_add(struct policy_diag *diag, const char *file, unsigned line,
-                     unsigned column, const char *fmt, ...)
+/*
+ * Adds a message at pos (line << 24 | column) to the messages of one file,
+ * diag's from first on.  Past POLICY_MAX_ERRORS the messages that come first
+ * in the file are kept, whatever order the checks found them in: the latest
+ * one in the file makes room, or the new one is dropped.
+ */
+static void diag_insert(struct policy_diag *diag, size_t first, unsigned long pos, char *full)
 {
-    char msg[512];
-    char *full;
-    va_list ap;
-
     if (diag->n >= POLICY_MAX_ERRORS) {
+        size_t last = first;
+
         diag->truncated = true;
-        return;
+        if (first >= diag->n) {
+            free(full);
+            return;
+        }
+        for (size_t i = first + 1; i < diag->n; i++)
+            if (diag->pos[i] >= diag->pos[last])
+                last = i;
+        if (pos >= diag->pos[last]) {
+            free(full);
+            return;
+        }
+        free(diag->msgs[last]);
+        memmove(&diag->msgs[last], &diag->msgs[last + 1],
+                (diag->n - last - 1) * sizeof(*diag->msgs));
+        memmove(&diag->pos[last], &diag->pos[last + 1],
+                (diag->n - last - 1) * sizeof(*diag->pos));
+        diag->n--;
     }
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (asprintf(&full, "%s:%u:%u: %s", file, line, column, msg) < 0)
-        return;
     if (diag->n == diag->cap) {
         size_t cap = diag->cap ? diag->cap * 2 : 8;
         char **msgs = realloc(diag->msgs, cap * sizeof(*msgs));
-        unsigned long *pos;
+        unsigned long *newpos;
 
         if (!msgs) {
             free(full);
             return;
         }
         diag->msgs = msgs;
-        pos = realloc(diag->pos, cap * sizeof(*pos));
-        if (!pos) {
+        newpos = realloc(diag->pos, cap * sizeof(*newpos));
+        if (!newpos) {
             free(full);
             return;
         }
-        diag->pos = pos;
+        diag->pos = newpos;
         diag->cap = cap;
     }
-    diag->pos[diag->n] = (unsigned long)line << 24 | (column & 0xffffff);
+    diag->pos[diag->n] = pos;
     diag->msgs[diag->n++] = full;
+}
+
+/* Moves every message of from into to, whose messages of the file start at first. */
+static void diag_move(struct policy_diag *to, size_t first, struct policy_diag *from)
+{
+    for (size_t i = 0; i < from->n; i++)
+        diag_insert(to, first, from->pos[i], from->msgs[i]);
+    to->truncated |= from->truncated;
+    free(from->msgs);
+    free(from->pos);
+    memset(from, 0, sizeof(*from));
 }
 
 /*
@@ -169,6 +194,16 @@ static void arena_free(struct arena_chunk *arena)
     }
 }
 
+/* Empties an arena for reuse, keeping its newest chunk. */
+static void arena_reset(struct arena_chunk **arena)
+{
+    if (!*arena)
+        return;
+    arena_free((*arena)->next);
+    (*arena)->next = NULL;
+    (*arena)->used = 0;
+}
+
 static int node_push(struct arena_chunk **arena, struct node *parent, struct node *child)
 {
     if ((parent->n & (parent->n - 1)) == 0) {
@@ -185,14 +220,39 @@ static int node_push(struct arena_chunk **arena, struct node *parent, struct nod
     return 0;
 }
 
+/* A rule's 'domain:', resolved once the whole file has been read. */
+struct domain_ref {
+    const char *name;
+    unsigned line;
+    unsigned column;
+    unsigned rule;          /* 1-based index in policy->rules; 0: the rule was not added */
+};
+
 struct parse {
     const char *file;
     struct policy_diag *diag;
+    size_t first;           /* the first message of this file in diag */
     yaml_parser_t parser;
     unsigned errors;        /* errors found so far by this parse */
     const char *buf;        /* the text, for positions libyaml gives as offsets */
     size_t len;
     struct arena_chunk *arena;  /* the node tree */
+    /*
+     * The rules are read one by one while the file is parsed: each rule's
+     * nodes live in scratch, emptied after it, so that a large policy never
+     * holds a tree of the whole file.  Their messages wait in rule_diag
+     * until the file has parsed (a syntax error reports itself alone).
+     */
+    struct policy *policy;
+    struct arena_chunk *scratch;
+    struct policy_diag rule_diag;
+    bool rules_key_seen;    /* a top-level 'rules' key: only the first one is streamed */
+    struct domain_ref *refs;
+    size_t n_refs;
+    size_t cap_refs;
+    signed char *lockout;   /* per rule: its allow-dom0-lockout, -1 when not given */
+    size_t cap_lockout;
+    int dflt_lockout;       /* the defaults' allow-dom0-lockout, -1 when not given */
 };
 
 /* Line and column (1-based) of a byte offset into the text. */
@@ -217,13 +277,16 @@ static void perr(struct parse *ps, unsigned line, unsigned column, const char *f
 static void perr(struct parse *ps, unsigned line, unsigned column, const char *fmt, ...)
 {
     char msg[512];
+    char *full;
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     ps->errors++;
-    diag_add(ps->diag, ps->file, line, column, "%s", msg);
+    if (asprintf(&full, "%s:%u:%u: %s", ps->file, line, column, msg) >= 0)
+        diag_insert(ps->diag, ps->diag == &ps->rule_diag ? 0 : ps->first,
+                    (unsigned long)line << 24 | (column & 0xffffff), full);
 }
 
 static void perr_node(struct parse *ps, const struct node *node, const char *fmt, ...)
@@ -259,14 +322,19 @@ static bool next_event(struct parse *ps, yaml_event_t *ev)
     return false;
 }
 
+static struct node *stream_rules(struct parse *ps, yaml_event_t *ev, unsigned depth);
+static void read_rule(struct parse *ps, struct policy *policy, const struct node *node);
+
 /*
- * Builds the node that starts with ev (already read).  Returns NULL after an
- * error has been reported; the parse cannot go on then.
+ * Builds the node that starts with ev (already read) in arena.  Returns NULL
+ * after an error has been reported; the parse cannot go on then.
  */
-static struct node *build_node(struct parse *ps, yaml_event_t *ev, unsigned depth)
+static struct node *build_node(struct parse *ps, yaml_event_t *ev, unsigned depth,
+                               struct arena_chunk **arena)
 {
-    struct node *node = arena_alloc(&ps->arena, sizeof(*node));
+    struct node *node = arena_alloc(arena, sizeof(*node));
     yaml_event_type_t end;
+    bool rules_next = false;
 
     if (!node) {
         perr(ps, 1, 1, "out of memory");
@@ -279,14 +347,16 @@ static struct node *build_node(struct parse *ps, yaml_event_t *ev, unsigned dept
     case YAML_SCALAR_EVENT:
         node->type = NODE_SCALAR;
         node->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-        node->value = arena_alloc(&ps->arena, ev->data.scalar.length + 1);
+        node->value = arena_alloc(arena, ev->data.scalar.length + 1);
         if (!node->value) {
             perr(ps, node->line, node->column, "out of memory");
             goto fail;
         }
         memcpy(node->value, ev->data.scalar.value, ev->data.scalar.length);
         node->value[ev->data.scalar.length] = '\0';
-        if (memchr(node->value, '\0', ev->data.scalar.length)) {
+        /* The text has no NUL (check_text): only an escape can make one. */
+        if (ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE &&
+            memchr(node->value, '\0', ev->data.scalar.length)) {
             perr_node(ps, node, "a NUL character is not allowed in a value");
             goto fail;
         }
@@ -320,17 +390,68 @@ static struct node *build_node(struct parse *ps, yaml_event_t *ev, unsigned dept
             yaml_event_delete(&child_ev);
             return node;
         }
-        child = build_node(ps, &child_ev, depth + 1);
+        if (rules_next)
+            child = stream_rules(ps, &child_ev, depth + 1);
+        else
+            child = build_node(ps, &child_ev, depth + 1, arena);
         yaml_event_delete(&child_ev);
         if (!child)
             goto fail;
-        if (node_push(&ps->arena, node, child) < 0) {
+        if (node_push(arena, node, child) < 0) {
             perr(ps, node->line, node->column, "out of memory");
             goto fail;
         }
+        /* The value of the policy's first 'rules' key is read rule by rule. */
+        rules_next = depth == 0 && node->type == NODE_MAP && (node->n & 1) && ps->policy &&
+                     child->type == NODE_SCALAR && strcmp(child->value, "rules") == 0 &&
+                     !ps->rules_key_seen;
+        if (rules_next)
+            ps->rules_key_seen = true;
     }
 fail:
     return NULL;    /* the arena goes with the parse */
+}
+
+/*
+ * The value of the policy's 'rules' key, starting with ev.  A list is read
+ * item by item as it is parsed (read_rule), and stands in the tree as an
+ * empty list; anything else is built as it is, for read_policy to report.
+ */
+static struct node *stream_rules(struct parse *ps, yaml_event_t *ev, unsigned depth)
+{
+    struct node *list;
+    struct policy_diag *diag = ps->diag;
+
+    if (ev->type != YAML_SEQUENCE_START_EVENT)
+        return build_node(ps, ev, depth, &ps->arena);
+    list = arena_alloc(&ps->arena, sizeof(*list));
+    if (!list) {
+        perr(ps, 1, 1, "out of memory");
+        return NULL;
+    }
+    memset(list, 0, sizeof(*list));
+    list->type = NODE_SEQ;
+    list->line = (unsigned)ev->start_mark.line + 1;
+    list->column = (unsigned)ev->start_mark.column + 1;
+    for (;;) {
+        yaml_event_t item_ev;
+        struct node *item;
+
+        if (!next_event(ps, &item_ev))
+            return NULL;
+        if (item_ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&item_ev);
+            return list;
+        }
+        item = build_node(ps, &item_ev, depth + 1, &ps->scratch);
+        yaml_event_delete(&item_ev);
+        if (!item)
+            return NULL;
+        ps->diag = &ps->rule_diag;
+        read_rule(ps, ps->policy, item);
+        ps->diag = diag;
+        arena_reset(&ps->scratch);
+    }
 }
 
 /*
@@ -366,7 +487,7 @@ static struct node *parse_document(struct parse *ps, const char *buf, size_t len
             }
             break;
         default:
-            root = build_node(ps, &ev, 0);
+            root = build_node(ps, &ev, 0, &ps->arena);
             if (!root) {
                 yaml_event_delete(&ev);
                 return NULL;
@@ -1104,11 +1225,8 @@ static void rule_key(struct parse *ps, const struct node *key, const struct node
         if (expect_map(ps, value, "'match'"))
             walk_map(ps, value, "'match'", match_keys, match_key_fn, &rc->match);
     } else if (strcmp(key->value, "domain") == 0) {
-        const char *s = expect_string(ps, value, "domain");
-
-        if (s && policy_find_domain(rc->policy, s) < 0)
-            perr_node(ps, value, "unknown domain '%s' (declare it under 'domains:')", s);
-        else if (s)
+        /* Checked against 'domains:' once the whole file is read (resolve_rules). */
+        if (expect_string(ps, value, "domain"))
             rc->domain = value;
     } else if (strcmp(key->value, "action") == 0) {
         const char *s = expect_string(ps, value, "action");
@@ -1122,16 +1240,64 @@ static void rule_key(struct parse *ps, const struct node *key, const struct node
     }
 }
 
-static void read_rule(struct parse *ps, struct policy *policy, const struct node *node,
-                      bool dflt_lockout)
+/* Remembers a rule's domain name, to be resolved by resolve_rules. */
+static struct domain_ref *add_domain_ref(struct parse *ps, const struct node *value)
+{
+    struct domain_ref *ref;
+    size_t len = strlen(value->value);
+    char *name;
+
+    if (ps->n_refs == ps->cap_refs) {
+        size_t cap = ps->cap_refs ? ps->cap_refs * 2 : 16;
+        struct domain_ref *refs = realloc(ps->refs, cap * sizeof(*refs));
+
+        if (!refs)
+            return NULL;
+        ps->refs = refs;
+        ps->cap_refs = cap;
+    }
+    name = arena_alloc(&ps->arena, len + 1);
+    if (!name)
+        return NULL;
+    memcpy(name, value->value, len + 1);
+    ref = &ps->refs[ps->n_refs++];
+    *ref = (struct domain_ref){ .name = name, .line = value->line, .column = value->column };
+    return ref;
+}
+
+/* Remembers a rule's own allow-dom0-lockout (-1: not given) by its index. */
+static int set_rule_lockout(struct parse *ps, unsigned rule, int lockout)
+{
+    if (rule >= ps->cap_lockout) {
+        size_t cap = ps->cap_lockout ? ps->cap_lockout * 2 : 64;
+        signed char *l;
+
+        while (cap <= rule)
+            cap *= 2;
+        l = realloc(ps->lockout, cap);
+        if (!l)
+            return -ENOMEM;
+        ps->lockout = l;
+        ps->cap_lockout = cap;
+    }
+    ps->lockout[rule] = (signed char)lockout;
+    return 0;
+}
+
+/*
+ * Reads one rule into policy.  Its domain and its allow-dom0-lockout are
+ * left to resolve_rules: the rules may be read before 'domains:' and
+ * 'defaults:' (the rules of a file are read while it is parsed).
+ */
+static void read_rule(struct parse *ps, struct policy *policy, const struct node *node)
 {
     static const char *const keys[] = { "name", "match", "domain", "action",
                                         "allow-dom0-lockout", NULL };
     struct rule_ctx rc = { .policy = policy, .lockout = -1 };
     unsigned before = ps->errors;
+    struct domain_ref *ref = NULL;
     bool ignore;
     char *name = NULL;
-    int domain = -1;
 
     if (node->type != NODE_MAP) {
         perr_node(ps, node, "a rule must be a mapping with 'match' and 'domain' or "
@@ -1139,6 +1305,11 @@ static void read_rule(struct parse *ps, struct policy *policy, const struct node
         return;
     }
     walk_map(ps, node, "a rule", keys, rule_key, &rc);
+    if (rc.domain && !(ref = add_domain_ref(ps, rc.domain))) {
+        rule_match_clear(&rc.match);
+        perr_node(ps, node, "out of memory");
+        return;
+    }
     ignore = rc.action && strcmp(rc.action->value, "ignore") == 0;
     if (!rc.match_node && !map_get(node, "match"))
         perr_node(ps, node, "a rule needs 'match:' (use 'match: {}' to match every device)");
@@ -1150,23 +1321,50 @@ static void read_rule(struct parse *ps, struct policy *policy, const struct node
         rule_match_clear(&rc.match);
         return;
     }
-    if (rc.domain)
-        domain = policy_find_domain(policy, rc.domain->value);
     if (rc.name && !(name = strdup(rc.name->value))) {
         rule_match_clear(&rc.match);
         perr_node(ps, node, "out of memory");
         return;
     }
-    if (policy_add_rule(policy, name, node->line, node->column,
-                        ignore ? RULE_IGNORE : RULE_ATTACH, domain, &rc.match) < 0) {
+    if (set_rule_lockout(ps, policy->n_rules, rc.lockout) < 0) {
+        free(name);
+        rule_match_clear(&rc.match);
         perr_node(ps, node, "out of memory");
         return;
     }
-    /* The rule's own word, else its domain's (which fell back on the defaults). */
-    policy->rules[policy->n_rules - 1].allow_lockout =
-        rc.lockout >= 0 ? rc.lockout > 0
-        : domain >= 0   ? policy->domains[domain].allow_lockout
-                        : dflt_lockout;
+    if (policy_add_rule(policy, name, node->line, node->column,
+                        ignore ? RULE_IGNORE : RULE_ATTACH, -1, &rc.match) < 0) {
+        perr_node(ps, node, "out of memory");
+        return;
+    }
+    if (ref)
+        ref->rule = policy->n_rules;
+}
+
+/*
+ * Gives the rules their domains (reporting the names 'domains:' does not
+ * declare) and their allow-dom0-lockout: the rule's own word, else its
+ * domain's (which fell back on the defaults), else the defaults'.
+ */
+static void resolve_rules(struct parse *ps, struct policy *policy)
+{
+    for (size_t i = 0; i < ps->n_refs; i++) {
+        const struct domain_ref *ref = &ps->refs[i];
+        int d = policy_find_domain(policy, ref->name);
+
+        if (d < 0)
+            perr(ps, ref->line, ref->column,
+                 "unknown domain '%s' (declare it under 'domains:')", ref->name);
+        else if (ref->rule)
+            policy->rules[ref->rule - 1].domain = d;
+    }
+    for (unsigned i = 0; i < policy->n_rules; i++) {
+        struct policy_rule *r = &policy->rules[i];
+
+        r->allow_lockout = ps->lockout[i] >= 0 ? ps->lockout[i] > 0
+                           : r->domain >= 0    ? policy->domains[r->domain].allow_lockout
+                                               : ps->dflt_lockout > 0;
+    }
 }
 
 struct top {
@@ -1212,6 +1410,7 @@ static void read_policy(struct parse *ps, struct policy *policy, const struct no
     dflt.lockout = -1;
     if (t.defaults)
         read_domain_entry(ps, t.defaults, &dflt, "'defaults'");
+    ps->dflt_lockout = dflt.lockout;
     if (dflt.controller.where)
         controller_merge(ps, NULL, &dflt.controller);
     if (t.domains && expect_map(ps, t.domains, "'domains'")) {
@@ -1263,7 +1462,7 @@ static void read_policy(struct parse *ps, struct policy *policy, const struct no
             return;
         }
         for (size_t i = 0; i < t.rules->n; i++)
-            read_rule(ps, policy, t.rules->items[i], dflt.lockout > 0);
+            read_rule(ps, policy, t.rules->items[i]);
     }
 }
 
@@ -1283,11 +1482,12 @@ static bool check_text(struct parse *ps, const char *buf, size_t len)
 struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
                                   struct policy_diag *diag)
 {
-    struct parse ps = { .file = name, .diag = diag, .buf = buf, .len = len };
     size_t first = diag->n;
+    struct parse ps = { .file = name, .diag = diag, .first = first, .buf = buf, .len = len,
+                        .dflt_lockout = -1 };
     struct policy *policy = NULL;
-    struct node *root;
-    bool empty;
+    struct node *root = NULL;
+    bool empty = false;
 
     if (len > POLICY_MAX_BYTES) {
         perr(&ps, 1, 1, "the file is too large (%zu bytes; a policy may have at most %u)",
@@ -1296,29 +1496,33 @@ struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
     }
     if (!check_text(&ps, buf, len))
         return NULL;
-    if (!yaml_parser_initialize(&ps.parser)) {
+    policy = policy_new(name);
+    if (!policy || !yaml_parser_initialize(&ps.parser)) {
+        policy_free(policy);
         perr(&ps, 1, 1, "out of memory");
         return NULL;
     }
+    ps.policy = policy;
     root = parse_document(&ps, buf, len, &empty);
     yaml_parser_delete(&ps.parser);
+    arena_free(ps.scratch);
     if (!root) {
-        arena_free(ps.arena);
+        /* A syntax error stops the parse: it is the one message, not the rules' before it. */
+        policy_diag_free(&ps.rule_diag);
         if (empty)
             perr(&ps, 1, 1, "the policy is empty (expected 'version: 1', 'domains' and 'rules')");
-        return NULL;
-    }
-    policy = policy_new(name);
-    if (!policy) {
-        perr(&ps, 1, 1, "out of memory");
     } else {
+        diag_move(diag, first, &ps.rule_diag);
         read_policy(&ps, policy, root);
+        resolve_rules(&ps, policy);
         if (ps.errors == 0 && policy_finish(policy) < 0)
             perr(&ps, 1, 1, "out of memory");
     }
     arena_free(ps.arena);
+    free(ps.refs);
+    free(ps.lockout);
     diag_sort(diag, first);
-    if (ps.errors) {
+    if (!root || ps.errors) {
         policy_free(policy);
         return NULL;
     }
@@ -1327,7 +1531,7 @@ struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
 
 struct policy *policy_load(const char *path, struct policy_diag *diag)
 {
-    struct parse ps = { .file = path, .diag = diag };
+    struct parse ps = { .file = path, .diag = diag, .first = diag->n };
     struct policy *policy;
     struct stat st;
     char *buf;

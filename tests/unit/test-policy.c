@@ -910,6 +910,93 @@ static void error_cap(void **state)
     free(text);
 }
 
+/*
+ * The rules are read while the file is parsed: 'domains:' and 'defaults:'
+ * after them still give them their domains and their allow-dom0-lockout,
+ * exactly as in the usual order.
+ */
+static void rules_before_domains_and_defaults(void **state)
+{
+    static const char *const want[] = {
+        "t.yaml:4:34: unknown domain 'valt' (declare it under 'domains:')",
+        NULL,
+    };
+    struct policy_diag diag = { 0 };
+    struct policy *p = load_text("version: 1\n"
+                                 "rules:\n"
+                                 "  - {match: {port: 1-1}, domain: sys-usb}\n"
+                                 "  - {match: {port: 1-2}, domain: vault}\n"
+                                 "  - {match: {port: 1-3}, action: ignore}\n"
+                                 "  - {match: {port: 1-4}, domain: vault, allow-dom0-lockout: true}\n"
+                                 "domains:\n"
+                                 "  vault: {allow-dom0-lockout: false}\n"
+                                 "  sys-usb: {}\n"
+                                 "defaults: {allow-dom0-lockout: true}\n",
+                                 &diag);
+
+    dump_diag(&diag);
+    assert_non_null(p);
+    assert_int_equal(diag.n, 0);
+    assert_int_equal(p->n_rules, 4);
+    assert_int_equal(p->rules[0].domain, policy_find_domain(p, "sys-usb"));
+    assert_int_equal(p->rules[1].domain, policy_find_domain(p, "vault"));
+    assert_int_equal(p->rules[2].domain, -1);
+    assert_int_equal(p->rules[3].domain, policy_find_domain(p, "vault"));
+    assert_true(p->rules[0].allow_lockout);     /* sys-usb's, from the defaults */
+    assert_false(p->rules[1].allow_lockout);    /* vault's own */
+    assert_true(p->rules[2].allow_lockout);     /* an ignore rule: the defaults' */
+    assert_true(p->rules[3].allow_lockout);     /* the rule's own */
+    policy_free(p);
+
+    /* An unknown domain is found once 'domains:' has been read. */
+    assert_bad("version: 1\n"
+               "rules:\n"
+               "  - {match: {port: 1-1}, domain: vault}\n"
+               "  - {match: {port: 1-2}, domain: valt}\n"
+               "domains:\n"
+               "  vault: {}\n",
+               want);
+}
+
+/* A YAML syntax error is the one message, even after rules with mistakes. */
+static void syntax_error_alone(void **state)
+{
+    static const char *const want[] = {
+        "t.yaml:8:1: YAML syntax error: could not find expected ':' while scanning a simple "
+        "key",
+        NULL,
+    };
+
+    assert_bad(HEAD
+               "rules:\n"
+               "  - {match: {port: nowhere}, domain: valt}\n"
+               "  - {match: {}, domain: vault}\n"
+               "  oops\n",
+               want);
+}
+
+/*
+ * Past the cap the messages that come first in the file are kept, though the
+ * rules' are found before the version's (they are read while parsing).
+ */
+static void error_cap_keeps_the_first_in_the_file(void **state)
+{
+    struct policy_diag diag = { 0 };
+    char *text = many_errors(POLICY_MAX_ERRORS * 2);
+
+    text[strlen("version: ")] = '2';
+    assert_null(load_text(text, &diag));
+    assert_int_equal(diag.n, POLICY_MAX_ERRORS);
+    assert_true(diag.truncated);
+    assert_string_equal(diag.msgs[0], "t.yaml:1:10: 'version' must be between 1 and 1, not 2");
+    assert_string_equal(diag.msgs[1],
+                        "t.yaml:4:13: unknown domain 'd0' (declare it under 'domains:')");
+    assert_string_equal(diag.msgs[POLICY_MAX_ERRORS - 1],
+                        "t.yaml:200:13: unknown domain 'd98' (declare it under 'domains:')");
+    policy_diag_free(&diag);
+    free(text);
+}
+
 static void diag_appends_across_loads(void **state)
 {
     struct policy_diag diag = { 0 };
@@ -1082,6 +1169,9 @@ int main(void)
         cmocka_unit_test(all_errors_reported_in_order),
         cmocka_unit_test(errors_in_file_order_across_sections),
         cmocka_unit_test(error_cap),
+        cmocka_unit_test(rules_before_domains_and_defaults),
+        cmocka_unit_test(syntax_error_alone),
+        cmocka_unit_test(error_cap_keeps_the_first_in_the_file),
         cmocka_unit_test(diag_appends_across_loads),
         cmocka_unit_test(huge_file),
         cmocka_unit_test(huge_buffer),
