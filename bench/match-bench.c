@@ -9,7 +9,8 @@
  *   with clock_gettime, so that the clock's own cost (~20 ns) stays below
  *   1% of a sample; the figure is the sample's time divided by the batch.
  * - load: policy_load_buffer (YAML parse, validation, index build) and
- *   policy_free of the generated text.
+ *   policy_free of the generated text; and libyaml alone going through the
+ *   same text's events (what any policy load costs at the least).
  *
  * Output: one JSON object per line, for bench/bench.py to tabulate.
  * A wrong answer (the index and the scan disagree, or the last rule does not
@@ -29,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <yaml.h>
 
 #include "device.h"
 #include "log.h"
@@ -285,6 +287,30 @@ static void print_match(unsigned size, const char *mix, const char *device, cons
     fflush(stdout);
 }
 
+/* libyaml's event parser over text, each event deleted: the floor of a load. */
+static void yaml_events(const char *text, size_t len)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    bool end = false;
+
+    if (!yaml_parser_initialize(&parser)) {
+        fprintf(stderr, "match-bench: out of memory\n");
+        exit(1);
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    while (!end) {
+        if (!yaml_parser_parse(&parser, &ev)) {
+            fprintf(stderr, "match-bench: libyaml refused the generated policy: %s\n",
+                    parser.problem ? parser.problem : "?");
+            exit(1);
+        }
+        end = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+}
+
 static void bench_size(unsigned size, bool mixed, bool quick, struct usb_device *key,
                        struct usb_device *other)
 {
@@ -317,32 +343,42 @@ static void bench_size(unsigned size, bool mixed, bool quick, struct usb_device 
     print_match(size, mix, "none", "linear", &st);
 
     if (mixed) {
-        /* Loading: parse + validate + index, then free, each timed alone. */
+        /*
+         * Loading: parse + validate + index, then free, each timed alone;
+         * and libyaml alone on the same text, in turn with them.
+         */
         size_t runs = quick ? 3 : size >= 10000 ? 15 : size >= 1000 ? 60 : 400;
         double *tl = malloc(runs * sizeof(*tl)), *tf = malloc(runs * sizeof(*tf));
+        double *ty = malloc(runs * sizeof(*ty));
 
-        if (!tl || !tf) {
+        if (!tl || !tf || !ty) {
             perror("match-bench");
             exit(1);
         }
         for (size_t i = 0; i < runs; i++) {
             uint64_t t0 = now_ns();
             struct policy *p = load(text, len, size);
-            uint64_t t1 = now_ns();
+            uint64_t t1 = now_ns(), t2;
 
             policy_free(p);
+            t2 = now_ns();
+            yaml_events(text, len);
             tl[i] = (double)(t1 - t0);
-            tf[i] = (double)(now_ns() - t1);
+            tf[i] = (double)(t2 - t1);
+            ty[i] = (double)(now_ns() - t2);
         }
         qsort(tl, runs, sizeof(*tl), cmp_double);
         qsort(tf, runs, sizeof(*tf), cmp_double);
+        qsort(ty, runs, sizeof(*ty), cmp_double);
         printf("{\"what\":\"load\",\"rules\":%u,\"bytes\":%zu,\"runs\":%zu,"
-               "\"load_p50_us\":%.1f,\"load_p99_us\":%.1f,\"free_p50_us\":%.1f}\n",
+               "\"load_p50_us\":%.1f,\"load_p99_us\":%.1f,\"free_p50_us\":%.1f,"
+               "\"yaml_p50_us\":%.1f}\n",
                size, len, runs, quantile(tl, runs, 0.5) / 1e3, quantile(tl, runs, 0.99) / 1e3,
-               quantile(tf, runs, 0.5) / 1e3);
+               quantile(tf, runs, 0.5) / 1e3, quantile(ty, runs, 0.5) / 1e3);
         fflush(stdout);
         free(tl);
         free(tf);
+        free(ty);
     }
     policy_free(policy);
     free(text);
