@@ -89,7 +89,7 @@ static void release(struct domain *dom, struct dev_entry *e)
     e->ctrl = e->port = -1;
     if (was_attached)
         router_changed(dom->router);
-    router_entry_released(e, dom);
+    router_entry_released(dom->router, e);
     dev_entry_unref(e);
 }
 

@@ -297,28 +297,36 @@ static void set_held(struct router *router, struct dev_entry *e, bool held)
 }
 
 /*
- * Gives entry, decided ATTACH and held by dom0, to its guest: unless it is
- * dom0's last keyboard.  A keyboard found at start waits for the end of the
- * enumeration, when every keyboard is known.
+ * Keeps entry, decided ATTACH, in dom0 when it is dom0's last keyboard
+ * (held, reported "hold"); true then.  A keyboard found at start waits for
+ * the end of the enumeration, when every keyboard is known.
  */
-static void route(struct router *router, struct dev_entry *e, enum router_event event)
+static bool keep_last_keyboard(struct router *router, struct dev_entry *e,
+                               enum router_event event)
 {
     char name[256];
 
-    if (guarded(router, e) && !router_dom0_keeps_keyboard(router, e)) {
-        /* Another keyboard may still be found: decide when all are known. */
-        if (!router->complete) {
-            e->pending = true;
-            return;
-        }
-        set_held(router, e, true);
-        log_warnx("%s: not attached to %s (rule %u%s%s): it is dom0's last keyboard; "
-                  "allow-dom0-lockout: true permits it", e->dev->port, domain_name(e->domain),
-                  e->rule, e->rule_name ? " " : "",
-                  e->rule_name ? log_escape(e->rule_name, name, sizeof(name)) : "");
-        report(router, event, "hold", e, e->domain);
-        return;
+    if (!guarded(router, e) || router_dom0_keeps_keyboard(router, e))
+        return false;
+    /* Another keyboard may still be found: decide when all are known. */
+    if (!router->complete) {
+        e->pending = true;
+        return true;
     }
+    set_held(router, e, true);
+    log_warnx("%s: not attached to %s (rule %u%s%s): it is dom0's last keyboard; "
+              "allow-dom0-lockout: true permits it", e->dev->port, domain_name(e->domain),
+              e->rule, e->rule_name ? " " : "",
+              e->rule_name ? log_escape(e->rule_name, name, sizeof(name)) : "");
+    report(router, event, "hold", e, e->domain);
+    return true;
+}
+
+/* Gives entry, decided ATTACH and in dom0, to its guest: unless it is dom0's last keyboard. */
+static void route(struct router *router, struct dev_entry *e, enum router_event event)
+{
+    if (keep_last_keyboard(router, e, event))
+        return;
     if (e->override && device_is_keyboard(e->dev) && !router_dom0_keeps_keyboard(router, e))
         log_warnx("%s: attached to %s by hand: dom0 keeps no keyboard", e->dev->port,
                   domain_name(e->domain));
@@ -336,9 +344,10 @@ static void release_held(struct router *router, enum router_event event)
     if (router->n_held == 0)
         return;
     n = router_devices(router, &entries);
+    /* One still on its way out of a guest is judged again when it is out. */
     for (size_t i = 0; i < n; i++)
-        if (entries[i]->held && (!guarded(router, entries[i]) ||
-                                 router_dom0_keeps_keyboard(router, entries[i])))
+        if (entries[i]->held && entries[i]->state == DEV_IDLE &&
+            (!guarded(router, entries[i]) || router_dom0_keeps_keyboard(router, entries[i])))
             route(router, entries[i], event);
     free(entries);
 }
@@ -447,11 +456,18 @@ size_t router_keyboards(const struct router *router)
     return strmap_size(router->keyboards);
 }
 
-void router_entry_released(struct dev_entry *entry, struct domain *dom)
+void router_entry_released(struct router *router, struct dev_entry *entry)
 {
+    if (entry->unplugged || entry->decision != DECISION_ATTACH || !entry->domain)
+        return;
+    /* Held by the guard when a reload moved it: is it still dom0's last keyboard? */
+    if (entry->held) {
+        if (!guarded(router, entry) || router_dom0_keeps_keyboard(router, entry))
+            route(router, entry, EVENT_RELOAD);
+        return;
+    }
     /* Moved to another guest (or back) while it was being taken out. */
-    if (!entry->unplugged && entry->decision == DECISION_ATTACH && entry->domain)
-        domain_attach(entry->domain, entry);
+    domain_attach(entry->domain, entry);
 }
 
 void router_coldplug_done(struct router *router)
@@ -578,15 +594,26 @@ static void apply(struct router *router, struct dev_entry *e, enum decision old,
         e->pending = false;
         old = DECISION_NONE;
         old_dom = NULL;
+        if (e->state != DEV_IDLE) {
+            /* Still on its way out of a guest it had before: it goes on once out. */
+            if (e->decision != DECISION_ATTACH)
+                report(router, event, decision_action(e->decision), e, NULL);
+            else if (!keep_last_keyboard(router, e, event))
+                report(router, event, "attach", e, e->domain);
+            return;
+        }
     }
     if (old == DECISION_ATTACH)
         report(router, event, "detach", e, old_dom);
     if (old == DECISION_ATTACH && e->state != DEV_IDLE) {
-        /* Released by the old guest, it goes on to the new one. */
-        if (e->decision == DECISION_ATTACH)
-            report(router, event, "attach", e, e->domain);
-        else
+        /*
+         * Released by the old guest, it goes on to the new one through dom0:
+         * the guard looks at it as at any keyboard leaving dom0.
+         */
+        if (e->decision != DECISION_ATTACH)
             report(router, event, decision_action(e->decision), e, NULL);
+        else if (!keep_last_keyboard(router, e, event))
+            report(router, event, "attach", e, e->domain);
         domain_detach(old_dom, e);
     } else if (e->decision == DECISION_ATTACH) {
         route(router, e, event);

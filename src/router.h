@@ -165,7 +165,7 @@ void dev_entry_unref(struct dev_entry *entry);
  * Called by a domain worker when it is done with entry (detached, dropped
  * from its queue): the router routes it on if its decision wants that.
  */
-void router_entry_released(struct dev_entry *entry, struct domain *dom);
+void router_entry_released(struct router *router, struct dev_entry *entry);
 const char *dev_state_name(enum dev_state state);
 
 #endif

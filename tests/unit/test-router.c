@@ -1012,6 +1012,66 @@ static void guard_rescan_sweeps_keyboards(void **state)
     assert_rec(fx, 0, EVENT_ADD, "hold", "1-1", "sys-usb", 2);
 }
 
+/*
+ * A reload that moves a keyboard from one guest to another takes it through
+ * dom0: the guard looks at it there, as at any keyboard leaving dom0.
+ */
+static void guard_reload_moves_through_dom0(void **state)
+{
+    static const char to_vault[] = "version: 1\n"
+                                   "domains:\n"
+                                   "  vault: {}\n"
+                                   "  sys-usb: {}\n"
+                                   "rules:\n"
+                                   "  - {match: {hub: usb1}, domain: vault}\n";
+    struct fx *fx = *state;
+    struct dev_entry *e;
+
+    router_coldplug_done(fx->router);
+    router_keyboard_added(fx->router, LAPTOP_KBD);
+    add(fx, keyboard("1-1", 3));
+    settle(fx);
+    assert_state(fx, "1-1", DEV_ATTACHED, "sys-usb");
+    router_keyboard_removed(fx->router, LAPTOP_KBD);
+    assert_n_recs(fx, 1);
+    e = lookup(fx, "1-1");
+
+    /* Out of sys-usb, it stays in dom0: the last keyboard. */
+    router_set_policy(fx->router, parse(to_vault));
+    assert_n_recs(fx, 3);
+    assert_rec(fx, 1, EVENT_RELOAD, "detach", "1-1", "sys-usb", 1);
+    assert_rec(fx, 2, EVENT_RELOAD, "hold", "1-1", "vault", 1);
+    assert_true(e->held);
+    settle(fx);
+    assert_n_recs(fx, 3);
+    assert_state(fx, "1-1", DEV_IDLE, "vault");
+
+    /* Another keyboard: it goes to vault. */
+    router_keyboard_added(fx->router, LAPTOP_KBD);
+    assert_n_recs(fx, 4);
+    assert_rec(fx, 3, EVENT_ADD, "attach", "1-1", "vault", 1);
+    settle(fx);
+    assert_state(fx, "1-1", DEV_ATTACHED, "vault");
+
+    /*
+     * Back to sys-usb with no other keyboard, and one shows up while it is
+     * still being taken out of vault: it goes on once it is out.
+     */
+    router_keyboard_removed(fx->router, LAPTOP_KBD);
+    router_set_policy(fx->router, parse(guard_policy));
+    assert_n_recs(fx, 6);
+    assert_rec(fx, 4, EVENT_RELOAD, "detach", "1-1", "vault", 2);
+    assert_rec(fx, 5, EVENT_RELOAD, "hold", "1-1", "sys-usb", 2);
+    assert_int_equal(e->state, DEV_DETACHING);
+    router_keyboard_added(fx->router, LAPTOP_KBD);
+    assert_n_recs(fx, 6);
+    settle(fx);
+    assert_n_recs(fx, 7);
+    assert_rec(fx, 6, EVENT_RELOAD, "attach", "1-1", "sys-usb", 2);
+    assert_false(e->held);
+    assert_state(fx, "1-1", DEV_ATTACHED, "sys-usb");
+}
+
 /* What the last run gave a guest is the guest's: the guard does not take it back. */
 static void guard_spares_what_a_guest_has(void **state)
 {
@@ -1066,6 +1126,7 @@ int main(void)
         G(guard_coldplug_holds_the_real_keyboard),
         G(guard_reload),
         G(guard_reload_to_ignore),
+        G(guard_reload_moves_through_dom0),
         G(guard_by_hand),
         G(guard_spares_what_a_guest_has),
         G(guard_rescan_sweeps_keyboards),
