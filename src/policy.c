@@ -1456,14 +1456,9 @@ static void read_policy(struct parse *ps, struct policy *policy, const struct no
                     d.lockout >= 0 ? d.lockout > 0 : dflt.lockout > 0;
         }
     }
-    if (t.rules) {
-        if (t.rules->type != NODE_SEQ && !node_is_null(t.rules)) {
-            perr_node(ps, t.rules, "'rules' must be a list, not %s", node_type_name(t.rules));
-            return;
-        }
-        for (size_t i = 0; i < t.rules->n; i++)
-            read_rule(ps, policy, t.rules->items[i]);
-    }
+    /* A list of rules has been read while it was parsed (stream_rules). */
+    if (t.rules && t.rules->type != NODE_SEQ && !node_is_null(t.rules))
+        perr_node(ps, t.rules, "'rules' must be a list, not %s", node_type_name(t.rules));
 }
 
 /* Reports a NUL byte (a binary file) at its line and column. */
