@@ -18,6 +18,9 @@
  *
  * Usage: match-bench [--quick] [SIZE...]       (default sizes 10 1000 10000)
  *        match-bench --write-policy SIZE MIX FILE    MIX: mixed | exact
+ *        match-bench --parse-only FILE       libyaml alone on FILE, once: prints
+ *                                            the microseconds (bench.py times it
+ *                                            between the daemon's reloads)
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -384,6 +387,38 @@ static void bench_size(unsigned size, bool mixed, bool quick, struct usb_device 
     free(text);
 }
 
+static int parse_only(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *text = NULL;
+    size_t len = 0, cap = 0, r;
+    uint64_t t0;
+
+    if (!f) {
+        perror(path);
+        return 1;
+    }
+    do {
+        if (len == cap) {
+            char *more = realloc(text, cap = cap ? cap * 2 : 65536);
+
+            if (!more) {
+                perror("match-bench");
+                return 1;
+            }
+            text = more;
+        }
+        r = fread(text + len, 1, cap - len, f);
+        len += r;
+    } while (r > 0);
+    fclose(f);
+    t0 = now_ns();
+    yaml_events(text, len);
+    printf("%.1f\n", (double)(now_ns() - t0) / 1e3);
+    free(text);
+    return 0;
+}
+
 static int write_policy(const char *size_s, const char *mix, const char *path)
 {
     char *end;
@@ -418,6 +453,8 @@ int main(int argc, char **argv)
     log_init("match-bench", LOG_LEVEL_ERROR, true);
     if (argc == 5 && strcmp(argv[1], "--write-policy") == 0)
         return write_policy(argv[2], argv[3], argv[4]);
+    if (argc == 3 && strcmp(argv[1], "--parse-only") == 0)
+        return parse_only(argv[2]);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             quick = true;
@@ -425,7 +462,8 @@ int main(int argc, char **argv)
             sizes[n_sizes++] = (unsigned)atoi(argv[i]);
         } else {
             fprintf(stderr, "usage: match-bench [--quick] [SIZE...]\n"
-                            "       match-bench --write-policy SIZE mixed|exact FILE\n");
+                            "       match-bench --write-policy SIZE mixed|exact FILE\n"
+                            "       match-bench --parse-only FILE\n");
             return 2;
         }
     }
