@@ -329,12 +329,11 @@ static void read_rule(struct parse *ps, struct policy *policy, const struct node
  * Builds the node that starts with ev (already read) in arena.  Returns NULL
  * after an error has been reported; the parse cannot go on then.
  */
-static struct node *build_node(struct parse *ps, yaml_event_t *ev, unsigned depth,
-                               struct arena_chunk **arena)
+/* A node at ev's position, all else zero; NULL (reported) when out of memory. */
+static struct node *new_node(struct parse *ps, struct arena_chunk **arena,
+                             const yaml_event_t *ev)
 {
     struct node *node = arena_alloc(arena, sizeof(*node));
-    yaml_event_type_t end;
-    bool rules_next = false;
 
     if (!node) {
         perr(ps, 1, 1, "out of memory");
@@ -343,6 +342,18 @@ static struct node *build_node(struct parse *ps, yaml_event_t *ev, unsigned dept
     memset(node, 0, sizeof(*node));
     node->line = (unsigned)ev->start_mark.line + 1;
     node->column = (unsigned)ev->start_mark.column + 1;
+    return node;
+}
+
+static struct node *build_node(struct parse *ps, yaml_event_t *ev, unsigned depth,
+                               struct arena_chunk **arena)
+{
+    struct node *node = new_node(ps, arena, ev);
+    yaml_event_type_t end;
+    bool rules_next = false;
+
+    if (!node)
+        return NULL;
     switch (ev->type) {
     case YAML_SCALAR_EVENT:
         node->type = NODE_SCALAR;
@@ -424,15 +435,10 @@ static struct node *stream_rules(struct parse *ps, yaml_event_t *ev, unsigned de
 
     if (ev->type != YAML_SEQUENCE_START_EVENT)
         return build_node(ps, ev, depth, &ps->arena);
-    list = arena_alloc(&ps->arena, sizeof(*list));
-    if (!list) {
-        perr(ps, 1, 1, "out of memory");
+    list = new_node(ps, &ps->arena, ev);
+    if (!list)
         return NULL;
-    }
-    memset(list, 0, sizeof(*list));
     list->type = NODE_SEQ;
-    list->line = (unsigned)ev->start_mark.line + 1;
-    list->column = (unsigned)ev->start_mark.column + 1;
     for (;;) {
         yaml_event_t item_ev;
         struct node *item;
