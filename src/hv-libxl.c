@@ -480,6 +480,31 @@ static int lx_domain_lookup(struct hv *hv, const char *name)
     return g ? g->domid : -ENOENT;
 }
 
+static int lx_list_domains(struct hv *hv, struct hv_domain **out, size_t *n)
+{
+    struct libxl_hv *lx = (struct libxl_hv *)hv;
+    struct hv_domain *list;
+    size_t pos = 0, i = 0, count = 0;
+    const char *key;
+    void *value;
+
+    while (strmap_next(lx->running, &pos, &key, &value) == 0)
+        count++;
+    list = calloc(count + 1, sizeof(*list));
+    *out = list;
+    *n = 0;
+    if (!list)
+        return -ENOMEM;
+    pos = 0;
+    while (i < count && strmap_next(lx->running, &pos, &key, &value) == 0) {
+        list[i].domid = ((const struct guest *)value)->domid;
+        snprintf(list[i].name, sizeof(list[i].name), "%s", key);
+        i++;
+    }
+    *n = i;
+    return 0;
+}
+
 static unsigned read_uint(struct libxl_hv *lx, const char *path, unsigned dflt)
 {
     unsigned len;
@@ -879,6 +904,7 @@ static void lx_free(struct hv *hv)
 static const struct hv_ops libxl_ops = {
     .name = "libxl",
     .domain_lookup = lx_domain_lookup,
+    .list_domains = lx_list_domains,
     .list_controllers = lx_list_controllers,
     .add_controller = lx_add_controller,
     .attach = lx_attach,

@@ -46,6 +46,12 @@ struct hv_usb {
     const char *busid;      /* port path, "1-1.2" */
 };
 
+/* A running guest, as list_domains gives it. */
+struct hv_domain {
+    int domid;
+    char name[64];
+};
+
 /* Domain start and stop, reported by the backend to whoever owns it. */
 struct hv_events {
     void (*domain_started)(void *arg, const char *name, int domid);
@@ -57,6 +63,12 @@ struct hv_ops {
     const char *name;
     /* The domid of the running guest called name, or -ENOENT. */
     int (*domain_lookup)(struct hv *hv, const char *name);
+    /*
+     * Every running guest but dom0, the policy's or not: *out is allocated,
+     * the caller frees it.  NULL in a backend that knows only the policy's
+     * guests (dry-run, QMP).
+     */
+    int (*list_domains)(struct hv *hv, struct hv_domain **out, size_t *n);
     /* The controllers of a guest: *out is allocated, the caller frees it. */
     int (*list_controllers)(struct hv *hv, int domid, struct hv_controller **out,
                             size_t *n);

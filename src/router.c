@@ -44,6 +44,25 @@ struct router {
     struct state_record *previous;  /* what the last run recorded */
     size_t n_previous;
     unsigned scan;              /* counts router_rescan_begin() calls */
+    struct sweep *sweeps;       /* stale removals from guests the policy does not name */
+    bool closing;
+};
+
+/*
+ * The removal of what a guest the policy does not name holds of a device
+ * that is not plugged in.  libxl refuses every USB add while any guest's
+ * port names a device it cannot find, so such leftovers (a device given
+ * with xl, then unplugged) are removed too, though the daemon has no worker
+ * for that guest.
+ */
+struct sweep {
+    struct router *router;
+    int domid;
+    int ctrl;
+    int port;
+    char guest[64];
+    char busid[32];
+    struct sweep *next;
 };
 
 static const char *const state_names[] = {
@@ -148,6 +167,8 @@ void router_close(struct router *router)
     size_t pos = 0;
     const char *key;
     void *value;
+
+    router->closing = true;
 
     while (strmap_next(router->domains, &pos, &key, &value) == 0)
         domain_close(value);
@@ -398,15 +419,91 @@ void router_device_added(struct router *router, struct usb_device *dev,
         release_held(router, event);
 }
 
+static void sweep_done(void *arg, int err)
+{
+    struct sweep *s = arg, **p = &s->router->sweeps;
+
+    while (*p && *p != s)
+        p = &(*p)->next;
+    if (*p)
+        *p = s->next;
+    if (err < 0 && err != -ECANCELED)
+        log_warnx("%s: removing the stale device %s from controller %d port %d failed: %s",
+                  s->guest, s->busid, s->ctrl, s->port, strerror(-err));
+    else if (err == 0)
+        log_notice("%s: removed the stale device %s from controller %d port %d", s->guest,
+                   s->busid, s->ctrl, s->port);
+    free(s);
+}
+
+static bool sweeping(const struct router *router, int domid, int ctrl, int port)
+{
+    for (const struct sweep *s = router->sweeps; s; s = s->next)
+        if (s->domid == domid && s->ctrl == ctrl && s->port == port)
+            return true;
+    return false;
+}
+
+/* Removes the stale ports of one guest the policy does not name. */
+static void sweep_guest(struct router *router, const struct hv_domain *guest)
+{
+    struct hv_controller *ctrls = NULL;
+    size_t n = 0;
+
+    if (router->hv->ops->list_controllers(router->hv, guest->domid, &ctrls, &n) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        for (int p = 0; p < ctrls[i].n_ports && p < 16; p++) {
+            const struct hv_port *port = &ctrls[i].ports[p];
+            struct hv_usb usb = { .ctrl = ctrls[i].id, .port = p + 1, .busid = port->busid };
+            struct sweep *s;
+
+            if (!port->used || !port->busid[0] || router_port_present(router, port->busid) ||
+                sweeping(router, guest->domid, usb.ctrl, usb.port))
+                continue;
+            s = calloc(1, sizeof(*s));
+            if (!s) {
+                log_error("out of memory");
+                break;
+            }
+            *s = (struct sweep){ .router = router, .domid = guest->domid, .ctrl = usb.ctrl,
+                                 .port = usb.port, .next = router->sweeps };
+            snprintf(s->guest, sizeof(s->guest), "%s", guest->name);
+            snprintf(s->busid, sizeof(s->busid), "%s", port->busid);
+            usb.busid = s->busid;
+            log_notice("%s (not in the policy): controller %d port %d holds %s, which is not "
+                       "plugged in: removing it", s->guest, usb.ctrl, usb.port, s->busid);
+            router->sweeps = s;
+            if (router->hv->ops->detach(router->hv, guest->domid, &usb, sweep_done, s) < 0) {
+                log_warnx("%s: cannot remove the stale device %s", s->guest, s->busid);
+                router->sweeps = s->next;
+                free(s);
+            }
+        }
+    }
+    free(ctrls);
+}
+
 /* What a guest holds of a device not plugged in (found at start, or by hand) is stale. */
 static void reap_stale(struct router *router)
 {
-    size_t pos = 0;
+    struct hv_domain *guests = NULL;
+    size_t pos = 0, n = 0;
     const char *key;
     void *value;
 
     while (strmap_next(router->domains, &pos, &key, &value) == 0)
         domain_reap_stale(value);
+    /* The policy's guests are their workers' business; the others are swept here. */
+    if (!router->complete || router->closing || !router->hv->ops->list_domains ||
+        router->hv->ops->list_domains(router->hv, &guests, &n) < 0) {
+        free(guests);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!router_domain(router, guests[i].name))
+            sweep_guest(router, &guests[i]);
+    free(guests);
 }
 
 void router_device_removed(struct router *router, const char *devpath)
@@ -472,10 +569,6 @@ void router_entry_released(struct router *router, struct dev_entry *entry)
 
 void router_coldplug_done(struct router *router)
 {
-    size_t pos = 0;
-    const char *key;
-    void *value;
-
     struct dev_entry **entries;
     size_t n;
 
@@ -494,8 +587,7 @@ void router_coldplug_done(struct router *router)
                 route(router, entries[i], EVENT_PRESENT);
             }
     free(entries);
-    while (strmap_next(router->domains, &pos, &key, &value) == 0)
-        domain_reap_stale(value);
+    reap_stale(router);
 }
 
 void router_rescan_begin(struct router *router)
