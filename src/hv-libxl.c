@@ -27,6 +27,7 @@
 #include <ev.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,14 +43,37 @@
 
 struct libxl_hv;
 
+/* A doubly linked list's link, kept inside what it links. */
+struct link {
+    struct link *next;
+    struct link **prev;
+};
+
+#define LINK_ENTRY(l, type) ((type *)(void *)((char *)(l) - offsetof(type, link)))
+
+static void link_push(struct link **head, struct link *l)
+{
+    l->next = *head;
+    l->prev = head;
+    if (l->next)
+        l->next->prev = &l->next;
+    *head = l;
+}
+
+static void link_remove(struct link *l)
+{
+    *l->prev = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+}
+
 /* An fd or a timeout libxl asked us to watch. */
 struct osev {
     struct libxl_hv *lx;
     void *for_libxl;
     ev_io io;
     ev_timer timer;
-    struct osev *next;
-    struct osev **prev;
+    struct link link;           /* in lx->osevs */
 };
 
 /* One asynchronous libxl operation in flight. */
@@ -62,8 +86,7 @@ struct lx_op {
     libxl_device_usbdev usbdev;
     bool is_ctrl;
     bool is_usbdev;
-    struct lx_op *next;
-    struct lx_op **prev;
+    struct link link;           /* in lx->ops */
 };
 
 struct logger {
@@ -90,8 +113,8 @@ struct libxl_hv {
     libxl_childproc_hooks child_hooks;
     libxl_event_hooks event_hooks;
     struct strmap *running;     /* guest name -> struct guest, as reported */
-    struct osev *osevs;
-    struct lx_op *ops;
+    struct link *osevs;
+    struct link *ops;
     bool in_libxl;
 };
 
@@ -150,13 +173,6 @@ static void logger_destroy(xentoollog_logger *logger)
 
 /* ---- libxl's fds and timeouts in the libev loop ---- */
 
-static void osev_unlink(struct osev *o)
-{
-    *o->prev = o->next;
-    if (o->next)
-        o->next->prev = o->prev;
-}
-
 /* A new registration, on the list that lx_free empties. */
 static struct osev *osev_new(struct libxl_hv *lx, void *for_libxl)
 {
@@ -166,11 +182,7 @@ static struct osev *osev_new(struct libxl_hv *lx, void *for_libxl)
         return NULL;
     o->lx = lx;
     o->for_libxl = for_libxl;
-    o->next = lx->osevs;
-    o->prev = &lx->osevs;
-    if (o->next)
-        o->next->prev = &o->next;
-    lx->osevs = o;
+    link_push(&lx->osevs, &o->link);
     return o;
 }
 
@@ -178,7 +190,7 @@ static void osev_free(struct osev *o)
 {
     ev_io_stop(o->lx->loop, &o->io);
     ev_timer_stop(o->lx->loop, &o->timer);
-    osev_unlink(o);
+    link_remove(&o->link);
     free(o);
 }
 
@@ -571,13 +583,6 @@ static int lx_list_controllers(struct hv *hv, int domid, struct hv_controller **
     return 0;
 }
 
-static void op_unlink(struct lx_op *op)
-{
-    *op->prev = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
-}
-
 static struct lx_op *op_new(struct libxl_hv *lx, hv_done_fn done, void *arg)
 {
     struct lx_op *op = calloc(1, sizeof(*op));
@@ -587,11 +592,7 @@ static struct lx_op *op_new(struct libxl_hv *lx, hv_done_fn done, void *arg)
     op->lx = lx;
     op->done = done;
     op->arg = arg;
-    op->next = lx->ops;
-    op->prev = &lx->ops;
-    if (op->next)
-        op->next->prev = &op->next;
-    lx->ops = op;
+    link_push(&lx->ops, &op->link);
     return op;
 }
 
@@ -617,7 +618,7 @@ struct deferred {
 
 static void finish(struct lx_op *op, int rc)
 {
-    op_unlink(op);
+    link_remove(&op->link);
     if (op->is_ctrl && op->id_out && rc == 0)
         *op->id_out = op->ctrl.devid;
     op->done(op->arg, rc_to_errno(rc));
@@ -679,7 +680,7 @@ static int lx_add_controller(struct hv *hv, int domid, const struct controller_s
     rc = libxl_device_usbctrl_add(lx->ctx, (uint32_t)domid, &op->ctrl, &how);
     lx->in_libxl = false;
     if (rc) {
-        op_unlink(op);
+        link_remove(&op->link);
         op_free(op);
         return rc_to_errno(rc);
     }
@@ -756,7 +757,7 @@ static int start_usbdev(struct libxl_hv *lx, int domid, const struct hv_usb *usb
         rc = libxl_device_usbdev_remove(lx->ctx, (uint32_t)domid, &op->usbdev, &how);
     lx->in_libxl = false;
     if (rc) {
-        op_unlink(op);
+        link_remove(&op->link);
         op_free(op);
         return rc_to_errno(rc);
     }
@@ -846,8 +847,9 @@ static bool abort_ops(struct libxl_hv *lx)
         return true;
     /* An operation may end inside libxl_ao_abort: its answer waits for the loop. */
     lx->in_libxl = true;
-    for (struct lx_op *op = lx->ops; op; op = op->next) {
-        libxl_asyncop_how how = { .callback = ao_done, .u.for_callback = op };
+    for (struct link *l = lx->ops; l; l = l->next) {
+        libxl_asyncop_how how = { .callback = ao_done,
+                                  .u.for_callback = LINK_ENTRY(l, struct lx_op) };
 
         libxl_ao_abort(lx->ctx, &how);
     }
@@ -869,7 +871,9 @@ static void lx_free(struct hv *hv)
     bool ended;
 
     /* What is in flight is answered as cancelled first, and only once. */
-    for (struct lx_op *op = lx->ops; op; op = op->next) {
+    for (struct link *l = lx->ops; l; l = l->next) {
+        struct lx_op *op = LINK_ENTRY(l, struct lx_op);
+
         op->done(op->arg, -ECANCELED);
         op->done = op_cancelled;
     }
@@ -897,7 +901,7 @@ static void lx_free(struct hv *hv)
         libxl_ctx_free(lx->ctx);
     /* libxl deregisters its fds and timeouts as its ctx goes; free any left. */
     while (lx->osevs)
-        osev_free(lx->osevs);
+        osev_free(LINK_ENTRY(lx->osevs, struct osev));
     free(lx);
 }
 
