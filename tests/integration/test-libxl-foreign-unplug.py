@@ -9,21 +9,12 @@ import aua
 import daemon
 import xen
 
-POLICY = """\
-version: 1
-domains:
-  win10: {}
-rules:
-  - match: { hub: "1-1.4" }
-    domain: win10
-"""
-
 WIN10 = 5
 
 
 def test():
     tmp = aua.tempdir()
-    policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
+    policy = daemon.write_policy(tmp, "policy.yaml", xen.STICK_TO_WIN10)
     tb = aua.Testbed()
     for f in ("hubs", "laptop-keyboard", "webcam"):
         tb.load(f)

@@ -15,21 +15,12 @@ import devices
 import xen
 from overrun import Overrun, lost_log
 
-POLICY = """\
-version: 1
-domains:
-  win10: {}
-rules:
-  - match: { hub: "1-1.4" }
-    domain: win10
-"""
-
 WIN10 = 5
 
 
 def test():
     tmp = aua.tempdir()
-    policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
+    policy = daemon.write_policy(tmp, "policy.yaml", xen.STICK_TO_WIN10)
     ov = Overrun(tmp)
     tb = aua.Testbed()
     tb.load("hubs")

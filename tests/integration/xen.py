@@ -18,6 +18,17 @@ import aua
 
 XENENV = os.path.join(aua.FIXTURES, "xen", "xenenv")
 
+# A policy several tests share: what is below the hub of the fixtures' USB
+# stick (1-1.4) goes to win10.
+STICK_TO_WIN10 = """\
+version: 1
+domains:
+  win10: {}
+rules:
+  - match: { hub: "1-1.4" }
+    domain: win10
+"""
+
 
 def enter():
     if os.environ.get("XENENV_DIR"):
