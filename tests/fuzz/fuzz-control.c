@@ -28,18 +28,8 @@
 #include "policy.h"
 #include "router.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond, ...)                                          \
-    do {                                                          \
-        if (!(cond)) {                                            \
-            fprintf(stderr, "fuzz-control: %s: ", #cond);         \
-            fprintf(stderr, __VA_ARGS__);                         \
-            fputc('\n', stderr);                                  \
-            abort();                                              \
-        }                                                         \
-    } while (0)
+#define FUZZ_NAME "fuzz-control"
+#include "fuzz.h"
 
 /* Requests answered per input: enough for attach, then explain, then detach. */
 #define MAX_REQUESTS 32
