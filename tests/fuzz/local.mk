@@ -31,8 +31,9 @@ aua_fuzz_programs = \
 	tests/fuzz/fuzz-control \
 	tests/fuzz/fuzz-qmp
 
-# What the harnesses include (a change rebuilds them all).
-aua_fuzz_headers = tests/fuzz/fuzz.h
+# What the harnesses include (a change rebuilds them all); fuzz-control
+# routes the machine of the router's unit tests.
+aua_fuzz_headers = tests/fuzz/fuzz.h tests/unit/router-fixture.h
 
 FUZZ_SECONDS = 60
 # More libFuzzer options for make fuzz, e.g. -jobs=4 -workers=4.
