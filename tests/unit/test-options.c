@@ -183,17 +183,17 @@ static void legacy_short_options(void **state)
 
     cli = from_options(&o);
     file = unit_policy("version: 1\n"
-                     "domains:\n"
-                     "  D:\n"
-                     "    controller: {version: 3}\n"
-                     "    qmp-socket: /run/x.sock\n"
-                     "rules:\n"
-                     "  - match: {hub: usb3}\n"
-                     "    domain: D\n"
-                     "  - match: {hub: \"1-1\"}\n"
-                     "    domain: D\n"
-                     "  - match: {id: \"1050:0407\"}\n"
-                     "    domain: D\n");
+                       "domains:\n"
+                       "  D:\n"
+                       "    controller: {version: 3}\n"
+                       "    qmp-socket: /run/x.sock\n"
+                       "rules:\n"
+                       "  - match: {hub: usb3}\n"
+                       "    domain: D\n"
+                       "  - match: {hub: \"1-1\"}\n"
+                       "    domain: D\n"
+                       "  - match: {id: \"1050:0407\"}\n"
+                       "    domain: D\n");
     assert_same_policy(cli, file);
     assert_string_equal(cli->source, "command line");
     assert_int_equal(cli->domains[0].controller.ports, 8);
@@ -225,12 +225,12 @@ static void legacy_long_options(void **state)
 
     cli = from_options(&o);
     file = unit_policy("version: 1\n"
-                     "domains:\n"
-                     "  win10: {controller: {version: 1}, qmp-socket: /run/q}\n"
-                     "rules:\n"
-                     "  - {match: {hub: \"2-1.4\"}, domain: win10}\n"
-                     "  - {match: {id: \"046d:c31c\"}, domain: win10}\n"
-                     "  - {match: {id: \"1050:0407\"}, domain: win10}\n");
+                       "domains:\n"
+                       "  win10: {controller: {version: 1}, qmp-socket: /run/q}\n"
+                       "rules:\n"
+                       "  - {match: {hub: \"2-1.4\"}, domain: win10}\n"
+                       "  - {match: {id: \"046d:c31c\"}, domain: win10}\n"
+                       "  - {match: {id: \"1050:0407\"}, domain: win10}\n");
     assert_same_policy(cli, file);
     /* Ids are lowercased as in a file; the name keeps what was typed. */
     assert_string_equal(cli->rules[1].match.vendor, "046d");
@@ -271,8 +271,8 @@ static void legacy_allow_lockout(void **state)
                     &o);
     cli = from_options(&o);
     file = unit_policy("version: 1\ndomains:\n  vm: {allow-dom0-lockout: true}\nrules:\n"
-                     "  - {match: {hub: usb1}, domain: vm}\n"
-                     "  - {match: {id: \"046d:c31c\"}, domain: vm}\n");
+                       "  - {match: {hub: usb1}, domain: vm}\n"
+                       "  - {match: {id: \"046d:c31c\"}, domain: vm}\n");
     assert_same_policy(cli, file);
     assert_true(cli->domains[0].allow_lockout);
     for (unsigned i = 0; i < cli->n_rules; i++)

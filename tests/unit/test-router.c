@@ -497,6 +497,17 @@ static void rescan_sweeps_what_is_gone(void **state)
 
 static void reload_moves_only_changed(void **state)
 {
+    static const char moved[] =
+        "version: 1\n"
+        "domains: {vault: {}, win10: {}}\n"
+        "rules:\n"
+        "  - match: {hub: \"1-1\"}\n"
+        "    domain: win10\n"
+        "  - name: keys to windows\n"
+        "    match: {id: \"1050:0407\"}\n"
+        "    domain: win10\n"
+        "  - match: {interface-class: hid}\n"
+        "    domain: vault\n";
     struct fx *fx = *state;
 
     add(fx, yubikey("1-2", 5));
@@ -512,16 +523,7 @@ static void reload_moves_only_changed(void **state)
      * vault, the stick keeps win10 (by another rule number), the unmatched
      * device stays unmatched.
      */
-    router_set_policy(fx->router, unit_policy("version: 1\n"
-                                        "domains: {vault: {}, win10: {}}\n"
-                                        "rules:\n"
-                                        "  - match: {hub: \"1-1\"}\n"
-                                        "    domain: win10\n"
-                                        "  - name: keys to windows\n"
-                                        "    match: {id: \"1050:0407\"}\n"
-                                        "    domain: win10\n"
-                                        "  - match: {interface-class: hid}\n"
-                                        "    domain: vault\n"));
+    router_set_policy(fx->router, unit_policy(moved));
     /* In port order: 1-2, then 3-1. */
     assert_n_recs(fx, 3);
     assert_rec(fx, 0, EVENT_RELOAD, "detach", "1-2", "vault", 2);
@@ -538,16 +540,7 @@ static void reload_moves_only_changed(void **state)
 
     /* The same policy again: nothing to say, nothing moves. */
     fx->n = 0;
-    router_set_policy(fx->router, unit_policy("version: 1\n"
-                                        "domains: {vault: {}, win10: {}}\n"
-                                        "rules:\n"
-                                        "  - match: {hub: \"1-1\"}\n"
-                                        "    domain: win10\n"
-                                        "  - name: keys to windows\n"
-                                        "    match: {id: \"1050:0407\"}\n"
-                                        "    domain: win10\n"
-                                        "  - match: {interface-class: hid}\n"
-                                        "    domain: vault\n"));
+    router_set_policy(fx->router, unit_policy(moved));
     settle(fx);
     assert_n_recs(fx, 0);
     assert_state(fx, "1-2", DEV_ATTACHED, "win10");
@@ -565,10 +558,10 @@ static void reload_reports_in_port_order(void **state)
     settle(fx);
     fx->n = 0;
     router_set_policy(fx->router, unit_policy("version: 1\n"
-                                        "domains: {win10: {}}\n"
-                                        "rules:\n"
-                                        "  - match: {vendor: \"1050\"}\n"
-                                        "    domain: win10\n"));
+                                              "domains: {win10: {}}\n"
+                                              "rules:\n"
+                                              "  - match: {vendor: \"1050\"}\n"
+                                              "    domain: win10\n"));
     assert_n_recs(fx, 12);
     for (unsigned i = 0; i < 6; i++) {
         assert_rec(fx, 2 * i, EVENT_RELOAD, "detach", sorted[i], "vault", 1);
@@ -603,10 +596,10 @@ static void reload_while_attaching(void **state)
 
     add(fx, yubikey("1-2", 5));
     router_set_policy(fx->router, unit_policy("version: 1\n"
-                                        "domains: {vault: {}, other: {}}\n"
-                                        "rules:\n"
-                                        "  - match: {vendor: \"1050\"}\n"
-                                        "    domain: other\n"));
+                                              "domains: {vault: {}, other: {}}\n"
+                                              "rules:\n"
+                                              "  - match: {vendor: \"1050\"}\n"
+                                              "    domain: other\n"));
     settle(fx);
     assert_n_recs(fx, 3);
     assert_rec(fx, 1, EVENT_RELOAD, "detach", "1-2", "vault", 1);
@@ -925,7 +918,7 @@ static void guard_reload_to_ignore(void **state)
     add(fx, keyboard("1-1", 3));
     e = lookup(fx, "1-1");
     router_set_policy(fx->router, unit_policy("version: 1\nrules:\n"
-                                        "  - {match: {}, action: ignore}\n"));
+                                              "  - {match: {}, action: ignore}\n"));
     /* It never left dom0: no detach. */
     assert_n_recs(fx, 2);
     assert_rec(fx, 1, EVENT_RELOAD, "ignore", "1-1", "", 1);
