@@ -252,7 +252,7 @@ def daemon_args(tmp, policy_path, *extra):
 
 # The key (1050:0407, bus 1 device 5, at 1-1.2) for the vault, and where a
 # QEMU with XHCI holds it: (id, controller, port, hostbus, hostaddr).
-KEY_TO_VAULT = """\
+KEY_TO_VAULT_RULE = """\
   - match: { id: "1050:0407" }
     domain: vault
 """

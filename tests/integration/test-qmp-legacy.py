@@ -23,7 +23,7 @@ def test():
         daemon.stop_clean(d)
 
     mixed = daemon.write_policy(tmp, "mixed.yaml", qemu.policy(
-        [("vault", g.sock, None)], qemu.KEY_TO_VAULT)
+        [("vault", g.sock, None)], qemu.KEY_TO_VAULT_RULE)
         .replace("rules:", "  win10: {}\nrules:"))
     with aua.Daemon(qemu.daemon_args(tmp, mixed), testbed=tb) as d:
         d.proc.wait(t)

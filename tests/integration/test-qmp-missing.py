@@ -9,7 +9,7 @@ import qemu
 
 
 def test():
-    v = qemu.Vault(qemu.KEY_TO_VAULT, preload=False)
+    v = qemu.Vault(qemu.KEY_TO_VAULT_RULE, preload=False)
     g = v.guest
     t = daemon.timeout(15)
     with v.daemon() as d:

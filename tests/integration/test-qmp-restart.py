@@ -14,7 +14,7 @@ import qemu
 
 
 def test():
-    v = qemu.Vault(qemu.KEY_TO_VAULT)
+    v = qemu.Vault(qemu.KEY_TO_VAULT_RULE)
     g = v.guest
     t = daemon.timeout(15)
     with v.daemon() as d:
