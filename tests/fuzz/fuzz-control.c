@@ -28,42 +28,15 @@
 #include "policy.h"
 #include "router.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond, ...)                                          \
-    do {                                                          \
-        if (!(cond)) {                                            \
-            fprintf(stderr, "fuzz-control: %s: ", #cond);         \
-            fprintf(stderr, __VA_ARGS__);                         \
-            fputc('\n', stderr);                                  \
-            abort();                                              \
-        }                                                         \
-    } while (0)
+#define FUZZ_NAME "fuzz-control"
+#include "fuzz.h"
+#include "../unit/router-fixture.h"
 
 /* Requests answered per input: enough for attach, then explain, then detach. */
 #define MAX_REQUESTS 32
 
-static const char policy_text[] =
-    "version: 1\n"
-    "domains:\n"
-    "  vault: {}\n"
-    "  win10:\n"
-    "    controller: {version: 3, ports: 15, max: 2}\n"
-    "  small:\n"
-    "    controller: {version: 1, ports: 2, max: 1}\n"
-    "rules:\n"
-    "  - name: yubikeys go to the vault\n"
-    "    match: {id: \"1050:0407\"}\n"
-    "    domain: vault\n"
-    "  - name: \"keyboards \\x1b[31m stay\"\n"
-    "    match: {interface-class: \"03:01:01\"}\n"
-    "    action: ignore\n"
-    "  - match: {hub: \"1-1\"}\n"
-    "    domain: win10\n"
-    "  - name: the small guest\n"
-    "    match: {hub: \"2-1\"}\n"
-    "    domain: small\n";
+/* The rule for keyboards has an escape sequence in its name. */
+static const char policy_text[] = ROUTER_FIXTURE_POLICY("\"keyboards \\x1b[31m stay\"");
 
 static const char broken_text[] =
     "version: 1\n"
@@ -113,8 +86,7 @@ static void add(struct fx *fx, const char *port, unsigned devnum, uint16_t vendo
     char devpath[128];
     struct usb_device *dev;
 
-    snprintf(devpath, sizeof(devpath), "/devices/pci0000:00/0000:00:14.0/usb%c/%s", port[0],
-             port);
+    router_fixture_devpath(devpath, sizeof(devpath), port);
     dev = device_new(devpath, port);
     if (!dev)
         return;

@@ -23,18 +23,8 @@
 #include "match.h"
 #include "policy.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond, ...)                                          \
-    do {                                                          \
-        if (!(cond)) {                                            \
-            fprintf(stderr, "fuzz-match: %s: ", #cond);           \
-            fprintf(stderr, __VA_ARGS__);                         \
-            fputc('\n', stderr);                                  \
-            abort();                                              \
-        }                                                         \
-    } while (0)
+#define FUZZ_NAME "fuzz-match"
+#include "fuzz.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 

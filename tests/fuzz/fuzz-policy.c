@@ -21,21 +21,10 @@
 #include "match.h"
 #include "policy.h"
 
+#define FUZZ_NAME "fuzz-policy"
+#include "fuzz.h"
+
 #define NAME "fuzz.yaml"
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* abort() so that libFuzzer keeps the input, with what was wrong. */
-#define CHECK(cond, ...)                                          \
-    do {                                                          \
-        if (!(cond)) {                                            \
-            fprintf(stderr, "fuzz-policy: %s: ", #cond);          \
-            fprintf(stderr, __VA_ARGS__);                         \
-            fputc('\n', stderr);                                  \
-            abort();                                              \
-        }                                                         \
-    } while (0)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -22,18 +22,8 @@
 #include "log.h"
 #include "qmp.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond, ...)                                          \
-    do {                                                          \
-        if (!(cond)) {                                            \
-            fprintf(stderr, "fuzz-qmp: %s: ", #cond);             \
-            fprintf(stderr, __VA_ARGS__);                         \
-            fputc('\n', stderr);                                  \
-            abort();                                              \
-        }                                                         \
-    } while (0)
+#define FUZZ_NAME "fuzz-qmp"
+#include "fuzz.h"
 
 /* Small, so that the line limit is reached by inputs of a few KB. */
 #define MAX_LINE 512

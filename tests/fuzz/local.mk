@@ -31,6 +31,10 @@ aua_fuzz_programs = \
 	tests/fuzz/fuzz-control \
 	tests/fuzz/fuzz-qmp
 
+# What the harnesses include (a change rebuilds them all); fuzz-control
+# routes the machine of the router's unit tests.
+aua_fuzz_headers = tests/fuzz/fuzz.h tests/unit/router-fixture.h
+
 FUZZ_SECONDS = 60
 # More libFuzzer options for make fuzz, e.g. -jobs=4 -workers=4.
 FUZZ_FLAGS =
@@ -56,15 +60,15 @@ tests/fuzz/libcore-fuzz.a: $(src_libaua_core_a_SOURCES) config.h
 	(cd tests/fuzz/core && $(CLANG) $(aua_fuzz_cflags) -fsanitize=fuzzer-no-link -c $$srcs) && \
 	rm -f $@ && $(AR) cr $@ tests/fuzz/core/*.o && $(RANLIB) $@
 
-tests/fuzz/fuzz-policy: tests/fuzz/fuzz-policy.c tests/fuzz/libcore-fuzz.a
+tests/fuzz/fuzz-policy: tests/fuzz/fuzz-policy.c $(aua_fuzz_headers) tests/fuzz/libcore-fuzz.a
 	$(aua_fuzz_link) $(srcdir)/tests/fuzz/fuzz-policy.c $(aua_fuzz_libs)
-tests/fuzz/fuzz-device: tests/fuzz/fuzz-device.c tests/fuzz/libcore-fuzz.a
+tests/fuzz/fuzz-device: tests/fuzz/fuzz-device.c $(aua_fuzz_headers) tests/fuzz/libcore-fuzz.a
 	$(aua_fuzz_link) $(srcdir)/tests/fuzz/fuzz-device.c $(aua_fuzz_libs)
-tests/fuzz/fuzz-match: tests/fuzz/fuzz-match.c tests/fuzz/libcore-fuzz.a
+tests/fuzz/fuzz-match: tests/fuzz/fuzz-match.c $(aua_fuzz_headers) tests/fuzz/libcore-fuzz.a
 	$(aua_fuzz_link) $(srcdir)/tests/fuzz/fuzz-match.c $(aua_fuzz_libs)
-tests/fuzz/fuzz-control: tests/fuzz/fuzz-control.c tests/fuzz/libcore-fuzz.a
+tests/fuzz/fuzz-control: tests/fuzz/fuzz-control.c $(aua_fuzz_headers) tests/fuzz/libcore-fuzz.a
 	$(aua_fuzz_link) $(srcdir)/tests/fuzz/fuzz-control.c $(aua_fuzz_libs)
-tests/fuzz/fuzz-qmp: tests/fuzz/fuzz-qmp.c src/qmp.c tests/fuzz/libcore-fuzz.a
+tests/fuzz/fuzz-qmp: tests/fuzz/fuzz-qmp.c src/qmp.c $(aua_fuzz_headers) tests/fuzz/libcore-fuzz.a
 	$(aua_fuzz_link) $(srcdir)/tests/fuzz/fuzz-qmp.c $(srcdir)/src/qmp.c $(aua_fuzz_libs)
 
 fuzz-build: $(aua_fuzz_programs)
@@ -131,6 +135,7 @@ clean-local: aua-fuzz-clean
 
 EXTRA_DIST += \
 	tests/fuzz/local.mk \
+	$(aua_fuzz_headers) \
 	tests/fuzz/regress \
 	tests/fuzz/regress-policy.sh \
 	tests/fuzz/regress-device.sh \

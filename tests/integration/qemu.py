@@ -17,6 +17,7 @@ import subprocess
 import time
 
 import aua
+import daemon
 
 QEMU = os.environ.get("AUA_QEMU", "qemu-system-x86_64")
 DOUBLE = os.path.join(aua.FIXTURES, "xen", "qmp-double.py")
@@ -245,6 +246,33 @@ def policy(domains, rules):
 
 
 def daemon_args(tmp, policy_path, *extra):
-    import daemon
     return daemon.command("--foreground", "-v", "-v", "-c", policy_path, "--state-dir",
                           os.path.join(tmp, "state"), "--control-socket", "none", *extra)
+
+
+# The key (1050:0407, bus 1 device 5, at 1-1.2) for the vault, and where a
+# QEMU with XHCI holds it: (id, controller, port, hostbus, hostaddr).
+KEY_TO_VAULT_RULE = """\
+  - match: { id: "1050:0407" }
+    domain: vault
+"""
+KEY = ("xenusb-1-5", "xenusb-0", "1", 1, 5)
+
+
+class Vault:
+    """What most QMP tests start from: a testbed with the hubs, the laptop
+    keyboard and the key plugged in, a QEMU guest "vault" (XHCI; preload as
+    Guest's), and policy.yaml giving it `rules` (a policy's rules: text)."""
+
+    def __init__(self, rules, preload=True):
+        self.tmp = aua.tempdir()
+        self.tb = aua.Testbed()
+        for f in ("hubs", "laptop-keyboard", "yubikey"):
+            self.tb.load(f)
+        self.guest = Guest(self.tmp, "vault", preload=preload).start()
+        self.policy = daemon.write_policy(self.tmp, "policy.yaml",
+                                          policy([("vault", self.guest.sock, None)], rules))
+
+    def daemon(self):
+        """The daemon on this policy (daemon_args), not yet ready."""
+        return aua.Daemon(daemon_args(self.tmp, self.policy), testbed=self.tb)

@@ -44,8 +44,7 @@ def test():
     xen.add_guest("win10", WIN10)
     xen.add_guest("vault", VAULT)
     t = daemon.timeout(10)
-    with aua.Daemon(daemon.command("--foreground", "-c", policy), testbed=tb,
-                    env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy) as d:
         d.wait_ready(t)
         xen.wait_attached(VAULT, ["1-1.2"], t)
         xen.wait_attached(WIN10, ["1-1.3", "1-1.4.2"], t)

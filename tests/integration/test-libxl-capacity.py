@@ -21,8 +21,7 @@ rules:
 
 def run(tb, tmp, domid, max_ctrls):
     policy = daemon.write_policy(tmp, "policy-%d.yaml" % max_ctrls, POLICY % max_ctrls)
-    return aua.Daemon(daemon.command("--foreground", "-c", policy), testbed=tb,
-                      env=xen.daemon_env())
+    return xen.start_daemon(tb, policy)
 
 
 def test():

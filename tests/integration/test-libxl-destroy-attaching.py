@@ -16,17 +16,6 @@ import ctl
 import daemon
 import xen
 
-POLICY = """\
-version: 1
-domains:
-  vault: {}
-rules:
-  - match: { id: "1050:0407" }
-    domain: vault
-  - match: { hub: "1-1.4" }
-    domain: vault
-"""
-
 
 def state_of(c, port):
     return {x["port"]: x["state"] for x in c("devices")["devices"]}.get(port)
@@ -34,7 +23,7 @@ def state_of(c, port):
 
 def test():
     tmp = aua.tempdir()
-    policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
+    policy = daemon.write_policy(tmp, "policy.yaml", xen.KEY_AND_STICK_TO_VAULT)
     sock = os.path.join(tmp, "control")
     rules = os.path.join(tmp, "inject")
     xen.inject(rules, [{"execute": "device_add", "id": "xenusb-1-5", "hang": True}])
@@ -43,8 +32,7 @@ def test():
         tb.load(f)
     xen.add_guest("vault", 7)
     t = daemon.timeout(15)
-    with aua.Daemon(daemon.command("--foreground", "-c", policy, "--control-socket", sock),
-                    testbed=tb, env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy, "--control-socket", sock) as d:
         d.wait_ready(t)
         c = ctl.Control(sock)
         tb.load("yubikey")

@@ -22,8 +22,7 @@ def test():
     xen.xl("usbctrl-attach", "win10", "version=2", "ports=6")
     xen.xl("usbdev-attach", "win10", "hostbus=1", "hostaddr=4")    # the webcam
     t = daemon.timeout(15)
-    with aua.Daemon(daemon.command("--foreground", "-c", policy), testbed=tb,
-                    env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy) as d:
         d.wait_ready(t)
         aua.check_equal(xen.attached(WIN10), ["1-2"], "the webcam left where the user put it")
         tb.remove("1-2")

@@ -11,19 +11,10 @@ import aua
 import daemon
 import xen
 
-POLICY = """\
-version: 1
-domains:
-  vault: {}
-rules:
-  - match: { id: "1050:0407" }
-    domain: vault
-"""
-
 
 def test():
     tmp = aua.tempdir()
-    policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
+    policy = daemon.write_policy(tmp, "policy.yaml", xen.KEY_TO_VAULT)
     tb = aua.Testbed()
     tb.load("hubs")
     tb.load("laptop-keyboard")
@@ -38,8 +29,7 @@ def test():
     aua.check_equal(rc, 1, "exit code of --no-wait (stderr: %s)" % err)
     aua.check("vault is not running and --no-wait was given" in err, "message: %s" % err)
 
-    with aua.Daemon(daemon.command("--foreground", "-v", "-c", policy), testbed=tb,
-                    env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy, "-v") as d:
         d.wait_ready(t)
         aua.wait_until(lambda: "vault: 1-1.2 waits until the guest runs" in d.stderr(), t,
                        "the log line of the device waiting for its guest")

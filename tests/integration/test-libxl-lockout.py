@@ -34,8 +34,7 @@ def test():
         tb.load(f)
     xen.add_guest("sys-usb", SYS_USB)
     t = daemon.timeout(10)
-    with aua.Daemon(daemon.command("--foreground", "-c", policy, "--control-socket", sock),
-                    testbed=tb, env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy, "--control-socket", sock) as d:
         d.wait_ready(t)
         xen.wait_attached(SYS_USB, ["1-1.4.2"], t)
         xen.wait_usb_hosts(SYS_USB, 1, t)
@@ -60,8 +59,7 @@ def test():
     # the guest (its state file says it put it there) and leaves it there.
     tb.remove("/devices/platform/i8042/serio0/input/input3/event3")
     tb.remove("/devices/platform/i8042/serio0/input/input3")
-    with aua.Daemon(daemon.command("--foreground", "-c", policy, "--control-socket", sock),
-                    testbed=tb, env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy, "--control-socket", sock) as d:
         d.wait_ready(t)
         c = ctl.Control(sock)
         aua.wait_until(lambda: {x["port"]: x["state"] for x in c("devices")["devices"]} ==

@@ -28,8 +28,7 @@ def test():
     xen.add_guest("vault", 7, "qemu")
     aua.check_equal(xen.qemu_devices(7), [], "QEMU starts without USB")
     t = daemon.timeout(20)
-    with aua.Daemon(daemon.command("--foreground", "-c", policy), testbed=tb,
-                    env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy) as d:
         d.wait_ready(t)
         xen.wait_attached(7, ["1-1.2"], t)
         aua.check_equal(xen.qemu_devices(7), ["xenusb-0", "xenusb-1-5"],

@@ -9,21 +9,10 @@ import aua
 import daemon
 import xen
 
-POLICY = """\
-version: 1
-domains:
-  vault: {}
-rules:
-  - match: { id: "1050:0407" }
-    domain: vault
-  - match: { hub: "1-1.4" }
-    domain: vault
-"""
-
 
 def test():
     tmp = aua.tempdir()
-    policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
+    policy = daemon.write_policy(tmp, "policy.yaml", xen.KEY_AND_STICK_TO_VAULT)
     rules = os.path.join(tmp, "inject")
     xen.inject(rules, [{"execute": "device_add", "id": "xenusb-1-5",
                         "error": "failed to open host usb device 1:5"},
@@ -34,8 +23,7 @@ def test():
         tb.load(f)
     xen.add_guest("vault", 7)
     t = daemon.timeout(20)
-    with aua.Daemon(daemon.command("--foreground", "-c", policy), testbed=tb,
-                    env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy) as d:
         d.wait_ready(t)
         aua.wait_until(lambda: "vault: attaching 1-1.2 failed (attempt 1)" in d.stderr(), t,
                        "the failure in the log")

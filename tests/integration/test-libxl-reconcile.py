@@ -10,19 +10,10 @@ import aua
 import daemon
 import xen
 
-POLICY = """\
-version: 1
-domains:
-  win10: {}
-rules:
-  - match: { hub: usb1 }
-    domain: win10
-"""
-
 
 def test():
     tmp = aua.tempdir()
-    policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
+    policy = daemon.write_policy(tmp, "policy.yaml", xen.BUS1_TO_WIN10)
     tb = aua.Testbed()
     for f in ("hubs", "laptop-keyboard", "keyboard", "storage", "webcam"):
         tb.load(f)
@@ -37,8 +28,7 @@ def test():
     tb.remove("1-1.3")      # unplugged while no daemon ran
     tb.load("yubikey")      # plugged in, attached by nobody yet
     t = daemon.timeout(15)
-    with aua.Daemon(daemon.command("--foreground", "-c", policy), testbed=tb,
-                    env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy) as d:
         d.wait_ready(t)
         xen.wait_attached(5, ["1-1.2", "1-1.4.2"], t)
         aua.wait_until(lambda: "1-2 is attached to domain 7 already, by someone else" in

@@ -13,15 +13,6 @@ import aua
 import daemon
 import xen
 
-POLICY = """\
-version: 1
-domains:
-  win10: {}
-rules:
-  - match: { hub: usb1 }
-    domain: win10
-"""
-
 
 def read_state(state_dir):
     with open(os.path.join(state_dir, "state.json")) as f:
@@ -30,16 +21,15 @@ def read_state(state_dir):
 
 def test():
     tmp = aua.tempdir()
-    policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
+    policy = daemon.write_policy(tmp, "policy.yaml", xen.BUS1_TO_WIN10)
     state_dir = os.path.join(tmp, "state")
     tb = aua.Testbed()
     for f in ("hubs", "laptop-keyboard", "yubikey", "keyboard", "storage"):
         tb.load(f)
     xen.add_guest("win10", 5)
     t = daemon.timeout(15)
-    argv = daemon.command("--foreground", "-c", policy, "--state-dir", state_dir)
 
-    with aua.Daemon(argv, testbed=tb, env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy, "--state-dir", state_dir) as d:
         d.wait_ready(t)
         xen.wait_attached(5, ["1-1.2", "1-1.3", "1-1.4.2"], t)
         aua.wait_until(lambda: len(read_state(state_dir)["attachments"]) == 3, t,
@@ -55,7 +45,7 @@ def test():
         d.stop()
 
     tb.remove("1-1.3")          # unplugged while no daemon ran
-    with aua.Daemon(argv, testbed=tb, env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy, "--state-dir", state_dir) as d:
         d.wait_ready(t)
         xen.wait_attached(5, ["1-1.2", "1-1.4.2"], t)
         xen.wait_device_dels(5, ["xenusb-1-6"], t, "the gone keyboard detached")
@@ -71,7 +61,7 @@ def test():
     # A corrupt record is reported, ignored, and replaced by a good one.
     with open(os.path.join(state_dir, "state.json"), "w") as f:
         f.write('{"version": 1, "attachments": [{"domain": ')
-    with aua.Daemon(argv, testbed=tb, env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy, "--state-dir", state_dir) as d:
         d.wait_ready(t)
         aua.wait_until(lambda: "state.json: corrupt, ignored" in d.stderr(), t,
                        "the corrupt file reported")

@@ -13,17 +13,6 @@ import aua
 import daemon
 import xen
 
-POLICY = """\
-version: 1
-domains:
-  vault: {}
-rules:
-  - match: { id: "1050:0407" }
-    domain: vault
-  - match: { hub: "1-1.4" }
-    domain: vault
-"""
-
 VAULT = 7
 
 
@@ -46,7 +35,7 @@ def recorded(path):
 
 def test():
     tmp = aua.tempdir()
-    policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
+    policy = daemon.write_policy(tmp, "policy.yaml", xen.KEY_AND_STICK_TO_VAULT)
     state_dir = os.path.join(tmp, "state")
     state = os.path.join(state_dir, "state.json")
     filler = os.path.join(state_dir, "filler")
@@ -60,8 +49,7 @@ def test():
         tb.load(f)
     xen.add_guest("vault", VAULT)
     t = daemon.timeout(15)
-    with aua.Daemon(daemon.command("--foreground", "-c", policy, "--state-dir", state_dir),
-                    testbed=tb, env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy, "--state-dir", state_dir) as d:
         d.wait_ready(t)
         xen.wait_attached(VAULT, ["1-1.2"], t)
         aua.wait_until(lambda: os.path.exists(state) and recorded(state) == ["1-1.2"], t,

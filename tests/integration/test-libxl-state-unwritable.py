@@ -9,21 +9,10 @@ import aua
 import daemon
 import xen
 
-POLICY = """\
-version: 1
-domains:
-  vault: {}
-rules:
-  - match: { id: "1050:0407" }
-    domain: vault
-  - match: { hub: "1-1.4" }
-    domain: vault
-"""
-
 
 def test():
     tmp = aua.tempdir()
-    policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
+    policy = daemon.write_policy(tmp, "policy.yaml", xen.KEY_AND_STICK_TO_VAULT)
     state_dir = os.path.join(tmp, "state")
     os.mkdir(state_dir)
     # A read-only bind mount: root cannot write through it either.
@@ -36,8 +25,7 @@ def test():
         tb.load(f)
     xen.add_guest("vault", 7)
     t = daemon.timeout(15)
-    with aua.Daemon(daemon.command("--foreground", "-c", policy, "--state-dir", state_dir),
-                    testbed=tb, env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy, "--state-dir", state_dir) as d:
         d.wait_ready(t)
         xen.wait_attached(7, ["1-1.2"], t)
         tb.load("storage")

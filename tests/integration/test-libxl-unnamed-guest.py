@@ -26,8 +26,7 @@ def test():
     xen.xl("usbdev-attach", "other", "hostbus=1", "hostaddr=5")    # the YubiKey
     tb.remove("1-2")
     t = daemon.timeout(15)
-    with aua.Daemon(daemon.command("--foreground", "-c", policy), testbed=tb,
-                    env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy) as d:
         d.wait_ready(t)
         # Unplugged before the start: removed once the start's enumeration is over.
         xen.wait_attached(OTHER, ["1-1.2"], t)

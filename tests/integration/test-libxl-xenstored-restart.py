@@ -18,17 +18,6 @@ import aua
 import daemon
 import xen
 
-POLICY = """\
-version: 1
-domains:
-  vault: {}
-rules:
-  - match: { id: "1050:0407" }
-    domain: vault
-  - match: { hub: "1-1.4" }
-    domain: vault
-"""
-
 VAULT = 7
 LOST = "lost the connection to xenstored"
 
@@ -53,17 +42,16 @@ def children_cpu():
 
 def test():
     tmp = aua.tempdir()
-    policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
+    policy = daemon.write_policy(tmp, "policy.yaml", xen.KEY_AND_STICK_TO_VAULT)
     state_dir = os.path.join(tmp, "state")
     tb = aua.Testbed()
     for f in ("hubs", "laptop-keyboard", "yubikey"):
         tb.load(f)
     xen.add_guest("vault", VAULT)
     t = daemon.timeout(15)
-    argv = daemon.command("--foreground", "-c", policy, "--state-dir", state_dir)
 
     # Busy: a device plugged in after xenstored died.
-    with aua.Daemon(argv, testbed=tb, env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy, "--state-dir", state_dir) as d:
         d.wait_ready(t)
         xen.wait_attached(VAULT, ["1-1.2"], t)
         aua.wait_until(lambda: recorded(state_dir) == ["1-1.2"], t, "the key recorded")
@@ -84,7 +72,7 @@ def test():
     aua.check_equal(xen.attached(VAULT), ["1-1.2"], "the store after the restart")
 
     # Started again (Restart=on-failure): reconciled with the new xenstored.
-    with aua.Daemon(argv, testbed=tb, env=xen.daemon_env()) as d:
+    with xen.start_daemon(tb, policy, "--state-dir", state_dir) as d:
         d.wait_ready(t)
         xen.wait_attached(VAULT, ["1-1.2", "1-1.4.2"], t)
         aua.wait_until(lambda: recorded(state_dir) == ["1-1.2", "1-1.4.2"], t,

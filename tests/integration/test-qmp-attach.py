@@ -24,15 +24,10 @@ RULES = """\
 
 
 def test():
-    tmp = aua.tempdir()
-    tb = aua.Testbed()
-    for f in ("hubs", "laptop-keyboard", "yubikey"):
-        tb.load(f)
-    g = qemu.Guest(tmp, "vault").start()
-    policy = daemon.write_policy(tmp, "policy.yaml",
-                                 qemu.policy([("vault", g.sock, None)], RULES))
+    v = qemu.Vault(RULES)
+    tmp, tb, g = v.tmp, v.tb, v.guest
     t = daemon.timeout(10)
-    with aua.Daemon(qemu.daemon_args(tmp, policy), testbed=tb) as d:
+    with v.daemon() as d:
         d.wait_ready(t)
         qemu.wait_log(d, r"QMP .*vault\.qmp: connected", t)
         qemu.wait_log(d, r"vault: QMP .*: 1 USB controller\(s\), 0 other device\(s\)", t)

@@ -18,12 +18,12 @@ def test():
                           tmp + "/state", "--control-socket", "none")
     with aua.Daemon(argv, testbed=tb) as d:
         d.wait_ready(t)
-        g.wait_usb_hosts([("xenusb-1-5", "xenusb-0", "1", 1, 5)], t)
+        g.wait_usb_hosts([qemu.KEY], t)
         qemu.wait_log(d, r"backend qmp", t)
         daemon.stop_clean(d)
 
     mixed = daemon.write_policy(tmp, "mixed.yaml", qemu.policy(
-        [("vault", g.sock, None)], "  - match: { id: \"1050:0407\" }\n    domain: vault\n")
+        [("vault", g.sock, None)], qemu.KEY_TO_VAULT_RULE)
         .replace("rules:", "  win10: {}\nrules:"))
     with aua.Daemon(qemu.daemon_args(tmp, mixed), testbed=tb) as d:
         d.proc.wait(t)

@@ -7,22 +7,12 @@ import aua
 import daemon
 import qemu
 
-RULES = """\
-  - match: { id: "1050:0407" }
-    domain: vault
-"""
-
 
 def test():
-    tmp = aua.tempdir()
-    tb = aua.Testbed()
-    for f in ("hubs", "laptop-keyboard", "yubikey"):
-        tb.load(f)
-    g = qemu.Guest(tmp, "vault", preload=False).start()
-    policy = daemon.write_policy(tmp, "policy.yaml",
-                                 qemu.policy([("vault", g.sock, None)], RULES))
+    v = qemu.Vault(qemu.KEY_TO_VAULT_RULE, preload=False)
+    g = v.guest
     t = daemon.timeout(15)
-    with aua.Daemon(qemu.daemon_args(tmp, policy), testbed=tb) as d:
+    with v.daemon() as d:
         d.wait_ready(t)
         pos = qemu.wait_log(d, r"vault: QMP device_add xenusb-1-5: failed to find host usb "
                                r"device 1:5", t)
@@ -35,7 +25,7 @@ def test():
         g.kill()
         g.preload = True
         g.start()
-        g.wait_usb_hosts([("xenusb-1-5", "xenusb-0", "1", 1, 5)], t)
+        g.wait_usb_hosts([qemu.KEY], t)
         qemu.wait_log(d, r"vault: 1-1\.2 attached at controller 0 port 1", t, pos)
         daemon.stop_clean(d)
 

@@ -9,25 +9,14 @@ import aua
 import daemon
 import qemu
 
-RULES = """\
-  - match: { id: "1050:0407" }
-    domain: vault
-"""
-KEY = ("xenusb-1-5", "xenusb-0", "1", 1, 5)
-
 
 def test():
-    tmp = aua.tempdir()
-    tb = aua.Testbed()
-    for f in ("hubs", "laptop-keyboard", "yubikey"):
-        tb.load(f)
-    g = qemu.Guest(tmp, "vault").start()
-    policy = daemon.write_policy(tmp, "policy.yaml",
-                                 qemu.policy([("vault", g.sock, None)], RULES))
+    v = qemu.Vault(qemu.KEY_TO_VAULT_RULE)
+    g = v.guest
     t = daemon.timeout(10)
-    with aua.Daemon(qemu.daemon_args(tmp, policy), testbed=tb) as d:
+    with v.daemon() as d:
         d.wait_ready(t)
-        g.wait_usb_hosts([KEY], t)
+        g.wait_usb_hosts([qemu.KEY], t)
         pos = qemu.wait_log(d, r"vault: 1-1\.2 attached at controller 0 port 1", t)
 
         g.qmp("system_reset")
@@ -36,7 +25,7 @@ def test():
         pos = qemu.wait_log(d, r"vault: guest is running \(domid 1000\)", t, pos)
         pos = qemu.wait_log(d, r"vault: 1-1\.2 is attached already at controller 0 port 1",
                             t, pos)
-        aua.check_equal(g.usb_hosts(), [KEY], "the key once, after the reset")
+        aua.check_equal(g.usb_hosts(), [qemu.KEY], "the key once, after the reset")
 
         # Someone else takes the key's usb-host away; the next reset brings it back.
         g.qmp("device_del", {"id": "xenusb-1-5"})
@@ -44,7 +33,7 @@ def test():
         pos = qemu.wait_log(d, r"vault: QEMU deleted xenusb-1-5 \(not by us\)", t, pos)
         g.qmp("system_reset")
         pos = qemu.wait_log(d, r"vault: guest is running \(domid 1000\)", t, pos)
-        g.wait_usb_hosts([KEY], t)
+        g.wait_usb_hosts([qemu.KEY], t)
         qemu.wait_log(d, r"vault: 1-1\.2 attached at controller 0 port 1", t, pos)
         daemon.stop_clean(d)
 

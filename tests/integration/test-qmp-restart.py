@@ -12,25 +12,14 @@ import aua
 import daemon
 import qemu
 
-RULES = """\
-  - match: { id: "1050:0407" }
-    domain: vault
-"""
-KEY = ("xenusb-1-5", "xenusb-0", "1", 1, 5)
-
 
 def test():
-    tmp = aua.tempdir()
-    tb = aua.Testbed()
-    for f in ("hubs", "laptop-keyboard", "yubikey"):
-        tb.load(f)
-    g = qemu.Guest(tmp, "vault").start()
-    policy = daemon.write_policy(tmp, "policy.yaml",
-                                 qemu.policy([("vault", g.sock, None)], RULES))
+    v = qemu.Vault(qemu.KEY_TO_VAULT_RULE)
+    g = v.guest
     t = daemon.timeout(15)
-    with aua.Daemon(qemu.daemon_args(tmp, policy), testbed=tb) as d:
+    with v.daemon() as d:
         d.wait_ready(t)
-        g.wait_usb_hosts([KEY], t)
+        g.wait_usb_hosts([qemu.KEY], t)
         pos = qemu.wait_log(d, r"vault: 1-1\.2 attached", t)
 
         g.kill()
@@ -44,7 +33,7 @@ def test():
 
         g.start()
         pos = qemu.wait_log(d, r"vault: guest is running \(domid 1000\)", t, pos)
-        g.wait_usb_hosts([KEY], t)
+        g.wait_usb_hosts([qemu.KEY], t)
         pos = qemu.wait_log(d, r"vault: 1-1\.2 attached at controller 0 port 1", t, pos)
 
         g.qmp("quit", check=False)
@@ -54,7 +43,7 @@ def test():
         # QEMU removes its socket on a clean exit: absent, tried again.
         g.start()
         pos = qemu.wait_log(d, r"vault: guest is running \(domid 1000\)", t, pos)
-        g.wait_usb_hosts([KEY], t)
+        g.wait_usb_hosts([qemu.KEY], t)
         daemon.stop_clean(d)
 
 

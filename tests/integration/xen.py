@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import aua
+import daemon
 
 XENENV = os.path.join(aua.FIXTURES, "xen", "xenenv")
 
@@ -26,6 +27,32 @@ domains:
   win10: {}
 rules:
   - match: { hub: "1-1.4" }
+    domain: win10
+"""
+
+# The key (1050:0407, at 1-1.2) to vault.
+KEY_TO_VAULT = """\
+version: 1
+domains:
+  vault: {}
+rules:
+  - match: { id: "1050:0407" }
+    domain: vault
+"""
+
+# The key and what is below the stick's hub (1-1.4) to vault.
+KEY_AND_STICK_TO_VAULT = KEY_TO_VAULT + """\
+  - match: { hub: "1-1.4" }
+    domain: vault
+"""
+
+# Everything on the first bus (usb1) to win10.
+BUS1_TO_WIN10 = """\
+version: 1
+domains:
+  win10: {}
+rules:
+  - match: { hub: usb1 }
     domain: win10
 """
 
@@ -145,6 +172,14 @@ def daemon_env():
     preload = os.environ.get("LD_PRELOAD", "")
     return {"LD_PRELOAD": (preload + ":" if preload else "") +
             os.environ["XENENV_LIBXC_PRELOAD"]}
+
+
+def start_daemon(tb, policy, *args):
+    """The daemon in the foreground on the policy file, with the libxl
+    backend over this fixture (daemon_env), args appended; a context manager
+    (aua.Daemon), not yet ready."""
+    return aua.Daemon(daemon.command("--foreground", "-c", policy, *args), testbed=tb,
+                      env=daemon_env())
 
 
 def wait_attached(domid, busids, timeout):

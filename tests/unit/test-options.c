@@ -23,6 +23,8 @@
 #include "options.h"
 #include "policy.h"
 
+#include "unit.h"
+
 /* A writable argv for getopt (it may permute it); argc is counted. */
 #define ARGV(...) ((char *[]){ "auto-usb-attach", __VA_ARGS__, NULL })
 
@@ -145,18 +147,6 @@ static void assert_same_policy(const struct policy *a, const struct policy *b)
     assert_non_null(b->index);
 }
 
-static struct policy *from_yaml(const char *text)
-{
-    struct policy_diag diag = { 0 };
-    struct policy *p = policy_load_buffer("t.yaml", text, strlen(text), &diag);
-
-    for (size_t i = 0; i < diag.n; i++)
-        print_message("%s\n", diag.msgs[i]);
-    policy_diag_free(&diag);
-    assert_non_null(p);
-    return p;
-}
-
 static struct policy *from_options(const struct options *o)
 {
     struct policy_diag diag = { 0 };
@@ -192,18 +182,18 @@ static void legacy_short_options(void **state)
     assert_false(o.dry_run || o.json || o.check || o.once || o.foreground);
 
     cli = from_options(&o);
-    file = from_yaml("version: 1\n"
-                     "domains:\n"
-                     "  D:\n"
-                     "    controller: {version: 3}\n"
-                     "    qmp-socket: /run/x.sock\n"
-                     "rules:\n"
-                     "  - match: {hub: usb3}\n"
-                     "    domain: D\n"
-                     "  - match: {hub: \"1-1\"}\n"
-                     "    domain: D\n"
-                     "  - match: {id: \"1050:0407\"}\n"
-                     "    domain: D\n");
+    file = unit_policy("version: 1\n"
+                       "domains:\n"
+                       "  D:\n"
+                       "    controller: {version: 3}\n"
+                       "    qmp-socket: /run/x.sock\n"
+                       "rules:\n"
+                       "  - match: {hub: usb3}\n"
+                       "    domain: D\n"
+                       "  - match: {hub: \"1-1\"}\n"
+                       "    domain: D\n"
+                       "  - match: {id: \"1050:0407\"}\n"
+                       "    domain: D\n");
     assert_same_policy(cli, file);
     assert_string_equal(cli->source, "command line");
     assert_int_equal(cli->domains[0].controller.ports, 8);
@@ -234,13 +224,13 @@ static void legacy_long_options(void **state)
     assert_int_equal(o.usb_version, 1);
 
     cli = from_options(&o);
-    file = from_yaml("version: 1\n"
-                     "domains:\n"
-                     "  win10: {controller: {version: 1}, qmp-socket: /run/q}\n"
-                     "rules:\n"
-                     "  - {match: {hub: \"2-1.4\"}, domain: win10}\n"
-                     "  - {match: {id: \"046d:c31c\"}, domain: win10}\n"
-                     "  - {match: {id: \"1050:0407\"}, domain: win10}\n");
+    file = unit_policy("version: 1\n"
+                       "domains:\n"
+                       "  win10: {controller: {version: 1}, qmp-socket: /run/q}\n"
+                       "rules:\n"
+                       "  - {match: {hub: \"2-1.4\"}, domain: win10}\n"
+                       "  - {match: {id: \"046d:c31c\"}, domain: win10}\n"
+                       "  - {match: {id: \"1050:0407\"}, domain: win10}\n");
     assert_same_policy(cli, file);
     /* Ids are lowercased as in a file; the name keeps what was typed. */
     assert_string_equal(cli->rules[1].match.vendor, "046d");
@@ -260,7 +250,7 @@ static void legacy_domain_only(void **state)
     assert_true(options_legacy(&o));
     assert_int_equal(o.usb_version, 0);
     cli = from_options(&o);
-    file = from_yaml("version: 1\ndomains:\n  vm: {}\n");
+    file = unit_policy("version: 1\ndomains:\n  vm: {}\n");
     assert_same_policy(cli, file);
     assert_int_equal(cli->domains[0].controller.version, 2);
     assert_int_equal(cli->domains[0].controller.ports, 6);
@@ -280,9 +270,9 @@ static void legacy_allow_lockout(void **state)
     assert_parse_ok(ARGV("-d", "vm", "-u", "usb1", "-x", "046d:c31c", "--allow-dom0-lockout"),
                     &o);
     cli = from_options(&o);
-    file = from_yaml("version: 1\ndomains:\n  vm: {allow-dom0-lockout: true}\nrules:\n"
-                     "  - {match: {hub: usb1}, domain: vm}\n"
-                     "  - {match: {id: \"046d:c31c\"}, domain: vm}\n");
+    file = unit_policy("version: 1\ndomains:\n  vm: {allow-dom0-lockout: true}\nrules:\n"
+                       "  - {match: {hub: usb1}, domain: vm}\n"
+                       "  - {match: {id: \"046d:c31c\"}, domain: vm}\n");
     assert_same_policy(cli, file);
     assert_true(cli->domains[0].allow_lockout);
     for (unsigned i = 0; i < cli->n_rules; i++)

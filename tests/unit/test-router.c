@@ -39,6 +39,9 @@
 #include "router.h"
 #include "state.h"
 
+#include "router-fixture.h"
+#include "unit.h"
+
 #define MAX_RECS 64
 
 struct rec {
@@ -59,26 +62,7 @@ struct fx {
     size_t n;
 };
 
-static const char policy_text[] =
-    "version: 1\n"
-    "domains:\n"
-    "  vault: {}\n"
-    "  win10:\n"
-    "    controller: {version: 3, ports: 15, max: 2}\n"
-    "  small:\n"
-    "    controller: {version: 1, ports: 2, max: 1}\n"
-    "rules:\n"
-    "  - name: yubikeys go to the vault\n"
-    "    match: {id: \"1050:0407\"}\n"
-    "    domain: vault\n"
-    "  - name: keyboards stay in dom0\n"
-    "    match: {interface-class: \"03:01:01\"}\n"
-    "    action: ignore\n"
-    "  - match: {hub: \"1-1\"}\n"
-    "    domain: win10\n"
-    "  - name: the small guest\n"
-    "    match: {hub: \"2-1\"}\n"
-    "    domain: small\n";
+static const char policy_text[] = ROUTER_FIXTURE_POLICY("keyboards stay in dom0");
 
 /* ---- the fixture ---- */
 
@@ -96,18 +80,6 @@ static void record(void *arg, const struct decision_report *r)
     rec->rule = r->rule;
     snprintf(rec->rule_name, sizeof(rec->rule_name), "%s", r->rule_name ? r->rule_name : "");
     report_format(r, rec->line, sizeof(rec->line));
-}
-
-static struct policy *parse(const char *text)
-{
-    struct policy_diag diag = { 0 };
-    struct policy *p = policy_load_buffer("t.yaml", text, strlen(text), &diag);
-
-    for (size_t i = 0; i < diag.n; i++)
-        print_message("%s\n", diag.msgs[i]);
-    policy_diag_free(&diag);
-    assert_non_null(p);
-    return p;
 }
 
 #define LAPTOP_KBD "/devices/platform/i8042/serio0/input/input3"
@@ -137,7 +109,7 @@ static int make_fx(void **state, const char *text, bool laptop_keyboard)
     fx->hv = fx->loop ? hv_dryrun_new(fx->loop) : NULL;
     if (!fx->hv)
         return -1;
-    fx->router = router_new(fx->loop, fx->hv, parse(text), record, fx);
+    fx->router = router_new(fx->loop, fx->hv, unit_policy(text), record, fx);
     if (!fx->router)
         return -1;
     if (laptop_keyboard)
@@ -198,8 +170,7 @@ static struct usb_device *make_dev(const char *port, unsigned devnum, uint16_t v
     char devpath[128];
     struct usb_device *dev;
 
-    snprintf(devpath, sizeof(devpath), "/devices/pci0000:00/0000:00:14.0/usb%c/%s", port[0],
-             port);
+    router_fixture_devpath(devpath, sizeof(devpath), port);
     dev = device_new(devpath, port);
     assert_non_null(dev);
     dev->busnum = (unsigned)(port[0] - '0');
@@ -245,7 +216,7 @@ static const char *devpath_of(const char *port)
 {
     static char buf[128];
 
-    snprintf(buf, sizeof(buf), "/devices/pci0000:00/0000:00:14.0/usb%c/%s", port[0], port);
+    router_fixture_devpath(buf, sizeof(buf), port);
     return buf;
 }
 
@@ -526,6 +497,17 @@ static void rescan_sweeps_what_is_gone(void **state)
 
 static void reload_moves_only_changed(void **state)
 {
+    static const char moved[] =
+        "version: 1\n"
+        "domains: {vault: {}, win10: {}}\n"
+        "rules:\n"
+        "  - match: {hub: \"1-1\"}\n"
+        "    domain: win10\n"
+        "  - name: keys to windows\n"
+        "    match: {id: \"1050:0407\"}\n"
+        "    domain: win10\n"
+        "  - match: {interface-class: hid}\n"
+        "    domain: vault\n";
     struct fx *fx = *state;
 
     add(fx, yubikey("1-2", 5));
@@ -541,16 +523,7 @@ static void reload_moves_only_changed(void **state)
      * vault, the stick keeps win10 (by another rule number), the unmatched
      * device stays unmatched.
      */
-    router_set_policy(fx->router, parse("version: 1\n"
-                                        "domains: {vault: {}, win10: {}}\n"
-                                        "rules:\n"
-                                        "  - match: {hub: \"1-1\"}\n"
-                                        "    domain: win10\n"
-                                        "  - name: keys to windows\n"
-                                        "    match: {id: \"1050:0407\"}\n"
-                                        "    domain: win10\n"
-                                        "  - match: {interface-class: hid}\n"
-                                        "    domain: vault\n"));
+    router_set_policy(fx->router, unit_policy(moved));
     /* In port order: 1-2, then 3-1. */
     assert_n_recs(fx, 3);
     assert_rec(fx, 0, EVENT_RELOAD, "detach", "1-2", "vault", 2);
@@ -567,16 +540,7 @@ static void reload_moves_only_changed(void **state)
 
     /* The same policy again: nothing to say, nothing moves. */
     fx->n = 0;
-    router_set_policy(fx->router, parse("version: 1\n"
-                                        "domains: {vault: {}, win10: {}}\n"
-                                        "rules:\n"
-                                        "  - match: {hub: \"1-1\"}\n"
-                                        "    domain: win10\n"
-                                        "  - name: keys to windows\n"
-                                        "    match: {id: \"1050:0407\"}\n"
-                                        "    domain: win10\n"
-                                        "  - match: {interface-class: hid}\n"
-                                        "    domain: vault\n"));
+    router_set_policy(fx->router, unit_policy(moved));
     settle(fx);
     assert_n_recs(fx, 0);
     assert_state(fx, "1-2", DEV_ATTACHED, "win10");
@@ -593,11 +557,11 @@ static void reload_reports_in_port_order(void **state)
         add(fx, yubikey(added[i], 10 + i));
     settle(fx);
     fx->n = 0;
-    router_set_policy(fx->router, parse("version: 1\n"
-                                        "domains: {win10: {}}\n"
-                                        "rules:\n"
-                                        "  - match: {vendor: \"1050\"}\n"
-                                        "    domain: win10\n"));
+    router_set_policy(fx->router, unit_policy("version: 1\n"
+                                              "domains: {win10: {}}\n"
+                                              "rules:\n"
+                                              "  - match: {vendor: \"1050\"}\n"
+                                              "    domain: win10\n"));
     assert_n_recs(fx, 12);
     for (unsigned i = 0; i < 6; i++) {
         assert_rec(fx, 2 * i, EVENT_RELOAD, "detach", sorted[i], "vault", 1);
@@ -616,7 +580,7 @@ static void reload_to_none(void **state)
     add(fx, yubikey("1-2", 5));
     settle(fx);
     fx->n = 0;
-    router_set_policy(fx->router, parse("version: 1\ndomains: {vault: {}}\n"));
+    router_set_policy(fx->router, unit_policy("version: 1\ndomains: {vault: {}}\n"));
     assert_n_recs(fx, 2);
     assert_rec(fx, 0, EVENT_RELOAD, "detach", "1-2", "vault", 0);
     assert_rec(fx, 1, EVENT_RELOAD, "none", "1-2", "", 0);
@@ -631,11 +595,11 @@ static void reload_while_attaching(void **state)
     struct fx *fx = *state;
 
     add(fx, yubikey("1-2", 5));
-    router_set_policy(fx->router, parse("version: 1\n"
-                                        "domains: {vault: {}, other: {}}\n"
-                                        "rules:\n"
-                                        "  - match: {vendor: \"1050\"}\n"
-                                        "    domain: other\n"));
+    router_set_policy(fx->router, unit_policy("version: 1\n"
+                                              "domains: {vault: {}, other: {}}\n"
+                                              "rules:\n"
+                                              "  - match: {vendor: \"1050\"}\n"
+                                              "    domain: other\n"));
     settle(fx);
     assert_n_recs(fx, 3);
     assert_rec(fx, 1, EVENT_RELOAD, "detach", "1-2", "vault", 1);
@@ -932,13 +896,13 @@ static void guard_reload(void **state)
     add(fx, keyboard("1-1", 3));
     assert_true(lookup(fx, "1-1")->held);
     /* The same policy again: still held, nothing said. */
-    router_set_policy(fx->router, parse(guard_policy));
+    router_set_policy(fx->router, unit_policy(guard_policy));
     assert_n_recs(fx, 1);
     assert_true(lookup(fx, "1-1")->held);
     /* The defaults allow it now: it goes. */
     snprintf(text, sizeof(text), "version: 1\ndefaults: {allow-dom0-lockout: true}\n%s",
              strstr(guard_policy, "domains:"));
-    router_set_policy(fx->router, parse(text));
+    router_set_policy(fx->router, unit_policy(text));
     assert_n_recs(fx, 2);
     assert_rec(fx, 1, EVENT_RELOAD, "attach", "1-1", "sys-usb", 2);
     settle(fx);
@@ -953,8 +917,8 @@ static void guard_reload_to_ignore(void **state)
     router_coldplug_done(fx->router);
     add(fx, keyboard("1-1", 3));
     e = lookup(fx, "1-1");
-    router_set_policy(fx->router, parse("version: 1\nrules:\n"
-                                        "  - {match: {}, action: ignore}\n"));
+    router_set_policy(fx->router, unit_policy("version: 1\nrules:\n"
+                                              "  - {match: {}, action: ignore}\n"));
     /* It never left dom0: no detach. */
     assert_n_recs(fx, 2);
     assert_rec(fx, 1, EVENT_RELOAD, "ignore", "1-1", "", 1);
@@ -1037,7 +1001,7 @@ static void guard_reload_moves_through_dom0(void **state)
     e = lookup(fx, "1-1");
 
     /* Out of sys-usb, it stays in dom0: the last keyboard. */
-    router_set_policy(fx->router, parse(to_vault));
+    router_set_policy(fx->router, unit_policy(to_vault));
     assert_n_recs(fx, 3);
     assert_rec(fx, 1, EVENT_RELOAD, "detach", "1-1", "sys-usb", 1);
     assert_rec(fx, 2, EVENT_RELOAD, "hold", "1-1", "vault", 1);
@@ -1058,7 +1022,7 @@ static void guard_reload_moves_through_dom0(void **state)
      * still being taken out of vault: it goes on once it is out.
      */
     router_keyboard_removed(fx->router, LAPTOP_KBD);
-    router_set_policy(fx->router, parse(guard_policy));
+    router_set_policy(fx->router, unit_policy(guard_policy));
     assert_n_recs(fx, 6);
     assert_rec(fx, 4, EVENT_RELOAD, "detach", "1-1", "vault", 2);
     assert_rec(fx, 5, EVENT_RELOAD, "hold", "1-1", "sys-usb", 2);
