@@ -471,8 +471,9 @@ static void sweep_guest(struct router *router, const struct hv_domain *guest)
             snprintf(s->guest, sizeof(s->guest), "%s", guest->name);
             snprintf(s->busid, sizeof(s->busid), "%s", port->busid);
             usb.busid = s->busid;
-            log_notice("%s (not in the policy): controller %d port %d holds %s, which is not "
-                       "plugged in: removing it", s->guest, usb.ctrl, usb.port, s->busid);
+            /* A warning: this changes a guest the policy does not give the daemon. */
+            log_warnx("%s (not in the policy): controller %d port %d holds %s, which is not "
+                      "plugged in: removing it", s->guest, usb.ctrl, usb.port, s->busid);
             router->sweeps = s;
             if (router->hv->ops->detach(router->hv, guest->domid, &usb, sweep_done, s) < 0) {
                 log_warnx("%s: cannot remove the stale device %s", s->guest, s->busid);
