@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "hv.h"
+#include "link.h"
 #include "log.h"
 #include "strmap.h"
 
@@ -23,7 +24,7 @@ struct dryrun {
     struct strmap *domids;      /* guest name -> domid (as intptr) */
     struct strmap *ctrls;       /* domid -> controllers made (as intptr) */
     int next_domid;
-    struct pending *pending;    /* answers not given yet */
+    struct link *pending;       /* answers not given yet */
 };
 
 struct pending {
@@ -31,22 +32,14 @@ struct pending {
     hv_done_fn done;
     void *arg;
     struct dryrun *dr;
-    struct pending **prev;
-    struct pending *next;
+    struct link link;           /* in dr->pending */
 };
-
-static void pending_unlink(struct pending *p)
-{
-    *p->prev = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-}
 
 static void answer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct pending *p = w->data;
 
-    pending_unlink(p);
+    link_remove(&p->link);
     p->done(p->arg, 0);
     free(p);
 }
@@ -60,11 +53,7 @@ static int answer_later(struct dryrun *dr, hv_done_fn done, void *arg)
     p->done = done;
     p->arg = arg;
     p->dr = dr;
-    p->next = dr->pending;
-    p->prev = &dr->pending;
-    if (p->next)
-        p->next->prev = &p->next;
-    dr->pending = p;
+    link_push(&dr->pending, &p->link);
     ev_timer_init(&p->timer, answer_cb, 0., 0.);
     p->timer.data = p;
     ev_timer_start(dr->loop, &p->timer);
@@ -130,10 +119,10 @@ static void dryrun_free(struct hv *hv)
 
     /* Unanswered operations at exit are cancelled, so their owners free them. */
     while (dr->pending) {
-        struct pending *p = dr->pending;
+        struct pending *p = LINK_ENTRY(dr->pending, struct pending, link);
 
         ev_timer_stop(dr->loop, &p->timer);
-        pending_unlink(p);
+        link_remove(&p->link);
         p->done(p->arg, -ECANCELED);
         free(p);
     }

@@ -27,7 +27,6 @@
 #include <ev.h>
 #include <poll.h>
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,34 +37,11 @@
 #include <xentoollog.h>
 
 #include "hv.h"
+#include "link.h"
 #include "log.h"
 #include "strmap.h"
 
 struct libxl_hv;
-
-/* A doubly linked list's link, kept inside what it links. */
-struct link {
-    struct link *next;
-    struct link **prev;
-};
-
-#define LINK_ENTRY(l, type) ((type *)(void *)((char *)(l) - offsetof(type, link)))
-
-static void link_push(struct link **head, struct link *l)
-{
-    l->next = *head;
-    l->prev = head;
-    if (l->next)
-        l->next->prev = &l->next;
-    *head = l;
-}
-
-static void link_remove(struct link *l)
-{
-    *l->prev = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
-}
 
 /* An fd or a timeout libxl asked us to watch. */
 struct osev {
@@ -849,7 +825,7 @@ static bool abort_ops(struct libxl_hv *lx)
     lx->in_libxl = true;
     for (struct link *l = lx->ops; l; l = l->next) {
         libxl_asyncop_how how = { .callback = ao_done,
-                                  .u.for_callback = LINK_ENTRY(l, struct lx_op) };
+                                  .u.for_callback = LINK_ENTRY(l, struct lx_op, link) };
 
         libxl_ao_abort(lx->ctx, &how);
     }
@@ -872,7 +848,7 @@ static void lx_free(struct hv *hv)
 
     /* What is in flight is answered as cancelled first, and only once. */
     for (struct link *l = lx->ops; l; l = l->next) {
-        struct lx_op *op = LINK_ENTRY(l, struct lx_op);
+        struct lx_op *op = LINK_ENTRY(l, struct lx_op, link);
 
         op->done(op->arg, -ECANCELED);
         op->done = op_cancelled;
@@ -901,7 +877,7 @@ static void lx_free(struct hv *hv)
         libxl_ctx_free(lx->ctx);
     /* libxl deregisters its fds and timeouts as its ctx goes; free any left. */
     while (lx->osevs)
-        osev_free(LINK_ENTRY(lx->osevs, struct osev));
+        osev_free(LINK_ENTRY(lx->osevs, struct osev, link));
     free(lx);
 }
 

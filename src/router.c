@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "domain.h"
+#include "link.h"
 #include "log.h"
 #include "match.h"
 #include "state.h"
@@ -44,7 +45,7 @@ struct router {
     struct state_record *previous;  /* what the last run recorded */
     size_t n_previous;
     unsigned scan;              /* counts router_rescan_begin() calls */
-    struct sweep *sweeps;       /* stale removals from guests the policy does not name */
+    struct link *sweeps;        /* stale removals from guests the policy does not name */
     bool closing;
 };
 
@@ -56,13 +57,12 @@ struct router {
  * for that guest.
  */
 struct sweep {
-    struct router *router;
     int domid;
     int ctrl;
     int port;
     char guest[64];
     char busid[32];
-    struct sweep *next;
+    struct link link;           /* in router->sweeps */
 };
 
 static const char *const state_names[] = {
@@ -421,12 +421,9 @@ void router_device_added(struct router *router, struct usb_device *dev,
 
 static void sweep_done(void *arg, int err)
 {
-    struct sweep *s = arg, **p = &s->router->sweeps;
+    struct sweep *s = arg;
 
-    while (*p && *p != s)
-        p = &(*p)->next;
-    if (*p)
-        *p = s->next;
+    link_remove(&s->link);
     if (err < 0 && err != -ECANCELED)
         log_warnx("%s: removing the stale device %s from controller %d port %d failed: %s",
                   s->guest, s->busid, s->ctrl, s->port, strerror(-err));
@@ -438,9 +435,12 @@ static void sweep_done(void *arg, int err)
 
 static bool sweeping(const struct router *router, int domid, int ctrl, int port)
 {
-    for (const struct sweep *s = router->sweeps; s; s = s->next)
+    for (struct link *l = router->sweeps; l; l = l->next) {
+        const struct sweep *s = LINK_ENTRY(l, struct sweep, link);
+
         if (s->domid == domid && s->ctrl == ctrl && s->port == port)
             return true;
+    }
     return false;
 }
 
@@ -466,17 +466,17 @@ static void sweep_guest(struct router *router, const struct hv_domain *guest)
                 log_error("out of memory");
                 break;
             }
-            *s = (struct sweep){ .router = router, .domid = guest->domid, .ctrl = usb.ctrl,
-                                 .port = usb.port, .next = router->sweeps };
+            *s = (struct sweep){ .domid = guest->domid, .ctrl = usb.ctrl, .port = usb.port };
             snprintf(s->guest, sizeof(s->guest), "%s", guest->name);
             snprintf(s->busid, sizeof(s->busid), "%s", port->busid);
             usb.busid = s->busid;
-            log_notice("%s (not in the policy): controller %d port %d holds %s, which is not "
-                       "plugged in: removing it", s->guest, usb.ctrl, usb.port, s->busid);
-            router->sweeps = s;
+            /* A warning: this changes a guest the policy does not give the daemon. */
+            log_warnx("%s (not in the policy): controller %d port %d holds %s, which is not "
+                      "plugged in: removing it", s->guest, usb.ctrl, usb.port, s->busid);
+            link_push(&router->sweeps, &s->link);
             if (router->hv->ops->detach(router->hv, guest->domid, &usb, sweep_done, s) < 0) {
                 log_warnx("%s: cannot remove the stale device %s", s->guest, s->busid);
-                router->sweeps = s->next;
+                link_remove(&s->link);
                 free(s);
             }
         }

@@ -36,6 +36,7 @@ def test():
         d.wait_ready(t)
         tb.wait_listeners(1)
         xen.wait_attached(WIN10, ["1-2", a, b], t)
+        xen.wait_usb_hosts(WIN10, 3, t)
         aua.check_equal(sorted(h[0] for h in xen.usb_hosts(WIN10)),
                         ["xenusb-1-21", "xenusb-1-22", "xenusb-1-4"],
                         "the webcam by hand, A and B by the daemon")
@@ -53,6 +54,7 @@ def test():
                        ["xenusb-1-21", "xenusb-1-22", "xenusb-1-4"], t,
                        "B, the old A and the webcam deleted (deleted: %r)"
                        % xen.device_dels(WIN10))
+        xen.wait_usb_hosts(WIN10, 5, t)
         aua.check_equal(sorted(h[0] for h in xen.usb_hosts(WIN10)),
                         ["xenusb-1-21", "xenusb-1-22", "xenusb-1-23", "xenusb-1-31",
                          "xenusb-1-4"],

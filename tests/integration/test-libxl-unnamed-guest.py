@@ -45,6 +45,9 @@ def test():
                   "plugged in: removing it" in d.stderr(), "said why:\n%s" % d.stderr())
         tb.load("storage")
         xen.wait_attached(WIN10, ["1-1.4.2"], t)
+        xen.wait_usb_hosts(WIN10, 1, t)
+        aua.check_equal(xen.usb_hosts(WIN10), [("xenusb-1-7", "xenusb-0.0", "1", "1", "7")],
+                        "the stick's usb-host added to win10's device model")
         aua.check_equal(xen.attached(OTHER), ["1-1.2"], "the YubiKey, still plugged in, stays")
         aua.check("failed" not in d.stderr(), "no failed attach:\n%s" % d.stderr())
         daemon.stop_clean(d)

@@ -10,15 +10,19 @@
  * that move a device (detach, then attach, event reload) and leave
  * unchanged devices alone, controller capacity (a device waits for a free
  * port), a guest restart, and the references left after a shutdown with
- * work in flight (run the binary under valgrind too).  The lock-out guard
- * (a keyboard leaves dom0 only when dom0 keeps another): held, released by
- * a keyboard plugged in later or by a reload, decided at the end of the cold
- * plug, allowed by the policy, overridden by hand, and not applied to what
- * a guest already had.  The main fixture has a laptop keyboard, so that the
+ * work in flight (run the binary under valgrind too).  Stale ports of a
+ * guest the policy does not name (a backend that lists every guest): swept
+ * at the end of the cold plug and at each unplug, once while in flight, a
+ * device still plugged in left alone, a guest the policy names left to its
+ * worker.  The lock-out guard (a keyboard leaves dom0 only when dom0 keeps
+ * another): held, released by a keyboard plugged in later or by a reload,
+ * decided at the end of the cold plug, allowed by the policy, overridden by
+ * hand, and not applied to what a guest already had.  The main fixture has a laptop keyboard, so that the
  * other tests route keyboards (the YubiKey is one: OTP) freely.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <ev.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -98,7 +102,8 @@ static const char guard_policy[] =
     "    match: {hub: usb1}\n"
     "    domain: sys-usb\n";
 
-static int make_fx(void **state, const char *text, bool laptop_keyboard)
+/* The loop and the dry-run backend, no router yet. */
+static int new_fx(void **state)
 {
     struct fx *fx = calloc(1, sizeof(*fx));
 
@@ -107,14 +112,24 @@ static int make_fx(void **state, const char *text, bool laptop_keyboard)
     *state = fx;
     fx->loop = ev_loop_new(0);
     fx->hv = fx->loop ? hv_dryrun_new(fx->loop) : NULL;
-    if (!fx->hv)
-        return -1;
+    return fx->hv ? 0 : -1;
+}
+
+static int start_router(struct fx *fx, const char *text, bool laptop_keyboard)
+{
     fx->router = router_new(fx->loop, fx->hv, unit_policy(text), record, fx);
     if (!fx->router)
         return -1;
     if (laptop_keyboard)
         router_keyboard_added(fx->router, LAPTOP_KBD);
     return 0;
+}
+
+static int make_fx(void **state, const char *text, bool laptop_keyboard)
+{
+    if (new_fx(state) < 0)
+        return -1;
+    return start_router(*state, text, laptop_keyboard);
 }
 
 /* The main fixture: dom0 has a laptop keyboard, the start is over. */
@@ -740,6 +755,232 @@ static void remove_while_attaching(void **state)
     assert_int_equal(lookup(fx, "1-3")->port, 1);
 }
 
+/* ---- stale ports in guests the policy does not name ---- */
+
+#define OTHER_DOMID 50
+#define MAX_DETACHES 8
+
+/*
+ * The dry-run backend seen through list_domains as libxl's is: two running
+ * guests, "other" (not in the policy) and vault, with one controller each
+ * whose ports a test fills before the router starts.  Each detach is
+ * recorded; its port is emptied when it is answered (until then it still
+ * names the device), and one of busid "1-7" is refused at once.  One test
+ * runs at a time: the state is the file's.
+ */
+static struct {
+    const struct hv_ops *dryrun;    /* the dry-run's own operations */
+    struct hv_ops ops;              /* the same but for the three below */
+    int vault;                      /* vault's domid in the dry-run */
+    struct hv_controller other_ctrl;
+    struct hv_controller vault_ctrl;
+    struct {
+        int domid, ctrl, port;
+        char busid[32];
+    } detaches[MAX_DETACHES];
+    size_t n_detaches;
+} stale;
+
+struct stale_op {
+    struct hv_port *port;
+    hv_done_fn done;
+    void *arg;
+};
+
+static struct hv_controller *stale_ctrl(int domid)
+{
+    return domid == OTHER_DOMID ? &stale.other_ctrl
+           : domid == stale.vault ? &stale.vault_ctrl
+                                  : NULL;
+}
+
+static int stale_list_domains(struct hv *hv, struct hv_domain **out, size_t *n)
+{
+    *out = calloc(2, sizeof(**out));
+    assert_non_null(*out);
+    (*out)[0].domid = OTHER_DOMID;
+    snprintf((*out)[0].name, sizeof((*out)[0].name), "other");
+    (*out)[1].domid = stale.vault;
+    snprintf((*out)[1].name, sizeof((*out)[1].name), "vault");
+    *n = 2;
+    return 0;
+}
+
+static int stale_list_controllers(struct hv *hv, int domid, struct hv_controller **out,
+                                  size_t *n)
+{
+    struct hv_controller *c = stale_ctrl(domid);
+
+    if (!c)
+        return stale.dryrun->list_controllers(hv, domid, out, n);
+    *out = malloc(sizeof(**out));
+    assert_non_null(*out);
+    **out = *c;
+    *n = 1;
+    return 0;
+}
+
+static void stale_detached(void *arg, int err)
+{
+    struct stale_op *op = arg;
+
+    if (err == 0 && op->port) {
+        op->port->used = false;
+        op->port->busid[0] = '\0';
+    }
+    op->done(op->arg, err);
+    free(op);
+}
+
+static int stale_detach(struct hv *hv, int domid, const struct hv_usb *usb, hv_done_fn done,
+                        void *arg)
+{
+    struct hv_controller *c = stale_ctrl(domid);
+    struct stale_op *op;
+    int r;
+
+    assert_true(stale.n_detaches < MAX_DETACHES);
+    stale.detaches[stale.n_detaches].domid = domid;
+    stale.detaches[stale.n_detaches].ctrl = usb->ctrl;
+    stale.detaches[stale.n_detaches].port = usb->port;
+    snprintf(stale.detaches[stale.n_detaches].busid, sizeof(stale.detaches[0].busid), "%s",
+             usb->busid ? usb->busid : "");
+    stale.n_detaches++;
+    if (usb->busid && strcmp(usb->busid, "1-7") == 0)
+        return -EIO;
+    op = calloc(1, sizeof(*op));
+    assert_non_null(op);
+    op->done = done;
+    op->arg = arg;
+    if (c && c->id == usb->ctrl && usb->port >= 1 && usb->port <= c->n_ports)
+        op->port = &c->ports[usb->port - 1];
+    r = stale.dryrun->detach(hv, domid, usb, stale_detached, op);
+    if (r < 0)
+        free(op);
+    return r;
+}
+
+/* The router is the test's to start, once the guests' ports are filled. */
+static int setup_stale(void **state)
+{
+    struct fx *fx;
+
+    if (new_fx(state) < 0)
+        return -1;
+    fx = *state;
+    memset(&stale, 0, sizeof(stale));
+    stale.dryrun = fx->hv->ops;
+    stale.ops = *fx->hv->ops;
+    stale.ops.list_domains = stale_list_domains;
+    stale.ops.list_controllers = stale_list_controllers;
+    stale.ops.detach = stale_detach;
+    fx->hv->ops = &stale.ops;
+    stale.vault = fx->hv->ops->domain_lookup(fx->hv, "vault");
+    stale.other_ctrl = (struct hv_controller){ .id = 0, .version = 2, .n_ports = 6 };
+    stale.vault_ctrl = stale.other_ctrl;
+    return 0;
+}
+
+static int teardown_stale(void **state)
+{
+    struct fx *fx = *state;
+
+    if (fx->hv && !fx->router)
+        fx->hv->ops->free(fx->hv);
+    return teardown(state);
+}
+
+static void stale_start(struct fx *fx)
+{
+    assert_int_equal(start_router(fx, policy_text, true), 0);
+}
+
+static void set_port(struct hv_controller *c, int port, const char *busid)
+{
+    c->ports[port - 1].used = true;
+    snprintf(c->ports[port - 1].busid, sizeof(c->ports[0].busid), "%s", busid);
+}
+
+/* How many detaches were asked of domid's ctrl:port naming busid. */
+static size_t detaches(int domid, int ctrl, int port, const char *busid)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < stale.n_detaches; i++)
+        n += stale.detaches[i].domid == domid && stale.detaches[i].ctrl == ctrl &&
+             stale.detaches[i].port == port && strcmp(stale.detaches[i].busid, busid) == 0;
+    return n;
+}
+
+/*
+ * At start, once the enumeration is over: what a guest the policy does not
+ * name holds of a device not plugged in is removed, what it holds of one
+ * plugged in stays; a guest the policy names is its worker's (one removal,
+ * not two).  A removal the backend refuses is tried again at the next unplug.
+ */
+static void stale_swept_at_start(void **state)
+{
+    struct fx *fx = *state;
+
+    set_port(&stale.other_ctrl, 1, "1-9");
+    set_port(&stale.other_ctrl, 2, "3-1");
+    set_port(&stale.other_ctrl, 3, "1-7");
+    set_port(&stale.vault_ctrl, 1, "1-8");
+    stale_start(fx);
+    router_device_added(fx->router, stick("3-1", 2), EVENT_PRESENT);
+    settle(fx);
+    assert_int_equal(stale.n_detaches, 0);
+    router_coldplug_done(fx->router);
+    settle(fx);
+    assert_int_equal(detaches(OTHER_DOMID, 0, 1, "1-9"), 1);
+    assert_int_equal(detaches(OTHER_DOMID, 0, 3, "1-7"), 1);
+    assert_int_equal(detaches(stale.vault, 0, 1, "1-8"), 1);
+    assert_int_equal(stale.n_detaches, 3);
+    assert_false(stale.other_ctrl.ports[0].used);
+    assert_string_equal(stale.other_ctrl.ports[1].busid, "3-1");
+    assert_string_equal(stale.other_ctrl.ports[2].busid, "1-7");
+
+    add(fx, stick("3-2", 3));
+    removed(fx, "3-2");
+    settle(fx);
+    assert_int_equal(detaches(OTHER_DOMID, 0, 3, "1-7"), 2);
+    assert_int_equal(stale.n_detaches, 4);
+    assert_string_equal(stale.other_ctrl.ports[1].busid, "3-1");
+}
+
+/*
+ * A device a guest the policy does not name holds is unplugged: removed
+ * from that guest, once, however many removals come while it is in flight.
+ * A shutdown with one in flight cancels it (run under valgrind or ASan).
+ */
+static void stale_swept_on_removal(void **state)
+{
+    struct fx *fx = *state;
+
+    set_port(&stale.other_ctrl, 1, "3-1");
+    set_port(&stale.other_ctrl, 2, "3-2");
+    stale_start(fx);
+    router_device_added(fx->router, stick("3-1", 2), EVENT_PRESENT);
+    router_device_added(fx->router, stick("3-2", 3), EVENT_PRESENT);
+    router_coldplug_done(fx->router);
+    settle(fx);
+    assert_int_equal(stale.n_detaches, 0);
+
+    removed(fx, "3-1");
+    assert_int_equal(detaches(OTHER_DOMID, 0, 1, "3-1"), 1);
+    add(fx, stick("3-3", 4));
+    removed(fx, "3-3");
+    assert_int_equal(stale.n_detaches, 1);
+    settle(fx);
+    assert_false(stale.other_ctrl.ports[0].used);
+    assert_string_equal(stale.other_ctrl.ports[1].busid, "3-2");
+    assert_int_equal(stale.n_detaches, 1);
+
+    removed(fx, "3-2");
+    assert_int_equal(detaches(OTHER_DOMID, 0, 2, "3-2"), 1);
+    assert_int_equal(stale.n_detaches, 2);
+}
+
 /* ---- the lock-out guard ---- */
 
 static void guard_holds_last_keyboard(void **state)
@@ -1061,6 +1302,7 @@ static void guard_spares_what_a_guest_has(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 #define G(f) cmocka_unit_test_setup_teardown(f, setup_guard, teardown)
+#define S(f) cmocka_unit_test_setup_teardown(f, setup_stale, teardown_stale)
 
 int main(void)
 {
@@ -1081,6 +1323,8 @@ int main(void)
         T(shutdown_while_attaching),
         T(shutdown_while_detaching),
         T(remove_while_attaching),
+        S(stale_swept_at_start),
+        S(stale_swept_on_removal),
         G(guard_holds_last_keyboard),
         G(guard_second_keyboard_releases),
         G(guard_unplug_held),
