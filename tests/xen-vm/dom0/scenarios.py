@@ -17,6 +17,7 @@ next scenario's set-up, which makes its own.
 
 Arguments: scenario names to run (default: all, in order).
 """
+import glob
 import json
 import os
 import re
@@ -130,7 +131,7 @@ def unplug(devid, serial):
 # ---------------------------------------------------------------------------
 # Guests: xl, xenstore, and the device model's own view (QMP)
 
-def guest_cfg(name, extra=''):
+def guest_cfg(name, extra='', pvh=False):
     disk = '/tmp/halt-%s.img' % name
     if not os.path.exists(disk):
         # A one-sector disk whose boot sector is "sti; hlt; jmp .-1": SeaBIOS
@@ -141,12 +142,22 @@ def guest_cfg(name, extra=''):
         with open(disk, 'wb') as f:
             f.write(b)
     path = '/tmp/%s.cfg' % name
+    if pvh:
+        # dom0's own kernel and initrd, stopped at the initramfs's first
+        # shell (break=top), waiting on its console: a running PVH guest.
+        kernel = sorted(glob.glob('/boot/vmlinuz-*'))[-1]
+        initrd = sorted(glob.glob('/boot/initrd.img-*'))[-1]
+        head = ('type = "pvh"\nmemory = 384\nkernel = "%s"\nramdisk = "%s"\n'
+                'extra = "console=hvc0 break=top"\n' % (kernel, initrd))
+        vdev = 'xvda'
+    else:
+        head = ('type = "hvm"\nmemory = 64\ndevice_model_version = "qemu-xen"\nvnc = 0\nsdl = 0\n'
+                'serial = "pty"\nboot = "c"\n')
+        vdev = 'hda'
     with open(path, 'w') as f:
-        f.write('name = "%s"\ntype = "hvm"\nmemory = 64\nvcpus = 1\n'
-                'device_model_version = "qemu-xen"\nvnc = 0\nsdl = 0\nserial = "pty"\n'
-                'boot = "c"\nvif = []\non_crash = "preserve"\n'
-                'disk = [ "format=raw,vdev=hda,access=rw,backendtype=qdisk,target=%s" ]\n%s'
-                % (name, disk, extra))
+        f.write('name = "%s"\n%svcpus = 1\nvif = []\non_crash = "preserve"\n'
+                'disk = [ "format=raw,vdev=%s,access=rw,backendtype=qdisk,target=%s" ]\n%s'
+                % (name, head, vdev, disk, extra))
     return path
 
 
@@ -155,13 +166,14 @@ def domid(name):
     return int(out.strip()) if rc == 0 and out.strip().isdigit() else None
 
 
-def create(name, extra=''):
+def create(name, extra='', pvh=False):
     if domid(name) is not None:
         destroy(name)
-    run(['xl', 'create', guest_cfg(name, extra)], check=True, timeout=180)
+    run(['xl', 'create', guest_cfg(name, extra, pvh)], check=True, timeout=180)
     d = wait('%s to run' % name, lambda: domid(name), 60)
-    # The device model answers QMP a little after xl create returns.
-    wait('%s\'s device model' % name, lambda: dm_usb(d, quiet=True) is not None, 60)
+    if not pvh:
+        # The device model answers QMP a little after xl create returns.
+        wait('%s\'s device model' % name, lambda: dm_usb(d, quiet=True) is not None, 60)
     say('%s runs as domain %d' % (name, d))
     return d
 
@@ -171,25 +183,35 @@ def destroy(name):
         run(['xl', 'destroy', name], timeout=120)
 
 
+def xs_tree(path):
+    """{subpath: value} of a xenstore subtree."""
+    rc, out = run(['xenstore-ls', '-f', path], quiet=True)
+    tree = {}
+    if rc == 0:
+        for line in out.splitlines():
+            m = re.match(r'^(\S+) = "(.*)"$', line)
+            if m and m.group(1).startswith(path + '/'):
+                tree[m.group(1)[len(path) + 1:]] = m.group(2)
+    return tree
+
+
 def vusb(name):
-    """{ctrl: {'usb-ver', 'num-ports', 'type', 'ports': {port: busid}}} from xenstore."""
+    """{ctrl: {'usb-ver', 'num-ports', 'type', 'ports': {port: busid}}} from
+    xenstore: libxl's own records for a device-model controller, the
+    backend's (where libxl writes them) for a PV one (qusb)."""
     d = domid(name)
     if d is None:
         return {}
-    rc, out = run(['xenstore-ls', '-f', '/libxl/%d/device/vusb' % d], quiet=True)
     ctrls = {}
-    if rc != 0:
-        return ctrls
-    for line in out.splitlines():
-        m = re.match(r'^/libxl/\d+/device/vusb/(\d+)/(\S+) = "(.*)"$', line)
-        if not m:
-            continue
-        c = ctrls.setdefault(int(m.group(1)), {'ports': {}})
-        key, val = m.group(2), m.group(3)
-        if key.startswith('port/'):
-            c['ports'][int(key[5:])] = val
-        else:
-            c[key] = val
+    for key, val in xs_tree('/libxl/%d/device/vusb' % d).items():
+        m = re.match(r'^(\d+)/(\S+)$', key)
+        if m:
+            ctrls.setdefault(int(m.group(1)), {'ports': {}})[m.group(2)] = val
+    for c in ctrls.values():
+        src = c
+        if c.get('type') != 'devicemodel' and c.get('backend'):
+            src = xs_tree(c['backend'])
+        c['ports'] = {int(k[5:]): v for k, v in src.items() if re.match(r'^port/\d+$', k)}
     return ctrls
 
 
@@ -679,6 +701,45 @@ rules:
         raise Fail('after the reset the daemon says %s' % W.daemon.state(serial=COLD))
 
 
+def s9_pvh_qusb():
+    """A PVH guest: a PV USB controller (qusb, QEMU in dom0 the backend) made for it;
+    full-speed devices attached, a SuperSpeed one refused once with the reason."""
+    stop_daemon()
+    for g in ('aua1', 'aua2', 'aua3'):
+        destroy(g)
+    create('aua4', pvh=True)
+    policy = """version: 1
+domains:
+  aua4: {}
+rules:
+  - match: { product-name: "%s" }
+    domain: aua4
+    allow-dom0-lockout: true
+  - match: { product-name: "%s" }
+    domain: aua4
+  - match: { serial: %s }
+    domain: aua4
+""" % (KBD, TABLET, COLD)
+    kbd, tablet = find('product', KBD), find('product', TABLET)
+    W.daemon = Daemon(policy).start()
+    wait('the keyboard and the tablet in aua4\'s PV USB ports',
+         lambda: holders('aua4', kbd) == 1 and holders('aua4', tablet) == 1, 90)
+    run(['xl', 'usb-list', 'aua4'])
+    types = sorted(c.get('type') for c in vusb('aua4').values())
+    if types != ['qusb']:
+        raise Fail('aua4\'s controllers are %s, not one qusb' % types)
+    wait('the SuperSpeed stick failed', lambda: W.daemon.state(serial=COLD) == 'failed', 30)
+    cold = W.daemon.device(serial=COLD)
+    say('the stick: %s' % json.dumps(cold))
+    if holders('aua4', find('serial', COLD)) != 0:
+        raise Fail('the SuperSpeed stick was written into a PV USB port')
+    for what in (dict(product=KBD), dict(product=TABLET)):
+        if W.daemon.state(**what) != 'attached':
+            raise Fail('the daemon says %s is %s' % (what, W.daemon.state(**what)))
+    W.daemon.ctl('detach', tablet)
+    wait('the tablet out of aua4', lambda: holders('aua4', tablet) == 0, 30)
+
+
 SCENARIOS = [
     ('1-stale-port', s1_stale_port),
     ('2-hotplug-unplug', s2_hotplug_unplug),
@@ -688,6 +749,7 @@ SCENARIOS = [
     ('8-two-guests', s8_two_guests),
     ('4-second-controller', s4_capacity),
     ('7-qmp', s7_qmp),
+    ('9-pvh-qusb', s9_pvh_qusb),
 ]
 
 
@@ -719,7 +781,7 @@ def main():
         stop_daemon()
     except Fail as e:
         say(str(e))
-    for g in ('aua1', 'aua2', 'aua3'):
+    for g in ('aua1', 'aua2', 'aua3', 'aua4'):
         destroy(g)
     print('XENVM-DONE', flush=True)
 
