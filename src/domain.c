@@ -254,6 +254,45 @@ static bool free_port(struct domain *dom, struct ctrl **ctrl, int *port)
     return false;
 }
 
+/*
+ * Reads the guest's controllers from the backend and learns those it did not
+ * know: the ones the guest's configuration has (xl restores them, empty, at
+ * every reboot), someone created by hand, or one a creation that reported a
+ * failure made all the same.  The ports it does not fill itself are taken as
+ * the backend says.  Called only while no operation is in flight.  Returns
+ * the number of controllers it learnt.
+ */
+static int read_ctrls(struct domain *dom, bool report)
+{
+    struct hv_controller *list = NULL;
+    size_t n = 0;
+    int learnt = 0;
+
+    if (dom->hv->ops->list_controllers(dom->hv, dom->domid, &list, &n) < 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        struct ctrl *c = find_ctrl(dom, list[i].id);
+
+        if (!c) {
+            if (add_ctrl(dom, list[i].id, list[i].version, list[i].n_ports) < 0)
+                break;
+            c = &dom->ctrls[dom->n_ctrls - 1];
+            learnt++;
+            if (report)
+                log_notice("%s: found USB controller %d (version %d, %d ports)", dom->name,
+                           c->id, c->version, c->n_ports);
+        }
+        for (int p = 0; p < c->n_ports; p++) {
+            if (c->slot[p])
+                continue;
+            c->foreign[p] = list[i].ports[p].used;
+            memcpy(c->busid[p], list[i].ports[p].busid, sizeof(c->busid[p]));
+        }
+    }
+    free(list);
+    return learnt;
+}
+
 static struct op *op_new(struct domain *dom, enum op_type type, struct dev_entry *entry)
 {
     struct op *op = calloc(1, sizeof(*op));
@@ -415,7 +454,16 @@ static void ctrl_done(void *arg, int err)
         if (err < 0) {
             log_warnx("%s: creating a USB controller (version %d, %d ports) failed: %s",
                       dom->name, op->spec.version, op->spec.ports, strerror(-err));
-            /* Try again later rather than spin on a guest that refuses. */
+            /*
+             * The guest may have one now all the same (made by this call, or
+             * by xl at the same time): use it; else try again later rather
+             * than spin on a guest that refuses.
+             */
+            if (read_ctrls(dom, true) > 0) {
+                free(op);
+                kick(dom);
+                return;
+            }
             if (!ev_is_active(&dom->retry_timer) && !dom->closing) {
                 ev_timer_set(&dom->retry_timer, 5., 0.);
                 ev_timer_start(dom->loop, &dom->retry_timer);
@@ -558,6 +606,13 @@ static void kick(struct domain *dom)
         start_attach(dom, c, port);
         return;
     }
+    /* A controller the guest got meanwhile (restored by xl, made by hand) comes first. */
+    read_ctrls(dom, true);
+    if (free_port(dom, &c, &port)) {
+        dom->full_logged = false;
+        start_attach(dom, c, port);
+        return;
+    }
     if ((int)dom->n_ctrls < dom->spec.max) {
         if (!ev_is_active(&dom->retry_timer))
             start_add_controller(dom);
@@ -632,29 +687,13 @@ void domain_detach(struct domain *dom, struct dev_entry *entry)
 
 void domain_started(struct domain *dom, int domid)
 {
-    struct hv_controller *list = NULL;
-    size_t n = 0;
-
     if (dom->domid == domid)
         return;
     if (dom->domid >= 0)
         domain_stopped(dom);
     dom->domid = domid;
     log_notice("%s: guest is running (domid %d)", dom->name, domid);
-    if (dom->hv->ops->list_controllers(dom->hv, domid, &list, &n) == 0) {
-        for (size_t i = 0; i < n; i++) {
-            struct ctrl *c;
-
-            if (add_ctrl(dom, list[i].id, list[i].version, list[i].n_ports) < 0)
-                break;
-            c = &dom->ctrls[dom->n_ctrls - 1];
-            for (int p = 0; p < c->n_ports; p++) {
-                c->foreign[p] = list[i].ports[p].used;
-                memcpy(c->busid[p], list[i].ports[p].busid, sizeof(c->busid[p]));
-            }
-        }
-    }
-    free(list);
+    read_ctrls(dom, false);
     domain_reap_stale(dom);
     kick(dom);
 }

@@ -329,15 +329,27 @@ static void report_started(struct libxl_hv *lx, const char *name, int domid)
         lx->hv.events.domain_started(lx->hv.events.arg, name, domid);
 }
 
+/* The domid under which the guest called name was reported as running, or -1. */
+static int reported_domid(struct libxl_hv *lx, const char *name)
+{
+    const struct guest *g = strmap_get(lx->running, name);
+
+    return g ? g->domid : -1;
+}
+
 /*
  * Looks at every domain now and reports what changed.  A guest that has no
- * name in xenstore yet (it is being built) is looked at again shortly.
+ * name in xenstore yet (it is being built) is looked at again shortly; so is
+ * a new domain that is still paused: xl builds a guest paused (its device
+ * model, its restored usbctrl) and unpauses it when it is ready, and nothing
+ * in xenstore says when.  A guest seen running and paused later (xl pause)
+ * stays reported: its device model still serves.
  */
 static void rescan(struct libxl_hv *lx)
 {
     struct strmap *now = strmap_new();
     libxl_dominfo *list;
-    bool unnamed = false, listed;
+    bool unnamed = false, paused = false, listed;
     size_t pos = 0;
     const char *key;
     void *value;
@@ -356,6 +368,13 @@ static void rescan(struct libxl_hv *lx)
         name = libxl_domid_to_name(lx->ctx, list[i].domid);
         if (!name || !*name) {
             unnamed = true;
+            free(name);
+            continue;
+        }
+        if (list[i].paused && reported_domid(lx, name) != (int)list[i].domid) {
+            log_debug("%s: domain %u is paused: waiting until it runs", name,
+                      list[i].domid);
+            paused = true;
             free(name);
             continue;
         }
@@ -387,7 +406,7 @@ static void rescan(struct libxl_hv *lx)
     while (listed && strmap_next(now, &pos, &key, &value) == 0)
         report_started(lx, key, (int)((intptr_t)value - 1));
     strmap_free(now, NULL);
-    if (unnamed && !ev_is_active(&lx->rescan_timer)) {
+    if ((unnamed || paused) && !ev_is_active(&lx->rescan_timer)) {
         ev_timer_set(&lx->rescan_timer, 0.5, 0.);
         ev_timer_start(lx->loop, &lx->rescan_timer);
     }
