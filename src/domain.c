@@ -7,6 +7,13 @@
  * generation moves on and a late answer about the old guest is only used to
  * drop references.  Devices are never forgotten: a device is in the queue,
  * attached, or waiting for a retry.
+ *
+ * An attach that cannot work until something changes (hv_error_permanent:
+ * the device model cannot find the device, the guest is gone) is not
+ * retried on a timer: every try would take the device from dom0's drivers
+ * again.  It is parked, said once, and tried again when the guest restarts,
+ * the policy is reloaded, or (for a port that cannot take the device) a
+ * controller appears or a port frees.  Unplugging it ends it.
  */
 #include "config.h"
 
@@ -70,6 +77,7 @@ struct domain {
     struct dev_entry *qhead;        /* waiting to be attached */
     struct dev_entry *qtail;
     struct dev_entry *retry;        /* failed, waiting for the retry timer */
+    struct dev_entry *parked;       /* failed for good, until something changes */
     struct detach_item *detaches;
     bool busy;
     bool full_logged;
@@ -78,6 +86,74 @@ struct domain {
 };
 
 static void kick(struct domain *dom);
+
+/* Appends e to the queue. */
+static void enqueue(struct domain *dom, struct dev_entry *e)
+{
+    e->qnext = NULL;
+    if (dom->qtail)
+        dom->qtail->qnext = e;
+    else
+        dom->qhead = e;
+    dom->qtail = e;
+    e->queued = true;
+    e->state = DEV_WAITING;
+}
+
+/*
+ * Parks e, whose attach cannot work until something changes, and says why
+ * (once: the same reason again is not repeated).
+ */
+static void park(struct domain *dom, struct dev_entry *e, int err, const char *why)
+{
+    if (strcmp(e->failure, why) != 0) {
+        snprintf(e->failure, sizeof(e->failure), "%s", why);
+        log_warnx("%s: %s cannot be attached: %s; not retried until the device is plugged "
+                  "in again, the guest restarts, %sthe policy is reloaded", dom->name,
+                  e->dev->port, e->failure,
+                  err == -EPROTONOSUPPORT ? "a controller appears or a port frees, " : "");
+    }
+    e->failure_err = err;
+    e->state = DEV_FAILED;
+    e->queued = true;
+    e->qnext = dom->parked;
+    dom->parked = e;
+}
+
+/*
+ * Something changed: parked devices are tried again (all of them, or only
+ * those that wait for a port that takes them).
+ */
+static void unpark(struct domain *dom, bool all)
+{
+    struct dev_entry **link = &dom->parked;
+
+    while (*link) {
+        struct dev_entry *e = *link;
+
+        if (!all && e->failure_err != -EPROTONOSUPPORT) {
+            link = &e->qnext;
+            continue;
+        }
+        *link = e->qnext;
+        enqueue(dom, e);
+    }
+}
+
+/* What a permanent failure means, in words. */
+static const char *permanent_reason(int err)
+{
+    switch (err) {
+    case -ENODEV:
+        return "the device model cannot find the host device";
+    case -EPROTONOSUPPORT:
+        return "the guest's port does not take the device's speed";
+    case -ESRCH:
+        return "the guest is gone";
+    default:
+        return strerror(-err);
+    }
+}
 
 /* The guest is done with entry: the router may route it elsewhere now. */
 static void release(struct domain *dom, struct dev_entry *e)
@@ -102,13 +178,7 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
         struct dev_entry *e = dom->retry;
 
         dom->retry = e->qnext;
-        e->qnext = NULL;
-        if (dom->qtail)
-            dom->qtail->qnext = e;
-        else
-            dom->qhead = e;
-        dom->qtail = e;
-        e->state = DEV_WAITING;
+        enqueue(dom, e);
     }
     kick(dom);
 }
@@ -154,6 +224,7 @@ void domain_free(struct domain *dom)
     ev_timer_stop(dom->loop, &dom->retry_timer);
     drop_list(&dom->qhead);
     drop_list(&dom->retry);
+    drop_list(&dom->parked);
     /* A queued detach's device is still in its slot: the slot loop drops it. */
     while (dom->detaches) {
         struct detach_item *d = dom->detaches;
@@ -185,6 +256,7 @@ void domain_set_spec(struct domain *dom, const struct controller_spec *spec)
 {
     dom->spec = *spec;
     dom->full_logged = false;
+    unpark(dom, true);
     kick(dom);
 }
 
@@ -207,6 +279,8 @@ void domain_get_info(const struct domain *dom, struct domain_info *info)
         info->queued++;
     for (const struct dev_entry *e = dom->retry; e; e = e->qnext)
         info->retrying++;
+    for (const struct dev_entry *e = dom->parked; e; e = e->qnext)
+        info->failed++;
 }
 
 int domain_domid(const struct domain *dom)
@@ -290,6 +364,8 @@ static int read_ctrls(struct domain *dom, bool report)
         }
     }
     free(list);
+    if (learnt)
+        unpark(dom, false);
     return learnt;
 }
 
@@ -366,6 +442,8 @@ static void attach_done(void *arg, int err)
         e->failures++;
         if (e->unplugged || e->detach_wanted) {
             release(dom, e);
+        } else if (hv_error_permanent(err)) {
+            park(dom, e, err, permanent_reason(err));
         } else {
             /* Someone else's device is looked at again now and then, not fought over. */
             delay = err == -EBUSY || e->failures >= 6 ? RETRY_MAX_SECONDS
@@ -383,6 +461,8 @@ static void attach_done(void *arg, int err)
         }
     } else {
         e->failures = 0;
+        e->failure_err = 0;
+        e->failure[0] = '\0';
         e->state = DEV_ATTACHED;
         log_notice("%s: %s attached at controller %d port %d", dom->name, e->dev->port,
                    e->ctrl, e->port);
@@ -413,6 +493,7 @@ static void detach_done(void *arg, int err)
         else
             log_notice("%s: %s detached", dom->name, e->dev->port);
         clear_slot(dom, e->ctrl, e->port);
+        unpark(dom, false);
     }
     release(dom, e);
     if (!stale)
@@ -439,6 +520,7 @@ static void stale_done(void *arg, int err)
                    c->busid[port - 1], c->id, port);
         c->foreign[port - 1] = false;
         c->busid[port - 1][0] = '\0';
+        unpark(dom, false);
     }
     kick(dom);
 }
@@ -473,6 +555,7 @@ static void ctrl_done(void *arg, int err)
         } else {
             log_notice("%s: created USB controller %d (version %d, %d ports)", dom->name,
                        op->ctrl_id, op->spec.version, op->spec.ports);
+            unpark(dom, false);
         }
     }
     free(op);
@@ -666,8 +749,9 @@ static bool unlink_from(struct dev_entry **head, struct dev_entry **tail,
 void domain_detach(struct domain *dom, struct dev_entry *entry)
 {
     if (entry->queued) {
-        if (!unlink_from(&dom->qhead, &dom->qtail, entry))
-            unlink_from(&dom->retry, NULL, entry);
+        if (!unlink_from(&dom->qhead, &dom->qtail, entry) &&
+            !unlink_from(&dom->retry, NULL, entry))
+            unlink_from(&dom->parked, NULL, entry);
         entry->queued = false;
         release(dom, entry);
         return;
@@ -693,6 +777,8 @@ void domain_started(struct domain *dom, int domid)
         domain_stopped(dom);
     dom->domid = domid;
     log_notice("%s: guest is running (domid %d)", dom->name, domid);
+    /* A guest started again may take what its last run could not. */
+    unpark(dom, true);
     read_ctrls(dom, false);
     domain_reap_stale(dom);
     kick(dom);

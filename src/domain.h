@@ -57,6 +57,7 @@ struct domain_info {
     } ctrls[DOMAIN_INFO_MAX_CTRLS];
     unsigned queued;        /* waiting for the guest or a port */
     unsigned retrying;      /* failed, waiting for a retry */
+    unsigned failed;        /* failed for good, until something changes */
 };
 
 void domain_get_info(const struct domain *dom, struct domain_info *info);

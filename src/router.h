@@ -28,7 +28,7 @@ enum dev_state {
     DEV_ATTACHING,
     DEV_ATTACHED,
     DEV_DETACHING,
-    DEV_FAILED,             /* attach failed; retried later */
+    DEV_FAILED,             /* attach failed: retried later, or after a change */
 };
 
 /* Why a decision is reported. */
@@ -57,6 +57,8 @@ struct dev_entry {
     bool held;              /* routed, but kept in dom0: its last keyboard */
     bool pending;           /* a routed keyboard seen at start, guarded at its end */
     unsigned failures;
+    int failure_err;        /* a failure retrying cannot mend (hv_error_permanent), or 0 */
+    char failure[160];      /* what it was, for devices and explain; "" when none */
     unsigned scan;          /* the last router_rescan that found it */
     struct dev_entry *qnext;
 };
