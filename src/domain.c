@@ -86,6 +86,8 @@ struct domain {
 };
 
 static void kick(struct domain *dom);
+static bool unlink_from(struct dev_entry **head, struct dev_entry **tail,
+                        struct dev_entry *entry);
 
 /* Appends e to the queue. */
 static void enqueue(struct domain *dom, struct dev_entry *e)
@@ -316,11 +318,13 @@ static int add_ctrl(struct domain *dom, int id, int version, int n_ports)
     return 0;
 }
 
-static bool free_port(struct domain *dom, struct ctrl **ctrl, int *port)
+/* A free port of a controller that takes speed. */
+static bool free_port(struct domain *dom, enum usb_speed speed, struct ctrl **ctrl, int *port)
 {
     for (size_t i = 0; i < dom->n_ctrls; i++)
         for (int p = 0; p < dom->ctrls[i].n_ports; p++)
-            if (!dom->ctrls[i].slot[p] && !dom->ctrls[i].foreign[p]) {
+            if (!dom->ctrls[i].slot[p] && !dom->ctrls[i].foreign[p] &&
+                usb_controller_takes(dom->ctrls[i].version, speed)) {
                 *ctrl = &dom->ctrls[i];
                 *port = p + 1;
                 return true;
@@ -587,19 +591,15 @@ static void start_detach(struct domain *dom)
         done(op, r);
 }
 
-static void start_attach(struct domain *dom, struct ctrl *c, int port)
+static void start_attach(struct domain *dom, struct dev_entry *e, struct ctrl *c, int port)
 {
-    struct dev_entry *e = dom->qhead;
     struct op *op = op_new(dom, OP_ATTACH, e);
     struct hv_usb usb;
     int r;
 
     if (!op)
         return;
-    dom->qhead = e->qnext;
-    if (!dom->qhead)
-        dom->qtail = NULL;
-    e->qnext = NULL;
+    unlink_from(&dom->qhead, &dom->qtail, e);
     e->queued = false;
     e->state = DEV_ATTACHING;
     e->ctrl = c->id;
@@ -670,8 +670,70 @@ static void adopt(struct domain *dom)
     }
 }
 
+/* The speed of e's device, read once, when it is first placed. */
+static enum usb_speed speed_of(struct dev_entry *e)
+{
+    if (e->dev->speed == USB_SPEED_UNREAD) {
+        e->dev->speed = usb_speed_read(e->dev->devpath);
+        log_debug("%s: %s speed", e->dev->port, usb_speed_name(e->dev->speed));
+    }
+    return e->dev->speed;
+}
+
+/* The first queued device that has a free port that takes it, and that port. */
+static struct dev_entry *placeable(struct domain *dom, struct ctrl **c, int *port)
+{
+    for (struct dev_entry *e = dom->qhead; e; e = e->qnext)
+        if (free_port(dom, speed_of(e), c, port))
+            return e;
+    return NULL;
+}
+
+/* True when one of the guest's controllers, full or not, takes speed. */
+static bool some_ctrl_takes(const struct domain *dom, enum usb_speed speed)
+{
+    for (size_t i = 0; i < dom->n_ctrls; i++)
+        if (usb_controller_takes(dom->ctrls[i].version, speed))
+            return true;
+    return false;
+}
+
+/*
+ * Parks the head of the queue, a device that no controller of the guest
+ * takes and that the daemon may not create one for: it would only be
+ * refused, and taken from dom0's drivers for nothing.
+ */
+static void park_unplaceable(struct domain *dom)
+{
+    struct dev_entry *e = dom->qhead;
+    enum usb_speed speed = speed_of(e);
+    char why[sizeof(e->failure)];
+
+    unlink_from(&dom->qhead, &dom->qtail, e);
+    if (usb_controller_takes(dom->spec.version, speed))
+        snprintf(why, sizeof(why), "a %s-speed device, and none of the guest's %zu "
+                 "controller(s), the most 'max: %d' allows, takes that speed",
+                 usb_speed_name(speed), dom->n_ctrls, dom->spec.max);
+    else
+        snprintf(why, sizeof(why), "a %s-speed device, which the guest's controllers and "
+                 "the policy's (version %d, %s) do not take: use version 3 (xHCI)%s",
+                 usb_speed_name(speed), dom->spec.version,
+                 usb_controller_type(dom->spec.version),
+                 speed == USB_SPEED_HIGH ? " or 2 (EHCI)"
+                 : speed == USB_SPEED_SUPER ? "" : " or 1 (UHCI)");
+    park(dom, e, -EPROTONOSUPPORT, why);
+}
+
+/*
+ * Starts the next operation: detaches first (they free ports), then the
+ * first queued device that has a port that takes its speed; when none has,
+ * a controller for the head of the queue, if the policy's type takes it and
+ * 'max' allows; else the head waits for a port, or is parked when no
+ * controller the guest has or may get would ever take it.
+ */
 static void kick(struct domain *dom)
 {
+    struct dev_entry *e;
     struct ctrl *c;
     int port;
 
@@ -684,27 +746,36 @@ static void kick(struct domain *dom)
     }
     if (!dom->qhead)
         return;
-    if (free_port(dom, &c, &port)) {
+    e = placeable(dom, &c, &port);
+    if (!e) {
+        /* A controller the guest got meanwhile (restored by xl, made by hand) comes first. */
+        read_ctrls(dom, true);
+        e = placeable(dom, &c, &port);
+    }
+    while (!e && dom->qhead) {
+        enum usb_speed speed = speed_of(dom->qhead);
+
+        if (usb_controller_takes(dom->spec.version, speed) &&
+            (int)dom->n_ctrls < dom->spec.max) {
+            if (!ev_is_active(&dom->retry_timer))
+                start_add_controller(dom);
+            return;
+        }
+        if (some_ctrl_takes(dom, speed))
+            break;
+        park_unplaceable(dom);
+        e = placeable(dom, &c, &port);
+    }
+    if (e) {
         dom->full_logged = false;
-        start_attach(dom, c, port);
+        start_attach(dom, e, c, port);
         return;
     }
-    /* A controller the guest got meanwhile (restored by xl, made by hand) comes first. */
-    read_ctrls(dom, true);
-    if (free_port(dom, &c, &port)) {
-        dom->full_logged = false;
-        start_attach(dom, c, port);
-        return;
-    }
-    if ((int)dom->n_ctrls < dom->spec.max) {
-        if (!ev_is_active(&dom->retry_timer))
-            start_add_controller(dom);
-        return;
-    }
-    if (!dom->full_logged) {
-        log_warnx("%s: every port of its %zu USB controller(s) is taken and 'max: %d' "
-                  "allows no more: %s waits for a free port",
-                  dom->name, dom->n_ctrls, dom->spec.max, dom->qhead->dev->port);
+    if (dom->qhead && !dom->full_logged) {
+        log_warnx("%s: every port of its %zu USB controller(s) that takes a %s-speed "
+                  "device is taken and 'max: %d' allows no more: %s waits for a free port",
+                  dom->name, dom->n_ctrls, usb_speed_name(dom->qhead->dev->speed),
+                  dom->spec.max, dom->qhead->dev->port);
         dom->full_logged = true;
     }
 }
