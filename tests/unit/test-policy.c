@@ -137,8 +137,8 @@ static void example_policy(void **state)
     assert_int_equal(win10, 0);
     assert_int_equal(vault, 1);
     assert_controller(&p->domains[win10], 3, 15, 2);
-    /* vault: {} takes the defaults' 2/6 and the built-in max. */
-    assert_controller(&p->domains[vault], 2, 6, 4);
+    /* vault: {} takes the defaults' 3/8 and the built-in max. */
+    assert_controller(&p->domains[vault], 3, 8, 4);
     assert_null(p->domains[vault].qmp_socket);
 
     assert_int_equal(p->n_rules, 4);
