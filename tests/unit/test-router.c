@@ -17,7 +17,12 @@
  * worker.  The lock-out guard (a keyboard leaves dom0 only when dom0 keeps
  * another): held, released by a keyboard plugged in later or by a reload,
  * decided at the end of the cold plug, allowed by the policy, overridden by
- * hand, and not applied to what a guest already had.  The main fixture has a laptop keyboard, so that the
+ * hand, and not applied to what a guest already had.  Placement by speed
+ * (a guest's own EHCI keeps high-speed devices, an xHCI is made for the
+ * others; a device no allowed controller takes fails once, untried, until
+ * a reload), failures retrying cannot mend (parked until a reload) and
+ * those it can (retried), and a controller found after a failed creation.
+ * The main fixture has a laptop keyboard, so that the
  * other tests route keyboards (the YubiKey is one: OTP) freely.
  */
 #include "config.h"
@@ -1337,6 +1342,8 @@ static struct {
     struct hv_controller ctrl;      /* vault's own; n_ports 0: none */
     char fail_busid[32];            /* attach of this busid answers fail_err */
     int fail_err;
+    bool ctrl_race;                 /* add_controller fails, xl makes one meanwhile */
+    unsigned ctrl_adds;
     struct {
         char busid[32];
         int ctrl;
@@ -1390,6 +1397,32 @@ static int place_attach(struct hv *hv, int domid, const struct hv_usb *usb, hv_d
     return r;
 }
 
+/*
+ * A creation that fails because xl made the guest's own controller at the
+ * same moment (it restores it at a reboot): the failure is answered later,
+ * and by then the guest lists the controller.
+ */
+static int place_add_controller(struct hv *hv, int domid, const struct controller_spec *spec,
+                                int *id, hv_done_fn done, void *arg)
+{
+    struct place_op *op;
+    int r;
+
+    place.ctrl_adds++;
+    if (!place.ctrl_race)
+        return place.dryrun->add_controller(hv, domid, spec, id, done, arg);
+    op = calloc(1, sizeof(*op));
+    assert_non_null(op);
+    op->done = done;
+    op->arg = arg;
+    op->err = -EIO;
+    place.ctrl = (struct hv_controller){ .id = 0, .version = 3, .n_ports = 8 };
+    r = place.dryrun->add_controller(hv, domid, spec, id, place_answer, op);
+    if (r < 0)
+        free(op);
+    return r;
+}
+
 /* How many attaches of busid the backend was asked for. */
 static size_t attaches_of(const char *busid)
 {
@@ -1412,6 +1445,7 @@ static int setup_place(void **state)
     place.ops = *fx->hv->ops;
     place.ops.list_controllers = place_list_controllers;
     place.ops.attach = place_attach;
+    place.ops.add_controller = place_add_controller;
     fx->hv->ops = &place.ops;
     place.vault = fx->hv->ops->domain_lookup(fx->hv, "vault");
     return 0;
@@ -1541,6 +1575,26 @@ static void permanent_failure_parked(void **state)
     assert_int_equal(attaches_of("1-1.2"), 2);
 }
 
+/*
+ * A controller creation fails, but the guest has a controller now (xl's):
+ * it is read at once and used, no second creation, no 5 s wait (the loop
+ * settles at once).
+ */
+static void creation_failed_controller_found(void **state)
+{
+    struct fx *fx = *state;
+    static const int v3[] = { 3 };
+
+    place.ctrl_race = true;
+    place_start(fx);
+    add(fx, at_speed(yubikey("1-1.2", 12), USB_SPEED_FULL));
+    settle(fx);
+    assert_state(fx, "1-1.2", DEV_ATTACHED, "vault");
+    assert_int_equal(lookup(fx, "1-1.2")->ctrl, 0);
+    assert_int_equal(place.ctrl_adds, 1);
+    domain_versions(fx, "vault", 1, v3);
+}
+
 /* Any other failure may pass: retried on a timer, no permanent reason. */
 static void transient_failure_retried(void **state)
 {
@@ -1605,6 +1659,7 @@ int main(void)
         P(place_refused_until_reload),
         P(permanent_failure_parked),
         P(transient_failure_retried),
+        P(creation_failed_controller_found),
     };
 
     /* Warnings (a guest out of ports) stay visible; the notices would drown them. */
