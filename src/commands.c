@@ -281,8 +281,17 @@ static json_t *cmd_attach(struct commands *c, json_t *request)
     why = policy_check_domain_name(domain);
     if (why)
         return error_reply("bad domain name: %s", why);
-    if (router_override(c->router, e, domain) < 0)
+    switch (router_override(c->router, e, domain)) {
+    case 0:
+        break;
+    case -ESRCH:
+        return error_reply("no guest called %s is running, and the policy does not name "
+                           "it", domain);
+    case -ENOMEM:
         return error_reply("out of memory");
+    default:
+        return error_reply("cannot tell whether %s runs", domain);
+    }
     log_notice("%s: attach to %s asked for on the control socket", e->dev->port, domain);
     return ok_message("%s goes to %s until it is unplugged", e->dev->port, domain);
 }

@@ -80,6 +80,7 @@ struct domain {
     struct dev_entry *parked;       /* failed for good, until something changes */
     struct detach_item *detaches;
     bool busy;
+    unsigned ops_out;               /* operations the backend has not answered */
     bool full_logged;
     bool closing;
     ev_timer retry_timer;
@@ -249,6 +250,19 @@ void domain_close(struct domain *dom)
     ev_timer_stop(dom->loop, &dom->retry_timer);
 }
 
+bool domain_idle(const struct domain *dom)
+{
+    /* A late answer about a guest that stopped still names its worker. */
+    if (dom->busy || dom->ops_out || dom->qhead || dom->retry || dom->parked ||
+        dom->detaches)
+        return false;
+    for (size_t i = 0; i < dom->n_ctrls; i++)
+        for (int p = 0; p < dom->ctrls[i].n_ports; p++)
+            if (dom->ctrls[i].slot[p])
+                return false;
+    return true;
+}
+
 const char *domain_name(const struct domain *dom)
 {
     return dom->name;
@@ -383,6 +397,7 @@ static struct op *op_new(struct domain *dom, enum op_type type, struct dev_entry
     op->type = type;
     op->gen = dom->gen;
     op->entry = entry;
+    dom->ops_out++;
     return op;
 }
 
@@ -430,6 +445,7 @@ static void attach_done(void *arg, int err)
     struct dev_entry *e = op->entry;
     bool stale = op->gen != dom->gen;
 
+    dom->ops_out--;
     free(op);
     if (dom->closing && !stale)
         return;     /* the slot's reference is dropped by domain_free */
@@ -486,6 +502,7 @@ static void detach_done(void *arg, int err)
     struct dev_entry *e = op->entry;
     bool stale = op->gen != dom->gen;
 
+    dom->ops_out--;
     free(op);
     if (dom->closing && !stale)
         return;     /* the slot's reference is dropped by domain_free */
@@ -512,6 +529,7 @@ static void stale_done(void *arg, int err)
     struct ctrl *c = find_ctrl(dom, op->ctrl_id);
     int port = op->spec.ports;
 
+    dom->ops_out--;
     free(op);
     if (stale)
         return;
@@ -535,6 +553,7 @@ static void ctrl_done(void *arg, int err)
     struct domain *dom = op->dom;
     bool stale = op->gen != dom->gen || dom->closing;
 
+    dom->ops_out--;
     if (!stale) {
         dom->busy = false;
         if (err < 0) {

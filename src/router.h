@@ -141,9 +141,11 @@ size_t router_devices(const struct router *router, struct dev_entry ***out);
 struct dev_entry *router_find(const struct router *router, const char *spec,
                               const char **why);
 /*
- * Decides entry by hand: to guest domain (a worker is made for a guest the
- * policy does not name), or to stay in dom0 (domain NULL).  Holds until the
- * device is unplugged; reloads leave it alone.  0 or -ENOMEM.
+ * Decides entry by hand: to guest domain (a worker is made for a running
+ * guest the policy does not name, and freed once no device goes there), or
+ * to stay in dom0 (domain NULL).  Holds until the device is unplugged;
+ * reloads leave it alone.  0, -ENOMEM, or -ESRCH (nothing changed) when
+ * the policy does not name domain and no guest of that name runs.
  */
 int router_override(struct router *router, struct dev_entry *entry, const char *domain);
 /* Every domain worker: *out is allocated, the caller frees the array. */
