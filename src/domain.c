@@ -111,8 +111,8 @@ static void park(struct domain *dom, struct dev_entry *e, int err, const char *w
 {
     if (strcmp(e->failure, why) != 0) {
         snprintf(e->failure, sizeof(e->failure), "%s", why);
-        log_warnx("%s: %s cannot be attached: %s; not retried until the device is plugged "
-                  "in again, the guest restarts, %sthe policy is reloaded", dom->name,
+        log_warnx("%s: %s cannot be attached: %s; not retried until %sthe device is "
+                  "plugged in again, the guest restarts or the policy is reloaded", dom->name,
                   e->dev->port, e->failure,
                   err == -EPROTONOSUPPORT ? "a controller appears or a port frees, " : "");
     }
@@ -470,6 +470,8 @@ static void attach_done(void *arg, int err)
                                                       : (double)(1u << e->failures);
             log_warnx("%s: attaching %s failed (attempt %u): %s; retrying in %.0f s",
                       dom->name, e->dev->port, e->failures, strerror(-err), delay);
+            e->failure_err = 0;
+            e->failure[0] = '\0';
             e->state = DEV_FAILED;
             e->queued = true;
             e->qnext = dom->retry;
