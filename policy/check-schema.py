@@ -345,11 +345,11 @@ def generated_cases():
     good_pairs = ["{version: 1, ports: 2}", "{version: 2, ports: 6}", "{version: 3, ports: 1}",
                   "{version: 3, ports: 15}", "{version: 3, ports: 8, max: 2}", "{version: 1}",
                   "{version: 2}", "{version: 3}", "{ports: 6}", "{max: 0}", "{max: 64}", "{}",
-                  "{version: 3, ports: 4, max: 1}"]
+                  "{version: 3, ports: 4, max: 1}", "{ports: 2}", "{ports: 15}"]
     bad_pairs = ["{version: 1, ports: 6}", "{version: 2, ports: 2}", "{version: 2, ports: 8}",
                  "{version: 3, ports: 16}", "{version: 3, ports: 0}", "{version: 0}",
                  "{version: 4}", "{max: -1}", "{max: 65}", '{ports: "6"}', "{version: 2.0}",
-                 "{ports: 2}", "{ports: 15}", "{port: 6}", "{version: 3, ports: }",
+                 "{ports: 16}", "{port: 6}", "{version: 3, ports: }",
                  "{version: [3]}", "{version: 3, ports: 0x6}"]
     for i, c in enumerate(good_pairs):
         add("defaults-controller-good-%d" % i, "version: 1\ndefaults: {controller: %s}\n" % c, True)
@@ -357,7 +357,8 @@ def generated_cases():
     for i, c in enumerate(bad_pairs):
         add("defaults-controller-bad-%d" % i, "version: 1\ndefaults: {controller: %s}\n" % c, False)
         add("domain-controller-bad-%d" % i, with_domains("{a: {controller: %s}}" % c), False)
-    # A domain's ports without a version go with the default's version.
+    # A domain's ports without a version go with the default's version (3,
+    # xHCI, 1 to 15 ports, when defaults name none).
     add("inherit-v1-ports-2", with_domains("{a: {controller: {ports: 2}}}",
                                            "{controller: {version: 1}}"), True)
     add("inherit-v1-ports-6", with_domains("{a: {controller: {ports: 6}}}",
@@ -367,9 +368,12 @@ def generated_cases():
     add("inherit-v2-ports-2", with_domains("{a: {controller: {ports: 2}}}",
                                            "{controller: {version: 2}}"), False)
     add("inherit-none-ports-6", with_domains("{a: {controller: {ports: 6, max: 1}}}"), True)
-    add("inherit-none-ports-8", with_domains("{a: {controller: {ports: 8}}}"), False)
+    add("inherit-none-ports-8", with_domains("{a: {controller: {ports: 8}}}"), True)
+    add("inherit-none-ports-16", with_domains("{a: {controller: {ports: 16}}}"), False)
     add("inherit-qmp-only-ports-2", with_domains("{a: {controller: {ports: 2}}}",
-                                                 "{qmp-socket: /q}"), False)
+                                                 "{qmp-socket: /q}"), True)
+    add("inherit-v2-ports-8", with_domains("{a: {controller: {ports: 8}}}",
+                                           "{controller: {version: 2}}"), False)
     add("own-version-resets-ports", with_domains("{a: {controller: {version: 2}}}",
                                                  "{controller: {version: 3, ports: 15}}"), True)
     add("own-version-1-with-default-ports", with_domains("{a: {controller: {version: 1}}}",

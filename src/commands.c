@@ -98,7 +98,7 @@ json_t *commands_device_json(const struct dev_entry *e)
     char id[10];
 
     return json_pack("{s:o, s:o, s:i, s:i, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:o, s:s, "
-                     "s:o, s:o, s:b}",
+                     "s:o, s:o, s:b, s:o}",
                      "port", str_or_null(d->port), "path", str_or_null(d->id_path), "busnum", (int)d->busnum, "devnum",
                      (int)d->devnum, "id", device_id_string(d, id), "serial",
                      str_or_null(d->serial), "manufacturer", str_or_null(d->manufacturer),
@@ -109,7 +109,9 @@ json_t *commands_device_json(const struct dev_entry *e)
                      e->domain ? json_string(domain_name(e->domain)) : json_null(), "state",
                      entry_state(e), "controller",
                      placed ? json_integer(e->ctrl) : json_null(), "guest_port",
-                     placed ? json_integer(e->port) : json_null(), "override", e->override);
+                     placed ? json_integer(e->port) : json_null(), "override", e->override,
+                     "failure", e->failure[0] && e->state == DEV_FAILED
+                                    ? json_string(e->failure) : json_null());
 }
 
 static json_t *cmd_status(struct commands *c)
@@ -185,14 +187,14 @@ static json_t *cmd_domains(struct commands *c)
                                                    info.ctrls[k].ports, "used",
                                                    info.ctrls[k].used, "free",
                                                    info.ctrls[k].ports - info.ctrls[k].used));
-        json_array_append_new(list, json_pack("{s:s, s:b, s:o, s:o, s:i, s:i}", "name",
+        json_array_append_new(list, json_pack("{s:s, s:b, s:o, s:o, s:i, s:i, s:i}", "name",
                                               domain_name(doms[i]), "running", info.running,
                                               "domid",
                                               info.running ? json_integer(info.domid)
                                                            : json_null(),
                                               "controllers", ctrls ? ctrls : json_array(),
                                               "queue", (int)info.queued, "retrying",
-                                              (int)info.retrying));
+                                              (int)info.retrying, "failed", (int)info.failed));
     }
     free(doms);
     return list ? json_pack("{s:b, s:o}", "ok", 1, "domains", list)
@@ -279,8 +281,17 @@ static json_t *cmd_attach(struct commands *c, json_t *request)
     why = policy_check_domain_name(domain);
     if (why)
         return error_reply("bad domain name: %s", why);
-    if (router_override(c->router, e, domain) < 0)
+    switch (router_override(c->router, e, domain)) {
+    case 0:
+        break;
+    case -ESRCH:
+        return error_reply("no guest called %s is running, and the policy does not name "
+                           "it", domain);
+    case -ENOMEM:
         return error_reply("out of memory");
+    default:
+        return error_reply("cannot tell whether %s runs", domain);
+    }
     log_notice("%s: attach to %s asked for on the control socket", e->dev->port, domain);
     return ok_message("%s goes to %s until it is unplugged", e->dev->port, domain);
 }

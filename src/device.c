@@ -52,6 +52,7 @@ struct usb_device *device_dup(const struct usb_device *dev)
     copy->product = dev->product;
     copy->dev_class = dev->dev_class;
     copy->n_ifaces = dev->n_ifaces;
+    copy->speed = dev->speed;
     memcpy(copy->ifaces, dev->ifaces, sizeof(dev->ifaces));
     if (device_set_str(&copy->id_path, dev->id_path) < 0 ||
         device_set_str(&copy->serial, dev->serial) < 0 ||

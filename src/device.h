@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "speed.h"
+
 /* Device strings are untrusted and cut at this many bytes. */
 #define DEVICE_STR_MAX 255
 #define DEVICE_MAX_IFACES 32
@@ -39,6 +41,7 @@ struct usb_device {
     struct usb_class dev_class;
     unsigned n_ifaces;
     struct usb_class ifaces[DEVICE_MAX_IFACES];
+    enum usb_speed speed;   /* read by its guest's worker when it attaches it */
 };
 
 /* Returns a zeroed device owning a copy of devpath and port; NULL on ENOMEM. */

@@ -7,6 +7,13 @@
  * generation moves on and a late answer about the old guest is only used to
  * drop references.  Devices are never forgotten: a device is in the queue,
  * attached, or waiting for a retry.
+ *
+ * An attach that cannot work until something changes (hv_error_permanent:
+ * the device model cannot find the device, the guest is gone) is not
+ * retried on a timer: every try would take the device from dom0's drivers
+ * again.  It is parked, said once, and tried again when the guest restarts,
+ * the policy is reloaded, or (for a port that cannot take the device) a
+ * controller appears or a port frees.  Unplugging it ends it.
  */
 #include "config.h"
 
@@ -70,14 +77,86 @@ struct domain {
     struct dev_entry *qhead;        /* waiting to be attached */
     struct dev_entry *qtail;
     struct dev_entry *retry;        /* failed, waiting for the retry timer */
+    struct dev_entry *parked;       /* failed for good, until something changes */
     struct detach_item *detaches;
     bool busy;
+    unsigned ops_out;               /* operations the backend has not answered */
     bool full_logged;
     bool closing;
     ev_timer retry_timer;
 };
 
 static void kick(struct domain *dom);
+static bool unlink_from(struct dev_entry **head, struct dev_entry **tail,
+                        struct dev_entry *entry);
+
+/* Appends e to the queue. */
+static void enqueue(struct domain *dom, struct dev_entry *e)
+{
+    e->qnext = NULL;
+    if (dom->qtail)
+        dom->qtail->qnext = e;
+    else
+        dom->qhead = e;
+    dom->qtail = e;
+    e->queued = true;
+    e->state = DEV_WAITING;
+}
+
+/*
+ * Parks e, whose attach cannot work until something changes, and says why
+ * (once: the same reason again is not repeated).
+ */
+static void park(struct domain *dom, struct dev_entry *e, int err, const char *why)
+{
+    if (strcmp(e->failure, why) != 0) {
+        snprintf(e->failure, sizeof(e->failure), "%s", why);
+        log_warnx("%s: %s cannot be attached: %s; not retried until %sthe device is "
+                  "plugged in again, the guest restarts or the policy is reloaded", dom->name,
+                  e->dev->port, e->failure,
+                  err == -EPROTONOSUPPORT ? "a controller appears or a port frees, " : "");
+    }
+    e->failure_err = err;
+    e->state = DEV_FAILED;
+    e->queued = true;
+    e->qnext = dom->parked;
+    dom->parked = e;
+}
+
+/*
+ * Something changed: parked devices are tried again (all of them, or only
+ * those that wait for a port that takes them).
+ */
+static void unpark(struct domain *dom, bool all)
+{
+    struct dev_entry **link = &dom->parked;
+
+    while (*link) {
+        struct dev_entry *e = *link;
+
+        if (!all && e->failure_err != -EPROTONOSUPPORT) {
+            link = &e->qnext;
+            continue;
+        }
+        *link = e->qnext;
+        enqueue(dom, e);
+    }
+}
+
+/* What a permanent failure means, in words. */
+static const char *permanent_reason(int err)
+{
+    switch (err) {
+    case -ENODEV:
+        return "the device model cannot find the host device";
+    case -EPROTONOSUPPORT:
+        return "the guest's port does not take the device's speed";
+    case -ESRCH:
+        return "the guest is gone";
+    default:
+        return strerror(-err);
+    }
+}
 
 /* The guest is done with entry: the router may route it elsewhere now. */
 static void release(struct domain *dom, struct dev_entry *e)
@@ -102,13 +181,7 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
         struct dev_entry *e = dom->retry;
 
         dom->retry = e->qnext;
-        e->qnext = NULL;
-        if (dom->qtail)
-            dom->qtail->qnext = e;
-        else
-            dom->qhead = e;
-        dom->qtail = e;
-        e->state = DEV_WAITING;
+        enqueue(dom, e);
     }
     kick(dom);
 }
@@ -154,6 +227,7 @@ void domain_free(struct domain *dom)
     ev_timer_stop(dom->loop, &dom->retry_timer);
     drop_list(&dom->qhead);
     drop_list(&dom->retry);
+    drop_list(&dom->parked);
     /* A queued detach's device is still in its slot: the slot loop drops it. */
     while (dom->detaches) {
         struct detach_item *d = dom->detaches;
@@ -176,6 +250,19 @@ void domain_close(struct domain *dom)
     ev_timer_stop(dom->loop, &dom->retry_timer);
 }
 
+bool domain_idle(const struct domain *dom)
+{
+    /* A late answer about a guest that stopped still names its worker. */
+    if (dom->busy || dom->ops_out || dom->qhead || dom->retry || dom->parked ||
+        dom->detaches)
+        return false;
+    for (size_t i = 0; i < dom->n_ctrls; i++)
+        for (int p = 0; p < dom->ctrls[i].n_ports; p++)
+            if (dom->ctrls[i].slot[p])
+                return false;
+    return true;
+}
+
 const char *domain_name(const struct domain *dom)
 {
     return dom->name;
@@ -185,6 +272,7 @@ void domain_set_spec(struct domain *dom, const struct controller_spec *spec)
 {
     dom->spec = *spec;
     dom->full_logged = false;
+    unpark(dom, true);
     kick(dom);
 }
 
@@ -207,6 +295,8 @@ void domain_get_info(const struct domain *dom, struct domain_info *info)
         info->queued++;
     for (const struct dev_entry *e = dom->retry; e; e = e->qnext)
         info->retrying++;
+    for (const struct dev_entry *e = dom->parked; e; e = e->qnext)
+        info->failed++;
 }
 
 int domain_domid(const struct domain *dom)
@@ -242,16 +332,59 @@ static int add_ctrl(struct domain *dom, int id, int version, int n_ports)
     return 0;
 }
 
-static bool free_port(struct domain *dom, struct ctrl **ctrl, int *port)
+/* A free port of a controller that takes speed. */
+static bool free_port(struct domain *dom, enum usb_speed speed, struct ctrl **ctrl, int *port)
 {
     for (size_t i = 0; i < dom->n_ctrls; i++)
         for (int p = 0; p < dom->ctrls[i].n_ports; p++)
-            if (!dom->ctrls[i].slot[p] && !dom->ctrls[i].foreign[p]) {
+            if (!dom->ctrls[i].slot[p] && !dom->ctrls[i].foreign[p] &&
+                usb_controller_takes(dom->ctrls[i].version, speed)) {
                 *ctrl = &dom->ctrls[i];
                 *port = p + 1;
                 return true;
             }
     return false;
+}
+
+/*
+ * Reads the guest's controllers from the backend and learns those it did not
+ * know: the ones the guest's configuration has (xl restores them, empty, at
+ * every reboot), someone created by hand, or one a creation that reported a
+ * failure made all the same.  The ports it does not fill itself are taken as
+ * the backend says.  Called only while no operation is in flight.  Returns
+ * the number of controllers it learnt.
+ */
+static int read_ctrls(struct domain *dom, bool report)
+{
+    struct hv_controller *list = NULL;
+    size_t n = 0;
+    int learnt = 0;
+
+    if (dom->hv->ops->list_controllers(dom->hv, dom->domid, &list, &n) < 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        struct ctrl *c = find_ctrl(dom, list[i].id);
+
+        if (!c) {
+            if (add_ctrl(dom, list[i].id, list[i].version, list[i].n_ports) < 0)
+                break;
+            c = &dom->ctrls[dom->n_ctrls - 1];
+            learnt++;
+            if (report)
+                log_notice("%s: found USB controller %d (version %d, %d ports)", dom->name,
+                           c->id, c->version, c->n_ports);
+        }
+        for (int p = 0; p < c->n_ports; p++) {
+            if (c->slot[p])
+                continue;
+            c->foreign[p] = list[i].ports[p].used;
+            memcpy(c->busid[p], list[i].ports[p].busid, sizeof(c->busid[p]));
+        }
+    }
+    free(list);
+    if (learnt)
+        unpark(dom, false);
+    return learnt;
 }
 
 static struct op *op_new(struct domain *dom, enum op_type type, struct dev_entry *entry)
@@ -264,6 +397,7 @@ static struct op *op_new(struct domain *dom, enum op_type type, struct dev_entry
     op->type = type;
     op->gen = dom->gen;
     op->entry = entry;
+    dom->ops_out++;
     return op;
 }
 
@@ -311,6 +445,7 @@ static void attach_done(void *arg, int err)
     struct dev_entry *e = op->entry;
     bool stale = op->gen != dom->gen;
 
+    dom->ops_out--;
     free(op);
     if (dom->closing && !stale)
         return;     /* the slot's reference is dropped by domain_free */
@@ -327,12 +462,16 @@ static void attach_done(void *arg, int err)
         e->failures++;
         if (e->unplugged || e->detach_wanted) {
             release(dom, e);
+        } else if (hv_error_permanent(err)) {
+            park(dom, e, err, permanent_reason(err));
         } else {
             /* Someone else's device is looked at again now and then, not fought over. */
             delay = err == -EBUSY || e->failures >= 6 ? RETRY_MAX_SECONDS
                                                       : (double)(1u << e->failures);
             log_warnx("%s: attaching %s failed (attempt %u): %s; retrying in %.0f s",
                       dom->name, e->dev->port, e->failures, strerror(-err), delay);
+            e->failure_err = 0;
+            e->failure[0] = '\0';
             e->state = DEV_FAILED;
             e->queued = true;
             e->qnext = dom->retry;
@@ -344,6 +483,8 @@ static void attach_done(void *arg, int err)
         }
     } else {
         e->failures = 0;
+        e->failure_err = 0;
+        e->failure[0] = '\0';
         e->state = DEV_ATTACHED;
         log_notice("%s: %s attached at controller %d port %d", dom->name, e->dev->port,
                    e->ctrl, e->port);
@@ -363,6 +504,7 @@ static void detach_done(void *arg, int err)
     struct dev_entry *e = op->entry;
     bool stale = op->gen != dom->gen;
 
+    dom->ops_out--;
     free(op);
     if (dom->closing && !stale)
         return;     /* the slot's reference is dropped by domain_free */
@@ -374,6 +516,7 @@ static void detach_done(void *arg, int err)
         else
             log_notice("%s: %s detached", dom->name, e->dev->port);
         clear_slot(dom, e->ctrl, e->port);
+        unpark(dom, false);
     }
     release(dom, e);
     if (!stale)
@@ -388,6 +531,7 @@ static void stale_done(void *arg, int err)
     struct ctrl *c = find_ctrl(dom, op->ctrl_id);
     int port = op->spec.ports;
 
+    dom->ops_out--;
     free(op);
     if (stale)
         return;
@@ -400,6 +544,7 @@ static void stale_done(void *arg, int err)
                    c->busid[port - 1], c->id, port);
         c->foreign[port - 1] = false;
         c->busid[port - 1][0] = '\0';
+        unpark(dom, false);
     }
     kick(dom);
 }
@@ -410,12 +555,22 @@ static void ctrl_done(void *arg, int err)
     struct domain *dom = op->dom;
     bool stale = op->gen != dom->gen || dom->closing;
 
+    dom->ops_out--;
     if (!stale) {
         dom->busy = false;
         if (err < 0) {
             log_warnx("%s: creating a USB controller (version %d, %d ports) failed: %s",
                       dom->name, op->spec.version, op->spec.ports, strerror(-err));
-            /* Try again later rather than spin on a guest that refuses. */
+            /*
+             * The guest may have one now all the same (made by this call, or
+             * by xl at the same time): use it; else try again later rather
+             * than spin on a guest that refuses.
+             */
+            if (read_ctrls(dom, true) > 0) {
+                free(op);
+                kick(dom);
+                return;
+            }
             if (!ev_is_active(&dom->retry_timer) && !dom->closing) {
                 ev_timer_set(&dom->retry_timer, 5., 0.);
                 ev_timer_start(dom->loop, &dom->retry_timer);
@@ -425,6 +580,7 @@ static void ctrl_done(void *arg, int err)
         } else {
             log_notice("%s: created USB controller %d (version %d, %d ports)", dom->name,
                        op->ctrl_id, op->spec.version, op->spec.ports);
+            unpark(dom, false);
         }
     }
     free(op);
@@ -456,19 +612,15 @@ static void start_detach(struct domain *dom)
         done(op, r);
 }
 
-static void start_attach(struct domain *dom, struct ctrl *c, int port)
+static void start_attach(struct domain *dom, struct dev_entry *e, struct ctrl *c, int port)
 {
-    struct dev_entry *e = dom->qhead;
     struct op *op = op_new(dom, OP_ATTACH, e);
     struct hv_usb usb;
     int r;
 
     if (!op)
         return;
-    dom->qhead = e->qnext;
-    if (!dom->qhead)
-        dom->qtail = NULL;
-    e->qnext = NULL;
+    unlink_from(&dom->qhead, &dom->qtail, e);
     e->queued = false;
     e->state = DEV_ATTACHING;
     e->ctrl = c->id;
@@ -539,8 +691,70 @@ static void adopt(struct domain *dom)
     }
 }
 
+/* The speed of e's device, read once, when it is first placed. */
+static enum usb_speed speed_of(struct dev_entry *e)
+{
+    if (e->dev->speed == USB_SPEED_UNREAD) {
+        e->dev->speed = usb_speed_read(e->dev->devpath);
+        log_debug("%s: %s speed", e->dev->port, usb_speed_name(e->dev->speed));
+    }
+    return e->dev->speed;
+}
+
+/* The first queued device that has a free port that takes it, and that port. */
+static struct dev_entry *placeable(struct domain *dom, struct ctrl **c, int *port)
+{
+    for (struct dev_entry *e = dom->qhead; e; e = e->qnext)
+        if (free_port(dom, speed_of(e), c, port))
+            return e;
+    return NULL;
+}
+
+/* True when one of the guest's controllers, full or not, takes speed. */
+static bool some_ctrl_takes(const struct domain *dom, enum usb_speed speed)
+{
+    for (size_t i = 0; i < dom->n_ctrls; i++)
+        if (usb_controller_takes(dom->ctrls[i].version, speed))
+            return true;
+    return false;
+}
+
+/*
+ * Parks the head of the queue, a device that no controller of the guest
+ * takes and that the daemon may not create one for: it would only be
+ * refused, and taken from dom0's drivers for nothing.
+ */
+static void park_unplaceable(struct domain *dom)
+{
+    struct dev_entry *e = dom->qhead;
+    enum usb_speed speed = speed_of(e);
+    char why[sizeof(e->failure)];
+
+    unlink_from(&dom->qhead, &dom->qtail, e);
+    if (usb_controller_takes(dom->spec.version, speed))
+        snprintf(why, sizeof(why), "a %s-speed device, and none of the guest's %zu "
+                 "controller(s), the most 'max: %d' allows, takes that speed",
+                 usb_speed_name(speed), dom->n_ctrls, dom->spec.max);
+    else
+        snprintf(why, sizeof(why), "a %s-speed device, which the guest's controllers and "
+                 "the policy's (version %d, %s) do not take: use version 3 (xHCI)%s",
+                 usb_speed_name(speed), dom->spec.version,
+                 usb_controller_type(dom->spec.version),
+                 speed == USB_SPEED_HIGH ? " or 2 (EHCI)"
+                 : speed == USB_SPEED_SUPER ? "" : " or 1 (UHCI)");
+    park(dom, e, -EPROTONOSUPPORT, why);
+}
+
+/*
+ * Starts the next operation: detaches first (they free ports), then the
+ * first queued device that has a port that takes its speed; when none has,
+ * a controller for the head of the queue, if the policy's type takes it and
+ * 'max' allows; else the head waits for a port, or is parked when no
+ * controller the guest has or may get would ever take it.
+ */
 static void kick(struct domain *dom)
 {
+    struct dev_entry *e;
     struct ctrl *c;
     int port;
 
@@ -553,20 +767,36 @@ static void kick(struct domain *dom)
     }
     if (!dom->qhead)
         return;
-    if (free_port(dom, &c, &port)) {
+    e = placeable(dom, &c, &port);
+    if (!e) {
+        /* A controller the guest got meanwhile (restored by xl, made by hand) comes first. */
+        read_ctrls(dom, true);
+        e = placeable(dom, &c, &port);
+    }
+    while (!e && dom->qhead) {
+        enum usb_speed speed = speed_of(dom->qhead);
+
+        if (usb_controller_takes(dom->spec.version, speed) &&
+            (int)dom->n_ctrls < dom->spec.max) {
+            if (!ev_is_active(&dom->retry_timer))
+                start_add_controller(dom);
+            return;
+        }
+        if (some_ctrl_takes(dom, speed))
+            break;
+        park_unplaceable(dom);
+        e = placeable(dom, &c, &port);
+    }
+    if (e) {
         dom->full_logged = false;
-        start_attach(dom, c, port);
+        start_attach(dom, e, c, port);
         return;
     }
-    if ((int)dom->n_ctrls < dom->spec.max) {
-        if (!ev_is_active(&dom->retry_timer))
-            start_add_controller(dom);
-        return;
-    }
-    if (!dom->full_logged) {
-        log_warnx("%s: every port of its %zu USB controller(s) is taken and 'max: %d' "
-                  "allows no more: %s waits for a free port",
-                  dom->name, dom->n_ctrls, dom->spec.max, dom->qhead->dev->port);
+    if (dom->qhead && !dom->full_logged) {
+        log_warnx("%s: every port of its %zu USB controller(s) that takes a %s-speed "
+                  "device is taken and 'max: %d' allows no more: %s waits for a free port",
+                  dom->name, dom->n_ctrls, usb_speed_name(dom->qhead->dev->speed),
+                  dom->spec.max, dom->qhead->dev->port);
         dom->full_logged = true;
     }
 }
@@ -611,8 +841,9 @@ static bool unlink_from(struct dev_entry **head, struct dev_entry **tail,
 void domain_detach(struct domain *dom, struct dev_entry *entry)
 {
     if (entry->queued) {
-        if (!unlink_from(&dom->qhead, &dom->qtail, entry))
-            unlink_from(&dom->retry, NULL, entry);
+        if (!unlink_from(&dom->qhead, &dom->qtail, entry) &&
+            !unlink_from(&dom->retry, NULL, entry))
+            unlink_from(&dom->parked, NULL, entry);
         entry->queued = false;
         release(dom, entry);
         return;
@@ -632,29 +863,15 @@ void domain_detach(struct domain *dom, struct dev_entry *entry)
 
 void domain_started(struct domain *dom, int domid)
 {
-    struct hv_controller *list = NULL;
-    size_t n = 0;
-
     if (dom->domid == domid)
         return;
     if (dom->domid >= 0)
         domain_stopped(dom);
     dom->domid = domid;
     log_notice("%s: guest is running (domid %d)", dom->name, domid);
-    if (dom->hv->ops->list_controllers(dom->hv, domid, &list, &n) == 0) {
-        for (size_t i = 0; i < n; i++) {
-            struct ctrl *c;
-
-            if (add_ctrl(dom, list[i].id, list[i].version, list[i].n_ports) < 0)
-                break;
-            c = &dom->ctrls[dom->n_ctrls - 1];
-            for (int p = 0; p < c->n_ports; p++) {
-                c->foreign[p] = list[i].ports[p].used;
-                memcpy(c->busid[p], list[i].ports[p].busid, sizeof(c->busid[p]));
-            }
-        }
-    }
-    free(list);
+    /* A guest started again may take what its last run could not. */
+    unpark(dom, true);
+    read_ctrls(dom, false);
     domain_reap_stale(dom);
     kick(dom);
 }

@@ -42,6 +42,8 @@ void domain_probe(struct domain *dom);
 
 /* The daemon is stopping: answers are still taken, no new work is started. */
 void domain_close(struct domain *dom);
+/* True when the worker holds no device and has no operation in flight. */
+bool domain_idle(const struct domain *dom);
 
 /* What a domain worker knows, for the control socket. */
 #define DOMAIN_INFO_MAX_CTRLS 16
@@ -57,6 +59,7 @@ struct domain_info {
     } ctrls[DOMAIN_INFO_MAX_CTRLS];
     unsigned queued;        /* waiting for the guest or a port */
     unsigned retrying;      /* failed, waiting for a retry */
+    unsigned failed;        /* failed for good, until something changes */
 };
 
 void domain_get_info(const struct domain *dom, struct domain_info *info);

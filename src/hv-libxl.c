@@ -67,6 +67,12 @@ struct lx_op {
 
 struct logger {
     xentoollog_logger base;
+    /*
+     * What the errors libxl logged since we last called into it say, as an
+     * errno (hv_error_from_message), or 0: a device model's answer (QMP's
+     * error description), which libxl's return code does not carry.
+     */
+    int told;
 };
 
 /* A guest the backend reported as running. */
@@ -104,6 +110,7 @@ static int rc_to_errno(int rc)
     case ERROR_INVAL:
         return -EINVAL;
     case ERROR_DOMAIN_NOTFOUND:
+        return -ESRCH;
     case ERROR_NOTFOUND:
         return -ENOENT;
     case ERROR_TIMEDOUT:
@@ -126,11 +133,16 @@ static void logger_vmessage(xentoollog_logger *logger, xentoollog_level level, i
                           : level == XTL_WARN ? LOG_LEVEL_WARNING
                           : level >= XTL_INFO ? LOG_LEVEL_INFO
                                               : LOG_LEVEL_DEBUG;
+    struct logger *lg = (struct logger *)logger;
     char msg[1024];
 
-    if (ours > log_get_level())
+    if (ours > LOG_LEVEL_ERROR && ours > log_get_level())
         return;
     vsnprintf(msg, sizeof(msg), format, al);
+    if (ours == LOG_LEVEL_ERROR && hv_error_from_message(msg, 0))
+        lg->told = hv_error_from_message(msg, 0);
+    if (ours > log_get_level())
+        return;
     if (errnoval >= 0)
         log_msg(ours, "%s: %s: %s", context ? context : "libxl", msg, strerror(errnoval));
     else
@@ -188,6 +200,7 @@ static void fd_cb(struct ev_loop *loop, ev_io *w, int revents)
         rev |= POLLIN;
     if (revents & EV_WRITE)
         rev |= POLLOUT;
+    o->lx->logger.told = 0;
     libxl_osevent_occurred_fd(o->lx->ctx, o->for_libxl, w->fd, events, rev);
 }
 
@@ -230,6 +243,7 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     /* The timeout counts as deregistered when libxl hears of it. */
     osev_free(o);
+    lx->logger.told = 0;
     libxl_osevent_occurred_timeout(lx->ctx, for_libxl);
 }
 
@@ -329,15 +343,27 @@ static void report_started(struct libxl_hv *lx, const char *name, int domid)
         lx->hv.events.domain_started(lx->hv.events.arg, name, domid);
 }
 
+/* The domid under which the guest called name was reported as running, or -1. */
+static int reported_domid(struct libxl_hv *lx, const char *name)
+{
+    const struct guest *g = strmap_get(lx->running, name);
+
+    return g ? g->domid : -1;
+}
+
 /*
  * Looks at every domain now and reports what changed.  A guest that has no
- * name in xenstore yet (it is being built) is looked at again shortly.
+ * name in xenstore yet (it is being built) is looked at again shortly; so is
+ * a new domain that is still paused: xl builds a guest paused (its device
+ * model, its restored usbctrl) and unpauses it when it is ready, and nothing
+ * in xenstore says when.  A guest seen running and paused later (xl pause)
+ * stays reported: its device model still serves.
  */
 static void rescan(struct libxl_hv *lx)
 {
     struct strmap *now = strmap_new();
     libxl_dominfo *list;
-    bool unnamed = false, listed;
+    bool unnamed = false, paused = false, listed;
     size_t pos = 0;
     const char *key;
     void *value;
@@ -356,6 +382,13 @@ static void rescan(struct libxl_hv *lx)
         name = libxl_domid_to_name(lx->ctx, list[i].domid);
         if (!name || !*name) {
             unnamed = true;
+            free(name);
+            continue;
+        }
+        if (list[i].paused && reported_domid(lx, name) != (int)list[i].domid) {
+            log_debug("%s: domain %u is paused: waiting until it runs", name,
+                      list[i].domid);
+            paused = true;
             free(name);
             continue;
         }
@@ -387,7 +420,7 @@ static void rescan(struct libxl_hv *lx)
     while (listed && strmap_next(now, &pos, &key, &value) == 0)
         report_started(lx, key, (int)((intptr_t)value - 1));
     strmap_free(now, NULL);
-    if (unnamed && !ev_is_active(&lx->rescan_timer)) {
+    if ((unnamed || paused) && !ev_is_active(&lx->rescan_timer)) {
         ev_timer_set(&lx->rescan_timer, 0.5, 0.);
         ev_timer_start(lx->loop, &lx->rescan_timer);
     }
@@ -589,15 +622,16 @@ static void op_free(struct lx_op *op)
 struct deferred {
     ev_timer timer;
     struct lx_op *op;
-    int rc;
+    int err;
 };
 
-static void finish(struct lx_op *op, int rc)
+/* err: 0 or a negative errno. */
+static void finish(struct lx_op *op, int err)
 {
     link_remove(&op->link);
-    if (op->is_ctrl && op->id_out && rc == 0)
+    if (op->is_ctrl && op->id_out && err == 0)
         *op->id_out = op->ctrl.devid;
-    op->done(op->arg, rc_to_errno(rc));
+    op->done(op->arg, err);
     op_free(op);
 }
 
@@ -605,30 +639,45 @@ static void deferred_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct deferred *d = w->data;
 
-    finish(d->op, d->rc);
+    finish(d->op, d->err);
     free(d);
+}
+
+/*
+ * libxl's answer as an errno: a device model's refusal says more in words
+ * (logged just before) than in libxl's code, which is the same for all.
+ */
+static int answer_errno(struct libxl_hv *lx, int rc)
+{
+    int err = rc_to_errno(rc);
+
+    if (rc && lx->logger.told)
+        err = lx->logger.told;
+    lx->logger.told = 0;
+    return err;
 }
 
 static void ao_done(libxl_ctx *ctx, int rc, void *for_callback)
 {
     struct lx_op *op = for_callback;
     struct libxl_hv *lx = op->lx;
+    int err = answer_errno(lx, rc);
     struct deferred *d;
 
     /* A failure may be xenstored gone: find out now, not at the next check. */
     if (rc && ev_is_active(&lx->xs_check))
         ev_feed_event(lx->loop, &lx->xs_check, EV_TIMER);
     if (!lx->in_libxl) {
-        finish(op, rc);
+        finish(op, err);
         return;
     }
     d = calloc(1, sizeof(*d));
     if (!d) {
-        finish(op, rc);
+        finish(op, err);
         return;
     }
     d->op = op;
-    d->rc = rc;
+    d->err = err;
     ev_timer_init(&d->timer, deferred_cb, 0., 0.);
     d->timer.data = d;
     ev_timer_start(lx->loop, &d->timer);
@@ -653,12 +702,13 @@ static int lx_add_controller(struct hv *hv, int domid, const struct controller_s
     op->ctrl.devid = -1;
     how.u.for_callback = op;
     lx->in_libxl = true;
+    lx->logger.told = 0;
     rc = libxl_device_usbctrl_add(lx->ctx, (uint32_t)domid, &op->ctrl, &how);
     lx->in_libxl = false;
     if (rc) {
         link_remove(&op->link);
         op_free(op);
-        return rc_to_errno(rc);
+        return answer_errno(lx, rc);
     }
     return 0;
 }
@@ -727,6 +777,7 @@ static int start_usbdev(struct libxl_hv *lx, int domid, const struct hv_usb *usb
     op->usbdev.u.hostdev.hostaddr = (uint8_t)usb->devnum;
     how.u.for_callback = op;
     lx->in_libxl = true;
+    lx->logger.told = 0;
     if (add)
         rc = libxl_device_usbdev_add(lx->ctx, (uint32_t)domid, &op->usbdev, &how);
     else
@@ -735,7 +786,7 @@ static int start_usbdev(struct libxl_hv *lx, int domid, const struct hv_usb *usb
     if (rc) {
         link_remove(&op->link);
         op_free(op);
-        return rc_to_errno(rc);
+        return answer_errno(lx, rc);
     }
     return 0;
 }

@@ -927,7 +927,7 @@ static void attach_answer(struct guest *g, struct cmd *c, const struct qmp_msg *
 
     if (m->kind == QMP_ERROR) {
         log_warnx("%s: QMP device_add %s: %s", g->name, c->dev, ESC(m->err_desc));
-        c->done(c->arg, -EIO);
+        c->done(c->arg, hv_error_from_message(m->err_desc, -EIO));
         return;
     }
     d = dev_add(g, c->dev);

@@ -7,8 +7,10 @@
 #ifndef AUA_HV_H
 #define AUA_HV_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "policy.h"
 
@@ -16,6 +18,34 @@ struct hv;
 
 /* err is 0 or a negative errno. */
 typedef void (*hv_done_fn)(void *arg, int err);
+
+/*
+ * An attach that fails with one of these fails the same way at every try,
+ * until something changes (the device is plugged in again, the guest
+ * restarts, a controller appears or frees, the policy is reloaded): the
+ * device model cannot find the host device (-ENODEV), the port cannot take
+ * the device's speed (-EPROTONOSUPPORT), the guest is gone (-ESRCH).  Any
+ * other error may pass (a device model still starting, a device busy).
+ */
+static inline bool hv_error_permanent(int err)
+{
+    return err == -ENODEV || err == -EPROTONOSUPPORT || err == -ESRCH;
+}
+
+/*
+ * The errno for what a device model said when it refused a USB operation
+ * (QEMU's error descriptions), or dflt when the words tell nothing.
+ */
+static inline int hv_error_from_message(const char *msg, int dflt)
+{
+    if (!msg)
+        return dflt;
+    if (strstr(msg, "speed mismatch"))
+        return -EPROTONOSUPPORT;
+    if (strstr(msg, "failed to find host usb device"))
+        return -ENODEV;
+    return dflt;
+}
 
 /* One port of a guest's controller and the host device it holds, if any. */
 struct hv_port {

@@ -128,7 +128,9 @@ static void on_decision(void *arg, const struct decision_report *r)
     if (d->print) {
         if (report_print(stdout, d->opt.json, r) < 0 && errno != EPIPE)
             log_warn("cannot write a decision to stdout");
-        return;
+        /* --json while attaching: the log keeps its lines too. */
+        if (d->opt.dry_run || d->opt.once)
+            return;
     }
     log_info("%s: %s", report_event_name(r->event), report_format(r, line, sizeof(line)));
 }
@@ -658,8 +660,9 @@ int main(int argc, char **argv)
             : d.opt.verbosity == 1 ? LOG_LEVEL_INFO
                                    : LOG_LEVEL_DEBUG;
     /* The old script's form ran in a terminal; keep it there. */
+    /* --json prints the decisions on stdout: no use in a daemon's /dev/null. */
     interactive = d.opt.foreground || d.opt.dry_run || d.opt.once || d.opt.check ||
-                  d.opt.generate ||
+                  d.opt.generate || d.opt.json ||
                   options_legacy(&d.opt);
     log_init("auto-usb-attach", level, interactive);
     if (!options_legacy(&d.opt))
@@ -680,7 +683,7 @@ int main(int argc, char **argv)
         options_free(&d.opt);
         return 1;
     }
-    d.print = d.opt.dry_run || d.opt.once;
+    d.print = d.opt.dry_run || d.opt.once || d.opt.json;
     signal(SIGPIPE, SIG_IGN);
     if (!interactive && daemonize() < 0) {
         log_warn("cannot become a daemon");

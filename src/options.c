@@ -93,6 +93,7 @@ static void usage(FILE *out)
             "  -s, --qmp-socket PATH    attach through this QMP socket of DOMAIN's device\n"
             "                           model instead of libxl\n"
             "      --usb-version N      version (1, 2 or 3) of controllers to create\n"
+            "                           (default 3: xHCI, which takes every speed)\n"
             "      --allow-dom0-lockout DOMAIN may take dom0's last keyboard too\n"
             "  -n, --no-wait            exit at once if DOMAIN is not running\n"
             "  -w, --wait-on-shutdown   accepted for compatibility: guests are always\n"

@@ -30,9 +30,10 @@
 #include "log.h"
 #include "match.h"
 
+/* xHCI: the one controller type that takes devices of every speed. */
 const struct controller_spec policy_default_controller = {
-    .version = 2,
-    .ports = 6,
+    .version = 3,
+    .ports = 8,
     .max = 4,
 };
 

@@ -17,6 +17,7 @@
 #include "router.h"
 
 #include <errno.h>
+#include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ struct router {
     size_t n_previous;
     unsigned scan;              /* counts router_rescan_begin() calls */
     struct link *sweeps;        /* stale removals from guests the policy does not name */
+    ev_timer gc;                /* frees the workers nothing needs any more */
     bool closing;
 };
 
@@ -114,6 +116,54 @@ static void domain_stopped_cb(void *arg, const char *name, int domid)
         domain_stopped(dom);
 }
 
+/*
+ * A worker the policy does not name (made for an attach by hand, or left by
+ * a reload) is freed once no device is routed to it and it holds nothing.
+ */
+static bool worker_unused(const struct router *router, const char *name,
+                          const struct domain *dom)
+{
+    size_t pos = 0;
+    const char *key;
+    void *value;
+
+    if (policy_find_domain(router->policy, name) >= 0 || !domain_idle(dom))
+        return false;
+    while (strmap_next(router->devices, &pos, &key, &value) == 0)
+        if (((const struct dev_entry *)value)->domain == dom)
+            return false;
+    return true;
+}
+
+static void gc_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct router *router = w->data;
+    size_t pos = 0;
+    const char *key;
+    void *value;
+
+    while (!router->closing && strmap_next(router->domains, &pos, &key, &value) == 0) {
+        char name[128];
+
+        if (!worker_unused(router, key, value))
+            continue;
+        /* The key is the map's own: it goes with the removal. */
+        snprintf(name, sizeof(name), "%s", key);
+        log_debug("%s: no device goes there any more: its worker is freed", name);
+        domain_free(strmap_remove(router->domains, name));
+        pos = 0;    /* the map changed under the iteration */
+    }
+}
+
+/* Looks for unused workers from the loop: never under a worker's own call. */
+static void schedule_gc(struct router *router)
+{
+    if (!ev_is_active(&router->gc) && !router->closing) {
+        ev_timer_set(&router->gc, 0., 0.);
+        ev_timer_start(router->loop, &router->gc);
+    }
+}
+
 /* Makes sure every guest of the policy has a worker with the policy's settings. */
 static int sync_domains(struct router *router)
 {
@@ -151,6 +201,8 @@ struct router *router_new(struct ev_loop *loop, struct hv *hv, struct policy *po
     router->devices = strmap_new();
     router->domains = strmap_new();
     router->keyboards = strmap_new();
+    ev_timer_init(&router->gc, gc_cb, 0., 0.);
+    router->gc.data = router;
     hv->events.domain_started = domain_started_cb;
     hv->events.domain_stopped = domain_stopped_cb;
     hv->events.arg = router;
@@ -169,6 +221,7 @@ void router_close(struct router *router)
     void *value;
 
     router->closing = true;
+    ev_timer_stop(router->loop, &router->gc);
 
     while (strmap_next(router->domains, &pos, &key, &value) == 0)
         domain_close(value);
@@ -178,6 +231,7 @@ void router_free(struct router *router)
 {
     if (!router)
         return;
+    ev_timer_stop(router->loop, &router->gc);
     /* Workers first: they drop their references to the devices. */
     strmap_free(router->domains, free_domain);
     strmap_free(router->devices, free_entry_ref);
@@ -527,6 +581,7 @@ void router_device_removed(struct router *router, const char *devpath)
     }
     dev_entry_unref(entry);
     reap_stale(router);
+    schedule_gc(router);
 }
 
 void router_keyboard_added(struct router *router, const char *devpath)
@@ -555,6 +610,7 @@ size_t router_keyboards(const struct router *router)
 
 void router_entry_released(struct router *router, struct dev_entry *entry)
 {
+    schedule_gc(router);
     if (entry->unplugged || entry->decision != DECISION_ATTACH || !entry->domain)
         return;
     /* Held by the guard when a reload moved it: is it still dom0's last keyboard? */
@@ -744,6 +800,7 @@ void router_set_policy(struct router *router, struct policy *policy)
     free(entries);
     /* The new policy may allow what the old one held back. */
     release_held(router, EVENT_RELOAD);
+    schedule_gc(router);
 }
 
 /* Parses "B:D" with decimal bus and device numbers. */
@@ -802,6 +859,11 @@ int router_override(struct router *router, struct dev_entry *e, const char *doma
     if (domain) {
         dom = router_domain(router, domain);
         if (!dom) {
+            int domid = router->hv->ops->domain_lookup(router->hv, domain);
+
+            /* No worker waits for a guest nothing says will ever run. */
+            if (domid < 0)
+                return domid == -ENOENT ? -ESRCH : domid;
             /* A guest the policy does not name gets the default settings. */
             dom = domain_new(router->loop, router->hv, router, domain,
                              &policy_default_controller);

@@ -28,7 +28,7 @@ enum dev_state {
     DEV_ATTACHING,
     DEV_ATTACHED,
     DEV_DETACHING,
-    DEV_FAILED,             /* attach failed; retried later */
+    DEV_FAILED,             /* attach failed: retried later, or after a change */
 };
 
 /* Why a decision is reported. */
@@ -57,6 +57,8 @@ struct dev_entry {
     bool held;              /* routed, but kept in dom0: its last keyboard */
     bool pending;           /* a routed keyboard seen at start, guarded at its end */
     unsigned failures;
+    int failure_err;        /* a failure retrying cannot mend (hv_error_permanent), or 0 */
+    char failure[160];      /* what it was, for devices and explain; "" when none */
     unsigned scan;          /* the last router_rescan that found it */
     struct dev_entry *qnext;
 };
@@ -139,9 +141,11 @@ size_t router_devices(const struct router *router, struct dev_entry ***out);
 struct dev_entry *router_find(const struct router *router, const char *spec,
                               const char **why);
 /*
- * Decides entry by hand: to guest domain (a worker is made for a guest the
- * policy does not name), or to stay in dom0 (domain NULL).  Holds until the
- * device is unplugged; reloads leave it alone.  0 or -ENOMEM.
+ * Decides entry by hand: to guest domain (a worker is made for a running
+ * guest the policy does not name, and freed once no device goes there), or
+ * to stay in dom0 (domain NULL).  Holds until the device is unplugged;
+ * reloads leave it alone.  0, -ENOMEM, or -ESRCH (nothing changed) when
+ * the policy does not name domain and no guest of that name runs.
  */
 int router_override(struct router *router, struct dev_entry *entry, const char *domain);
 /* Every domain worker: *out is allocated, the caller frees the array. */

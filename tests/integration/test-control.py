@@ -70,7 +70,7 @@ def test():
         doms = {x["name"]: x for x in c("domains")["domains"]}
         aua.check_equal((doms["vault"]["running"], doms["vault"]["controllers"],
                          doms["vault"]["queue"]),
-                        (True, [{"id": 0, "version": 2, "ports": 6, "used": 1, "free": 5}], 0),
+                        (True, [{"id": 0, "version": 3, "ports": 8, "used": 1, "free": 7}], 0),
                         "the vault in domains")
 
         ex = c("explain", device="1-1.3")

@@ -50,12 +50,14 @@ def test():
         xen.wait_attached(WIN10, ["1-1.3", "1-1.4.2"], t)
         xen.wait_usb_hosts(VAULT, 1, t)
         xen.wait_usb_hosts(WIN10, 2, t)
-        # No guest had a controller: one was made (version 2, EHCI) in each.
+        # No guest had a controller: one was made (version 3, xHCI, 8 ports: the
+        # default, which takes the full-speed keyboard and key) in each.
         for domid in (WIN10, VAULT):
             adds = [c["arguments"] for c in xen.qmp_log(domid)
                     if c.get("execute") == "device_add" and
                     c["arguments"]["driver"] != "usb-host"]
-            aua.check_equal(adds, [{"driver": "usb-ehci", "id": "xenusb-0"}],
+            aua.check_equal(adds, [{"driver": "nec-usb-xhci", "id": "xenusb-0", "p2": "8",
+                                    "p3": "8"}],
                             "controllers created in domain %d" % domid)
         aua.check_equal(xen.usb_hosts(VAULT), [("xenusb-1-5", "xenusb-0.0", "1", "1", "5")],
                         "the key's usb-host")

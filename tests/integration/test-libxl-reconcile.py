@@ -21,7 +21,8 @@ def test():
     xen.add_guest("vault", 7)
     xen.xl("usbctrl-attach", "vault", "version=2", "ports=6")
     xen.xl("usbdev-attach", "vault", "hostbus=1", "hostaddr=4")    # the webcam
-    xen.xl("usbctrl-attach", "win10", "version=2", "ports=6")
+    # An xHCI: it takes the full-speed key that will need its free port.
+    xen.xl("usbctrl-attach", "win10", "version=3", "ports=8")
     xen.xl("usbdev-attach", "win10", "hostbus=1", "hostaddr=6")    # the keyboard
     xen.xl("usbdev-attach", "win10", "hostbus=1", "hostaddr=7")    # the stick
     aua.check_equal(xen.attached(5), ["1-1.3", "1-1.4.2"], "set up with xl")

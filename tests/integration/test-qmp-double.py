@@ -2,7 +2,8 @@
 
 - The usb-host device_add as sent: hostbus and hostaddr JSON integers, port
   a string, on bus xenusb-<n>.0, after a controller made where none was
-  (version 2: usb-ehci xenusb-0), from the double's command log.
+  (version 1: piix3-usb-uhci xenusb-0, which takes the full-speed key), from
+  the double's command log.
 - A host device another guest's QEMU holds already (found in its QOM at
   connect) is not added a second time.
 - A peer that is not a sane QEMU: garbage, a message of the wrong shape, a
@@ -150,7 +151,7 @@ def test():
                                       "hostbus": 1, "hostaddr": 6})
     hostile = Hostile(os.path.join(tmp, "hostile.qmp"))
     policy = daemon.write_policy(tmp, "policy.yaml", qemu.policy(
-        [("vault", vault.sock, {"version": 2}), ("other", other.sock, None),
+        [("vault", vault.sock, {"version": 1}), ("other", other.sock, None),
          ("evil", hostile.path, None)], RULES))
     with aua.Daemon(qemu.daemon_args(tmp, policy), testbed=tb) as d:
         d.wait_ready(t)
@@ -162,7 +163,7 @@ def test():
         qemu.wait_log(d, r"vault: attaching 1-1\.3 failed \(attempt 1\): Device or "
                          r"resource busy; retrying in 60 s", t)
         adds = [c["arguments"] for c in vault.commands("device_add")]
-        aua.check_equal(adds, [{"driver": "usb-ehci", "id": "xenusb-0"},
+        aua.check_equal(adds, [{"driver": "piix3-usb-uhci", "id": "xenusb-0"},
                                {"driver": "usb-host", "id": "xenusb-1-5",
                                 "bus": "xenusb-0.0", "port": "1", "hostbus": 1,
                                 "hostaddr": 5}],

@@ -74,8 +74,8 @@ def _xenenv(*call):
     return r.stdout
 
 
-def add_guest(name, domid, dm="double"):
-    _xenenv("xenenv_add_guest", name, domid, dm)
+def add_guest(name, domid, dm="double", state="running"):
+    _xenenv("xenenv_add_guest", name, domid, dm, state)
 
 
 def destroy_guest(domid):

@@ -252,8 +252,8 @@ static void legacy_domain_only(void **state)
     cli = from_options(&o);
     file = unit_policy("version: 1\ndomains:\n  vm: {}\n");
     assert_same_policy(cli, file);
-    assert_int_equal(cli->domains[0].controller.version, 2);
-    assert_int_equal(cli->domains[0].controller.ports, 6);
+    assert_int_equal(cli->domains[0].controller.version, 3);
+    assert_int_equal(cli->domains[0].controller.ports, 8);
     assert_int_equal(cli->domains[0].controller.max, 4);
     assert_null(cli->domains[0].qmp_socket);
     policy_free(cli);

@@ -137,8 +137,8 @@ static void example_policy(void **state)
     assert_int_equal(win10, 0);
     assert_int_equal(vault, 1);
     assert_controller(&p->domains[win10], 3, 15, 2);
-    /* vault: {} takes the defaults' 2/6 and the built-in max. */
-    assert_controller(&p->domains[vault], 2, 6, 4);
+    /* vault: {} takes the defaults' 3/8 and the built-in max. */
+    assert_controller(&p->domains[vault], 3, 8, 4);
     assert_null(p->domains[vault].qmp_socket);
 
     assert_int_equal(p->n_rules, 4);
@@ -236,12 +236,12 @@ static void controller_defaults_per_version(void **state)
     struct policy *p = load_good(POLICIES "/controllers.yaml");
 
     assert_int_equal(p->n_domains, 6);
-    assert_controller(domain_named(p, "builtin"), 2, 6, 4);
+    assert_controller(domain_named(p, "builtin"), 3, 8, 4);
     assert_controller(domain_named(p, "uhci"), 1, 2, 4);
     assert_controller(domain_named(p, "ehci"), 2, 6, 4);
     assert_controller(domain_named(p, "xhci"), 3, 8, 4);
     assert_controller(domain_named(p, "xhci-full"), 3, 15, 2);
-    assert_controller(domain_named(p, "none"), 2, 6, 0);
+    assert_controller(domain_named(p, "none"), 3, 8, 0);
     assert_null(domain_named(p, "builtin")->qmp_socket);
     /* No rules: key absent. */
     assert_int_equal(p->n_rules, 0);
@@ -414,8 +414,9 @@ static void controller_pairs(void **state)
     assert_int_equal(policy_default_ports(1), 2);
     assert_int_equal(policy_default_ports(2), 6);
     assert_int_equal(policy_default_ports(3), 8);
-    assert_int_equal(policy_default_controller.version, 2);
-    assert_int_equal(policy_default_controller.ports, 6);
+    /* xHCI by default: it takes devices of every speed. */
+    assert_int_equal(policy_default_controller.version, 3);
+    assert_int_equal(policy_default_controller.ports, 8);
     assert_int_equal(policy_default_controller.max, 4);
 }
 

@@ -17,7 +17,12 @@
  * worker.  The lock-out guard (a keyboard leaves dom0 only when dom0 keeps
  * another): held, released by a keyboard plugged in later or by a reload,
  * decided at the end of the cold plug, allowed by the policy, overridden by
- * hand, and not applied to what a guest already had.  The main fixture has a laptop keyboard, so that the
+ * hand, and not applied to what a guest already had.  Placement by speed
+ * (a guest's own EHCI keeps high-speed devices, an xHCI is made for the
+ * others; a device no allowed controller takes fails once, untried, until
+ * a reload), failures retrying cannot mend (parked until a reload) and
+ * those it can (retried), and a controller found after a failed creation.
+ * The main fixture has a laptop keyboard, so that the
  * other tests route keyboards (the YubiKey is one: OTP) freely.
  */
 #include "config.h"
@@ -192,6 +197,14 @@ static struct usb_device *make_dev(const char *port, unsigned devnum, uint16_t v
     dev->devnum = devnum;
     dev->vendor = vendor;
     dev->product = product;
+    /* Never the build machine's sysfs: the speed is the test's to give. */
+    dev->speed = USB_SPEED_UNKNOWN;
+    return dev;
+}
+
+static struct usb_device *at_speed(struct usb_device *dev, enum usb_speed speed)
+{
+    dev->speed = speed;
     return dev;
 }
 
@@ -1300,9 +1313,313 @@ static void guard_spares_what_a_guest_has(void **state)
     assert_rec(fx, 2, EVENT_ADD, "hold", "1-1", "sys-usb", 2);
 }
 
+
+/* ---- placement by speed, and failures retrying cannot mend ---- */
+
+/*
+ * vault: the default controller (version 3); its guest may have a
+ * controller of its own configuration (place.ctrl, id 5).  old: version 2
+ * (EHCI), which takes only high-speed devices.
+ */
+static const char place_policy[] =
+    "version: 1\n"
+    "domains:\n"
+    "  vault: {}\n"
+    "  old:\n"
+    "    controller: {version: 2}\n"
+    "rules:\n"
+    "  - match: {hub: \"1-1\"}\n"
+    "    domain: vault\n"
+    "  - match: {hub: \"2-1\"}\n"
+    "    domain: old\n";
+
+#define MAX_PLACED 16
+
+static struct {
+    struct hv_ops ops;
+    const struct hv_ops *dryrun;
+    int vault;
+    struct hv_controller ctrl;      /* vault's own; n_ports 0: none */
+    char fail_busid[32];            /* attach of this busid answers fail_err */
+    int fail_err;
+    bool ctrl_race;                 /* add_controller fails, xl makes one meanwhile */
+    unsigned ctrl_adds;
+    struct {
+        char busid[32];
+        int ctrl;
+    } attaches[MAX_PLACED];
+    size_t n_attaches;
+} place;
+
+struct place_op {
+    hv_done_fn done;
+    void *arg;
+    int err;
+};
+
+static int place_list_controllers(struct hv *hv, int domid, struct hv_controller **out,
+                                  size_t *n)
+{
+    if (domid != place.vault || place.ctrl.n_ports == 0)
+        return place.dryrun->list_controllers(hv, domid, out, n);
+    *out = malloc(sizeof(**out));
+    assert_non_null(*out);
+    **out = place.ctrl;
+    *n = 1;
+    return 0;
+}
+
+static void place_answer(void *arg, int err)
+{
+    struct place_op *op = arg;
+
+    op->done(op->arg, err == 0 ? op->err : err);
+    free(op);
+}
+
+static int place_attach(struct hv *hv, int domid, const struct hv_usb *usb, hv_done_fn done,
+                        void *arg)
+{
+    struct place_op *op = calloc(1, sizeof(*op));
+    int r;
+
+    assert_non_null(op);
+    assert_true(place.n_attaches < MAX_PLACED);
+    snprintf(place.attaches[place.n_attaches].busid, sizeof(place.attaches[0].busid), "%s",
+             usb->busid);
+    place.attaches[place.n_attaches++].ctrl = usb->ctrl;
+    op->done = done;
+    op->arg = arg;
+    op->err = strcmp(usb->busid, place.fail_busid) == 0 ? place.fail_err : 0;
+    r = place.dryrun->attach(hv, domid, usb, place_answer, op);
+    if (r < 0)
+        free(op);
+    return r;
+}
+
+/*
+ * A creation that fails because xl made the guest's own controller at the
+ * same moment (it restores it at a reboot): the failure is answered later,
+ * and by then the guest lists the controller.
+ */
+static int place_add_controller(struct hv *hv, int domid, const struct controller_spec *spec,
+                                int *id, hv_done_fn done, void *arg)
+{
+    struct place_op *op;
+    int r;
+
+    place.ctrl_adds++;
+    if (!place.ctrl_race)
+        return place.dryrun->add_controller(hv, domid, spec, id, done, arg);
+    op = calloc(1, sizeof(*op));
+    assert_non_null(op);
+    op->done = done;
+    op->arg = arg;
+    op->err = -EIO;
+    place.ctrl = (struct hv_controller){ .id = 0, .version = 3, .n_ports = 8 };
+    r = place.dryrun->add_controller(hv, domid, spec, id, place_answer, op);
+    if (r < 0)
+        free(op);
+    return r;
+}
+
+/* How many attaches of busid the backend was asked for. */
+static size_t attaches_of(const char *busid)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < place.n_attaches; i++)
+        n += strcmp(place.attaches[i].busid, busid) == 0;
+    return n;
+}
+
+static int setup_place(void **state)
+{
+    struct fx *fx;
+
+    if (new_fx(state) < 0)
+        return -1;
+    fx = *state;
+    memset(&place, 0, sizeof(place));
+    place.dryrun = fx->hv->ops;
+    place.ops = *fx->hv->ops;
+    place.ops.list_controllers = place_list_controllers;
+    place.ops.attach = place_attach;
+    place.ops.add_controller = place_add_controller;
+    fx->hv->ops = &place.ops;
+    place.vault = fx->hv->ops->domain_lookup(fx->hv, "vault");
+    return 0;
+}
+
+static void place_start(struct fx *fx)
+{
+    assert_int_equal(start_router(fx, place_policy, true), 0);
+    router_coldplug_done(fx->router);
+}
+
+static void domain_versions(struct fx *fx, const char *name, size_t n, const int *versions)
+{
+    struct domain_info info;
+
+    domain_get_info(router_domain(fx->router, name), &info);
+    assert_int_equal(info.n_ctrls, n);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(info.ctrls[i].version, versions[i]);
+}
+
+/*
+ * The guest's own EHCI takes the high-speed stick; the full-speed key never
+ * goes there: an xHCI (the default) is created for it.
+ */
+static void place_by_speed(void **state)
+{
+    struct fx *fx = *state;
+    static const int versions[] = { 2, 3 };
+
+    place.ctrl = (struct hv_controller){ .id = 5, .version = 2, .n_ports = 6 };
+    place_start(fx);
+    add(fx, at_speed(yubikey("1-1.2", 12), USB_SPEED_FULL));
+    add(fx, at_speed(stick("1-1.3", 13), USB_SPEED_HIGH));
+    add(fx, at_speed(keyboard("1-1.4", 14), USB_SPEED_LOW));
+    settle(fx);
+    assert_state(fx, "1-1.2", DEV_ATTACHED, "vault");
+    assert_state(fx, "1-1.3", DEV_ATTACHED, "vault");
+    assert_state(fx, "1-1.4", DEV_ATTACHED, "vault");
+    assert_int_equal(lookup(fx, "1-1.3")->ctrl, 5);
+    assert_int_equal(lookup(fx, "1-1.2")->ctrl, 0);
+    assert_int_equal(lookup(fx, "1-1.4")->ctrl, 0);
+    domain_versions(fx, "vault", 2, versions);
+    /* Each tried once, where it fits: never on the EHCI but the stick. */
+    assert_int_equal(place.n_attaches, 3);
+    for (size_t i = 0; i < place.n_attaches; i++)
+        assert_int_equal(place.attaches[i].ctrl,
+                         strcmp(place.attaches[i].busid, "1-1.3") == 0 ? 5 : 0);
+}
+
+/*
+ * A full-speed key for a guest whose policy creates EHCIs only: failed at
+ * once, with the reason, never tried; a port freeing does not change that
+ * (not tried, not said again); a reload to version 3 does.
+ */
+static void place_refused_until_reload(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *key;
+    struct domain_info info;
+    static const int v2[] = { 2 }, v2v3[] = { 2, 3 };
+
+    place_start(fx);
+    add(fx, at_speed(yubikey("2-1.2", 12), USB_SPEED_FULL));
+    add(fx, at_speed(stick("2-1.3", 13), USB_SPEED_HIGH));
+    settle(fx);
+    key = lookup(fx, "2-1.2");
+    assert_int_equal(key->state, DEV_FAILED);
+    assert_non_null(strstr(key->failure, "a full-speed device"));
+    assert_non_null(strstr(key->failure, "version 2, EHCI"));
+    assert_non_null(strstr(key->failure, "use version 3 (xHCI) or 1 (UHCI)"));
+    assert_int_equal(attaches_of("2-1.2"), 0);
+    assert_state(fx, "2-1.3", DEV_ATTACHED, "old");
+    domain_versions(fx, "old", 1, v2);
+    domain_get_info(router_domain(fx->router, "old"), &info);
+    assert_int_equal(info.failed, 1);
+    assert_int_equal(info.retrying, 0);
+
+    removed(fx, "2-1.3");
+    settle(fx);
+    assert_int_equal(key->state, DEV_FAILED);
+    assert_int_equal(attaches_of("2-1.2"), 0);
+
+    router_set_policy(fx->router, unit_policy("version: 1\n"
+                                              "domains:\n"
+                                              "  vault: {}\n"
+                                              "  old:\n"
+                                              "    controller: {version: 3}\n"
+                                              "rules:\n"
+                                              "  - match: {hub: \"2-1\"}\n"
+                                              "    domain: old\n"));
+    settle(fx);
+    key = lookup(fx, "2-1.2");
+    assert_int_equal(key->state, DEV_ATTACHED);
+    assert_string_equal(key->failure, "");
+    assert_int_equal(attaches_of("2-1.2"), 1);
+    domain_versions(fx, "old", 2, v2v3);
+}
+
+/*
+ * The backend says the host device cannot be found: tried once, failed with
+ * the reason, no retry timer (the loop settles); a reload tries it again.
+ */
+static void permanent_failure_parked(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *key;
+    struct domain_info info;
+
+    snprintf(place.fail_busid, sizeof(place.fail_busid), "1-1.2");
+    place.fail_err = -ENODEV;
+    place_start(fx);
+    add(fx, at_speed(yubikey("1-1.2", 12), USB_SPEED_FULL));
+    settle(fx);
+    key = lookup(fx, "1-1.2");
+    assert_int_equal(key->state, DEV_FAILED);
+    assert_string_equal(key->failure, "the device model cannot find the host device");
+    assert_int_equal(attaches_of("1-1.2"), 1);
+    domain_get_info(router_domain(fx->router, "vault"), &info);
+    assert_int_equal(info.failed, 1);
+    assert_int_equal(info.retrying, 0);
+
+    place.fail_err = 0;
+    router_set_policy(fx->router, unit_policy(place_policy));
+    settle(fx);
+    assert_int_equal(key->state, DEV_ATTACHED);
+    assert_int_equal(attaches_of("1-1.2"), 2);
+}
+
+/*
+ * A controller creation fails, but the guest has a controller now (xl's):
+ * it is read at once and used, no second creation, no 5 s wait (the loop
+ * settles at once).
+ */
+static void creation_failed_controller_found(void **state)
+{
+    struct fx *fx = *state;
+    static const int v3[] = { 3 };
+
+    place.ctrl_race = true;
+    place_start(fx);
+    add(fx, at_speed(yubikey("1-1.2", 12), USB_SPEED_FULL));
+    settle(fx);
+    assert_state(fx, "1-1.2", DEV_ATTACHED, "vault");
+    assert_int_equal(lookup(fx, "1-1.2")->ctrl, 0);
+    assert_int_equal(place.ctrl_adds, 1);
+    domain_versions(fx, "vault", 1, v3);
+}
+
+/* Any other failure may pass: retried on a timer, no permanent reason. */
+static void transient_failure_retried(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *key;
+    struct domain_info info;
+
+    snprintf(place.fail_busid, sizeof(place.fail_busid), "1-1.2");
+    place.fail_err = -EIO;
+    place_start(fx);
+    add(fx, at_speed(yubikey("1-1.2", 12), USB_SPEED_FULL));
+    for (int i = 0; i < 20; i++)
+        ev_run(fx->loop, EVRUN_NOWAIT);
+    key = lookup(fx, "1-1.2");
+    assert_int_equal(key->state, DEV_FAILED);
+    assert_string_equal(key->failure, "");
+    domain_get_info(router_domain(fx->router, "vault"), &info);
+    assert_int_equal(info.retrying, 1);
+    assert_int_equal(info.failed, 0);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 #define G(f) cmocka_unit_test_setup_teardown(f, setup_guard, teardown)
 #define S(f) cmocka_unit_test_setup_teardown(f, setup_stale, teardown_stale)
+#define P(f) cmocka_unit_test_setup_teardown(f, setup_place, teardown_stale)
 
 int main(void)
 {
@@ -1338,6 +1655,11 @@ int main(void)
         G(guard_by_hand),
         G(guard_spares_what_a_guest_has),
         G(guard_rescan_sweeps_keyboards),
+        P(place_by_speed),
+        P(place_refused_until_reload),
+        P(permanent_failure_parked),
+        P(transient_failure_retried),
+        P(creation_failed_controller_found),
     };
 
     /* Warnings (a guest out of ports) stay visible; the notices would drown them. */
