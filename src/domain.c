@@ -31,6 +31,7 @@
 
 struct ctrl {
     int id;
+    enum controller_type type;      /* DEVICEMODEL or QUSB */
     int version;
     int n_ports;
     struct dev_entry *slot[16];     /* our devices, by port - 1 */
@@ -69,7 +70,9 @@ struct domain {
     struct hv *hv;
     struct router *router;
     char *name;
-    struct controller_spec spec;
+    struct controller_spec spec;    /* the policy's */
+    struct controller_spec eff;     /* for the running guest: type resolved */
+    char refusal[160];              /* why this guest can take no device, or "" */
     int domid;                      /* -1: not running */
     unsigned gen;                   /* bumped when the guest stops */
     struct ctrl *ctrls;
@@ -87,6 +90,7 @@ struct domain {
 };
 
 static void kick(struct domain *dom);
+static void resolve_spec(struct domain *dom);
 static bool unlink_from(struct dev_entry **head, struct dev_entry **tail,
                         struct dev_entry *entry);
 
@@ -202,6 +206,7 @@ struct domain *domain_new(struct ev_loop *loop, struct hv *hv, struct router *ro
     dom->hv = hv;
     dom->router = router;
     dom->spec = *spec;
+    dom->eff = *spec;
     dom->domid = -1;
     ev_timer_init(&dom->retry_timer, retry_cb, 0., 0.);
     dom->retry_timer.data = dom;
@@ -272,6 +277,8 @@ void domain_set_spec(struct domain *dom, const struct controller_spec *spec)
 {
     dom->spec = *spec;
     dom->full_logged = false;
+    if (dom->domid >= 0)
+        resolve_spec(dom);
     unpark(dom, true);
     kick(dom);
 }
@@ -317,7 +324,8 @@ static struct ctrl *find_ctrl(struct domain *dom, int id)
     return NULL;
 }
 
-static int add_ctrl(struct domain *dom, int id, int version, int n_ports)
+static int add_ctrl(struct domain *dom, int id, enum controller_type type, int version,
+                    int n_ports)
 {
     struct ctrl *ctrls = realloc(dom->ctrls, (dom->n_ctrls + 1) * sizeof(*ctrls));
 
@@ -326,10 +334,57 @@ static int add_ctrl(struct domain *dom, int id, int version, int n_ports)
     dom->ctrls = ctrls;
     memset(&ctrls[dom->n_ctrls], 0, sizeof(*ctrls));
     ctrls[dom->n_ctrls].id = id;
+    ctrls[dom->n_ctrls].type = type;
     ctrls[dom->n_ctrls].version = version;
     ctrls[dom->n_ctrls].n_ports = n_ports > 16 ? 16 : n_ports;
     dom->n_ctrls++;
     return 0;
+}
+
+/* True when a controller of this type and version takes a device of this speed. */
+static bool takes(enum controller_type type, int version, enum usb_speed speed)
+{
+    return type == CONTROLLER_QUSB ? usb_pv_controller_takes(version, speed)
+                                   : usb_controller_takes(version, speed);
+}
+
+/* "PV USB 2.0 (qusb)", "xHCI"... */
+static const char *ctrl_kind(enum controller_type type, int version)
+{
+    if (type == CONTROLLER_QUSB)
+        return version == 1 ? "PV USB 1.1 (qusb)" : "PV USB 2.0 (qusb)";
+    return usb_controller_type(version);
+}
+
+/*
+ * The controller settings for the guest now running: the policy's, with an
+ * "auto" type made the device model's for an HVM guest and a PV USB one
+ * (QEMU in dom0 as the backend) for a PV or PVH guest.  A guest that can
+ * take no controller the policy allows gets a refusal, said once per start.
+ */
+static void resolve_spec(struct domain *dom)
+{
+    int g = dom->hv->ops->guest_type ? dom->hv->ops->guest_type(dom->hv, dom->domid)
+                                     : HV_GUEST_HVM;
+    int kind = g < 0 ? HV_GUEST_HVM : (g & HV_GUEST_KIND);
+
+    dom->eff = dom->spec;
+    dom->refusal[0] = '\0';
+    if (dom->eff.type == CONTROLLER_AUTO)
+        dom->eff.type = kind == HV_GUEST_HVM ? CONTROLLER_DEVICEMODEL : CONTROLLER_QUSB;
+    if (dom->eff.type == CONTROLLER_QUSB && dom->eff.version == 3)
+        dom->eff.version = 2;   /* the best PV USB has; ports 1-15 hold for both */
+    if (dom->eff.type == CONTROLLER_DEVICEMODEL && kind != HV_GUEST_HVM)
+        snprintf(dom->refusal, sizeof(dom->refusal),
+                 "a %s guest has no device model to hold a '%s' controller: "
+                 "use 'type: qusb' (or auto)", kind == HV_GUEST_PV ? "PV" : "PVH",
+                 policy_controller_type_name(dom->spec.type));
+    else if (dom->eff.type == CONTROLLER_DEVICEMODEL && g >= 0 && (g & HV_GUEST_STUBDOM))
+        snprintf(dom->refusal, sizeof(dom->refusal),
+                 "its device model runs in a stub domain, which cannot reach dom0's USB "
+                 "devices: give it 'controller: { type: qusb }' if it has PV USB drivers");
+    if (dom->refusal[0])
+        log_warnx("%s: no device can be attached: %s", dom->name, dom->refusal);
 }
 
 /* A free port of a controller that takes speed. */
@@ -338,7 +393,7 @@ static bool free_port(struct domain *dom, enum usb_speed speed, struct ctrl **ct
     for (size_t i = 0; i < dom->n_ctrls; i++)
         for (int p = 0; p < dom->ctrls[i].n_ports; p++)
             if (!dom->ctrls[i].slot[p] && !dom->ctrls[i].foreign[p] &&
-                usb_controller_takes(dom->ctrls[i].version, speed)) {
+                takes(dom->ctrls[i].type, dom->ctrls[i].version, speed)) {
                 *ctrl = &dom->ctrls[i];
                 *port = p + 1;
                 return true;
@@ -366,13 +421,13 @@ static int read_ctrls(struct domain *dom, bool report)
         struct ctrl *c = find_ctrl(dom, list[i].id);
 
         if (!c) {
-            if (add_ctrl(dom, list[i].id, list[i].version, list[i].n_ports) < 0)
+            if (add_ctrl(dom, list[i].id, list[i].type, list[i].version, list[i].n_ports) < 0)
                 break;
             c = &dom->ctrls[dom->n_ctrls - 1];
             learnt++;
             if (report)
-                log_notice("%s: found USB controller %d (version %d, %d ports)", dom->name,
-                           c->id, c->version, c->n_ports);
+                log_notice("%s: found USB controller %d (%s, version %d, %d ports)", dom->name,
+                           c->id, ctrl_kind(c->type, c->version), c->version, c->n_ports);
         }
         for (int p = 0; p < c->n_ports; p++) {
             if (c->slot[p])
@@ -575,11 +630,13 @@ static void ctrl_done(void *arg, int err)
                 ev_timer_set(&dom->retry_timer, 5., 0.);
                 ev_timer_start(dom->loop, &dom->retry_timer);
             }
-        } else if (add_ctrl(dom, op->ctrl_id, op->spec.version, op->spec.ports) < 0) {
+        } else if (add_ctrl(dom, op->ctrl_id, op->spec.type, op->spec.version,
+                            op->spec.ports) < 0) {
             log_error("%s: out of memory", dom->name);
         } else {
-            log_notice("%s: created USB controller %d (version %d, %d ports)", dom->name,
-                       op->ctrl_id, op->spec.version, op->spec.ports);
+            log_notice("%s: created USB controller %d (%s, version %d, %d ports)", dom->name,
+                       op->ctrl_id, ctrl_kind(op->spec.type, op->spec.version),
+                       op->spec.version, op->spec.ports);
             unpark(dom, false);
         }
     }
@@ -640,7 +697,7 @@ static void start_add_controller(struct domain *dom)
 
     if (!op)
         return;
-    op->spec = dom->spec;
+    op->spec = dom->eff;
     dom->busy = true;
     r = dom->hv->ops->add_controller(dom->hv, dom->domid, &op->spec, &op->ctrl_id,
                                      ctrl_done, op);
@@ -714,7 +771,7 @@ static struct dev_entry *placeable(struct domain *dom, struct ctrl **c, int *por
 static bool some_ctrl_takes(const struct domain *dom, enum usb_speed speed)
 {
     for (size_t i = 0; i < dom->n_ctrls; i++)
-        if (usb_controller_takes(dom->ctrls[i].version, speed))
+        if (takes(dom->ctrls[i].type, dom->ctrls[i].version, speed))
             return true;
     return false;
 }
@@ -731,15 +788,23 @@ static void park_unplaceable(struct domain *dom)
     char why[sizeof(e->failure)];
 
     unlink_from(&dom->qhead, &dom->qtail, e);
-    if (usb_controller_takes(dom->spec.version, speed))
+    if (dom->refusal[0])
+        snprintf(why, sizeof(why), "%s", dom->refusal);
+    else if (takes(dom->eff.type, dom->eff.version, speed))
         snprintf(why, sizeof(why), "a %s-speed device, and none of the guest's %zu "
                  "controller(s), the most 'max: %d' allows, takes that speed",
-                 usb_speed_name(speed), dom->n_ctrls, dom->spec.max);
+                 usb_speed_name(speed), dom->n_ctrls, dom->eff.max);
+    else if (dom->eff.type == CONTROLLER_QUSB)
+        snprintf(why, sizeof(why), "a %s-speed device, which the guest's controllers and "
+                 "the policy's (%s) do not take%s", usb_speed_name(speed),
+                 ctrl_kind(dom->eff.type, dom->eff.version),
+                 speed == USB_SPEED_SUPER ? ": PV USB has no SuperSpeed"
+                                          : ": use version 2");
     else
         snprintf(why, sizeof(why), "a %s-speed device, which the guest's controllers and "
                  "the policy's (version %d, %s) do not take: use version 3 (xHCI)%s",
-                 usb_speed_name(speed), dom->spec.version,
-                 usb_controller_type(dom->spec.version),
+                 usb_speed_name(speed), dom->eff.version,
+                 usb_controller_type(dom->eff.version),
                  speed == USB_SPEED_HIGH ? " or 2 (EHCI)"
                  : speed == USB_SPEED_SUPER ? "" : " or 1 (UHCI)");
     park(dom, e, -EPROTONOSUPPORT, why);
@@ -776,13 +841,13 @@ static void kick(struct domain *dom)
     while (!e && dom->qhead) {
         enum usb_speed speed = speed_of(dom->qhead);
 
-        if (usb_controller_takes(dom->spec.version, speed) &&
-            (int)dom->n_ctrls < dom->spec.max) {
+        if (!dom->refusal[0] && takes(dom->eff.type, dom->eff.version, speed) &&
+            (int)dom->n_ctrls < dom->eff.max) {
             if (!ev_is_active(&dom->retry_timer))
                 start_add_controller(dom);
             return;
         }
-        if (some_ctrl_takes(dom, speed))
+        if (!dom->refusal[0] && some_ctrl_takes(dom, speed))
             break;
         park_unplaceable(dom);
         e = placeable(dom, &c, &port);
@@ -869,6 +934,7 @@ void domain_started(struct domain *dom, int domid)
         domain_stopped(dom);
     dom->domid = domid;
     log_notice("%s: guest is running (domid %d)", dom->name, domid);
+    resolve_spec(dom);
     /* A guest started again may take what its last run could not. */
     unpark(dom, true);
     read_ctrls(dom, false);

@@ -92,8 +92,8 @@ static int dryrun_add_controller(struct hv *hv, int domid,
     *id = (int)(intptr_t)strmap_get(dr->ctrls, key);
     if (strmap_put(dr->ctrls, key, (void *)(intptr_t)(*id + 1), NULL) < 0)
         return -ENOMEM;
-    log_info("dry-run: domid %d: create USB controller %d (version %d, %d ports)", domid,
-             *id, spec->version, spec->ports);
+    log_info("dry-run: domid %d: create USB controller %d (%s, version %d, %d ports)", domid,
+             *id, policy_controller_type_name(spec->type), spec->version, spec->ports);
     return answer_later(dr, done, arg);
 }
 

@@ -12,7 +12,8 @@
  * away.  A guest is known by name: its domid changes at every reboot.
  *
  * The ports of a guest's controllers are read from xenstore
- * (/libxl/<domid>/device/vusb/<ctrl>/port/<n>), not from
+ * (/libxl/<domid>/device/vusb/<ctrl>/port/<n>, or for a PV USB controller
+ * the same keys under the backend path its "backend" names), not from
  * libxl_device_usbdev_list, which silently drops a controller whose device
  * has left sysfs.
  *
@@ -540,11 +541,64 @@ static unsigned read_uint(struct libxl_hv *lx, const char *path, unsigned dflt)
     return end != s ? (unsigned)v : dflt;
 }
 
+/*
+ * Where the ports of controller ctrl of guest dom are: libxl's own record
+ * (/libxl/<dom>/device/vusb/<ctrl>) for a device-model controller, the
+ * backend's directory for a PV USB one (libxl writes a qusb controller's
+ * usb-ver, num-ports and port/<n> there).  Sets *type; false when the
+ * record names no backend.
+ */
+static bool vusb_base(struct libxl_hv *lx, const char *dom, const char *ctrl, char *base,
+                      size_t size, enum controller_type *type)
+{
+    char path[160];
+    unsigned len;
+    char *t, *be;
+
+    snprintf(base, size, "/libxl/%s/device/vusb/%s", dom, ctrl);
+    snprintf(path, sizeof(path), "%s/type", base);
+    t = xs_read(lx->xs, XBT_NULL, path, &len);
+    *type = !t || strcmp(t, "devicemodel") == 0 ? CONTROLLER_DEVICEMODEL : CONTROLLER_QUSB;
+    free(t);
+    if (*type == CONTROLLER_DEVICEMODEL)
+        return true;
+    snprintf(path, sizeof(path), "%s/backend", base);
+    be = xs_read(lx->xs, XBT_NULL, path, &len);
+    if (!be || !*be || strlen(be) >= size) {
+        free(be);
+        return false;
+    }
+    snprintf(base, size, "%s", be);
+    free(be);
+    return true;
+}
+
+static int lx_guest_type(struct hv *hv, int domid)
+{
+    struct libxl_hv *lx = (struct libxl_hv *)hv;
+    char path[64];
+    unsigned len;
+    char *t;
+    int type;
+
+    /* libxl's own record: libxl_domain_info reports a PVH guest as HVM. */
+    snprintf(path, sizeof(path), "/libxl/%d/type", domid);
+    t = xs_read(lx->xs, XBT_NULL, path, &len);
+    if (!t)
+        return -ENOENT;
+    type = strcmp(t, "pv") == 0 ? HV_GUEST_PV : strcmp(t, "pvh") == 0 ? HV_GUEST_PVH
+                                                                       : HV_GUEST_HVM;
+    free(t);
+    if (type == HV_GUEST_HVM && libxl_get_stubdom_id(lx->ctx, domid) > 0)
+        type |= HV_GUEST_STUBDOM;
+    return type;
+}
+
 static int lx_list_controllers(struct hv *hv, int domid, struct hv_controller **out,
                                size_t *n_out)
 {
     struct libxl_hv *lx = (struct libxl_hv *)hv;
-    char path[128], **ids;
+    char path[256], base[192], dom[16], **ids;
     unsigned n = 0;
     struct hv_controller *list;
 
@@ -566,10 +620,13 @@ static int lx_list_controllers(struct hv *hv, int domid, struct hv_controller **
 
         if (*end || id < 0)
             continue;
+        snprintf(dom, sizeof(dom), "%d", domid);
+        if (!vusb_base(lx, dom, ids[i], base, sizeof(base), &c->type))
+            continue;
         c->id = (int)id;
-        snprintf(path, sizeof(path), "/libxl/%d/device/vusb/%ld/usb-ver", domid, id);
+        snprintf(path, sizeof(path), "%s/usb-ver", base);
         c->version = (int)read_uint(lx, path, 2);
-        snprintf(path, sizeof(path), "/libxl/%d/device/vusb/%ld/num-ports", domid, id);
+        snprintf(path, sizeof(path), "%s/num-ports", base);
         c->n_ports = (int)read_uint(lx, path, 0);
         if (c->n_ports > 16)
             c->n_ports = 16;
@@ -577,7 +634,7 @@ static int lx_list_controllers(struct hv *hv, int domid, struct hv_controller **
             unsigned len;
             char *busid;
 
-            snprintf(path, sizeof(path), "/libxl/%d/device/vusb/%ld/port/%d", domid, id, p + 1);
+            snprintf(path, sizeof(path), "%s/port/%d", base, p + 1);
             busid = xs_read(lx->xs, XBT_NULL, path, &len);
             if (busid && *busid) {
                 c->ports[p].used = true;
@@ -696,7 +753,8 @@ static int lx_add_controller(struct hv *hv, int domid, const struct controller_s
     op->is_ctrl = true;
     op->id_out = id;
     libxl_device_usbctrl_init(&op->ctrl);
-    op->ctrl.type = LIBXL_USBCTRL_TYPE_DEVICEMODEL;
+    op->ctrl.type = spec->type == CONTROLLER_QUSB ? LIBXL_USBCTRL_TYPE_QUSB
+                                                  : LIBXL_USBCTRL_TYPE_DEVICEMODEL;
     op->ctrl.version = spec->version;
     op->ctrl.ports = spec->ports;
     op->ctrl.devid = -1;
@@ -728,9 +786,12 @@ static int attached_elsewhere(struct libxl_hv *lx, const char *busid, int domid)
         ctrls = xs_directory(lx->xs, XBT_NULL, path, &n_ctrl);
         for (unsigned c = 0; ctrls && c < n_ctrl && found < 0; c++) {
             unsigned n_port = 0;
-            char **ports;
+            char **ports, base[96];
+            enum controller_type type;
 
-            snprintf(path, sizeof(path), "/libxl/%s/device/vusb/%s/port", doms[d], ctrls[c]);
+            if (!vusb_base(lx, doms[d], ctrls[c], base, sizeof(base), &type))
+                continue;
+            snprintf(path, sizeof(path), "%s/port", base);
             ports = xs_directory(lx->xs, XBT_NULL, path, &n_port);
             for (unsigned p = 0; ports && p < n_port && found < 0; p++) {
                 unsigned len;
@@ -936,6 +997,7 @@ static const struct hv_ops libxl_ops = {
     .name = "libxl",
     .domain_lookup = lx_domain_lookup,
     .list_domains = lx_list_domains,
+    .guest_type = lx_guest_type,
     .list_controllers = lx_list_controllers,
     .add_controller = lx_add_controller,
     .attach = lx_attach,

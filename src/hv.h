@@ -47,6 +47,14 @@ static inline int hv_error_from_message(const char *msg, int dflt)
     return dflt;
 }
 
+enum hv_guest_type {
+    HV_GUEST_HVM = 1,
+    HV_GUEST_PV = 2,
+    HV_GUEST_PVH = 3,
+    HV_GUEST_KIND = 0xf,
+    HV_GUEST_STUBDOM = 0x10,
+};
+
 /* One port of a guest's controller and the host device it holds, if any. */
 struct hv_port {
     bool used;
@@ -57,6 +65,7 @@ struct hv_port {
 
 struct hv_controller {
     int id;
+    enum controller_type type;  /* DEVICEMODEL or QUSB */
     int version;
     int n_ports;
     struct hv_port ports[16];   /* ports[0] is port 1 */
@@ -99,6 +108,12 @@ struct hv_ops {
      * guests (dry-run, QMP).
      */
     int (*list_domains)(struct hv *hv, struct hv_domain **out, size_t *n);
+    /*
+     * The guest's type (enum hv_guest_type, with HV_GUEST_STUBDOM added when
+     * its device model runs in a stub domain), or a negative errno.  NULL in
+     * a backend whose guests are all HVM with a device model in dom0.
+     */
+    int (*guest_type)(struct hv *hv, int domid);
     /* The controllers of a guest: *out is allocated, the caller frees it. */
     int (*list_controllers)(struct hv *hv, int domid, struct hv_controller **out,
                             size_t *n);

@@ -844,6 +844,20 @@ const char *policy_check_controller(int version, int ports)
     return "the controller version is 1, 2 or 3";
 }
 
+const char *policy_check_qusb(int version, int ports)
+{
+    if (version != 1 && version != 2)
+        return "a PV USB (qusb) controller is version 1 or 2 (PV USB has no USB 3)";
+    return ports >= 1 && ports <= 15 ? NULL : "a PV USB (qusb) controller has 1 to 15 ports";
+}
+
+const char *policy_controller_type_name(enum controller_type type)
+{
+    return type == CONTROLLER_DEVICEMODEL ? "devicemodel"
+           : type == CONTROLLER_QUSB      ? "qusb"
+                                          : "auto";
+}
+
 /* ---- the policy structure ---- */
 
 void rule_match_clear(struct rule_match *match)
@@ -966,6 +980,7 @@ int policy_finish(struct policy *policy)
 
 /* A controller: block while it is being read; -1 marks a key not given. */
 struct controller_node {
+    int type;               /* enum controller_type */
     int version;
     int ports;
     int max;
@@ -977,7 +992,18 @@ static void controller_key(struct parse *ps, const struct node *key,
 {
     struct controller_node *c = arg;
 
-    if (strcmp(key->value, "version") == 0)
+    if (strcmp(key->value, "type") == 0) {
+        const char *t = expect_string(ps, value, "type");
+
+        if (t && strcmp(t, "auto") == 0)
+            c->type = CONTROLLER_AUTO;
+        else if (t && strcmp(t, "devicemodel") == 0)
+            c->type = CONTROLLER_DEVICEMODEL;
+        else if (t && strcmp(t, "qusb") == 0)
+            c->type = CONTROLLER_QUSB;
+        else if (t)
+            perr_node(ps, value, "controller type '%s': expected auto, devicemodel or qusb", t);
+    } else if (strcmp(key->value, "version") == 0)
         expect_int(ps, value, "version", 1, 3, &c->version);
     else if (strcmp(key->value, "ports") == 0)
         expect_int(ps, value, "ports", 1, 15, &c->ports);
@@ -988,9 +1014,9 @@ static void controller_key(struct parse *ps, const struct node *key,
 static void read_controller(struct parse *ps, const struct node *node,
                             struct controller_node *c)
 {
-    static const char *const keys[] = { "version", "ports", "max", NULL };
+    static const char *const keys[] = { "type", "version", "ports", "max", NULL };
 
-    c->version = c->ports = c->max = -1;
+    c->type = c->version = c->ports = c->max = -1;
     c->where = node;
     if (expect_map(ps, node, "'controller'"))
         walk_map(ps, node, "'controller'", keys, controller_key, c);
@@ -1015,6 +1041,8 @@ static struct controller_spec controller_merge(struct parse *ps,
 
         if (!c || !c->where)
             continue;
+        if (c->type >= 0)
+            spec.type = c->type;
         if (c->version >= 0) {
             spec.version = c->version;
             ports_given = false;
@@ -1027,8 +1055,12 @@ static struct controller_spec controller_merge(struct parse *ps,
             spec.max = c->max;
     }
     if (!ports_given)
-        spec.ports = policy_default_ports(spec.version);
-    why = policy_check_controller(spec.version, spec.ports);
+        spec.ports = spec.type == CONTROLLER_QUSB ? 8 : policy_default_ports(spec.version);
+    if (spec.type == CONTROLLER_QUSB && spec.version == 3 && !(own && own->where && own->version == 3) &&
+        !(dflt && dflt->where && dflt->version == 3))
+        spec.version = 2;   /* the default version, 3, is not one PV USB has */
+    why = spec.type == CONTROLLER_QUSB ? policy_check_qusb(spec.version, spec.ports)
+                                       : policy_check_controller(spec.version, spec.ports);
     if (why && own && own->where)
         perr_node(ps, own->where, "controller version %d with %d ports: %s", spec.version,
                   spec.ports, why);
@@ -1455,6 +1487,9 @@ static void read_policy(struct parse *ps, struct policy *policy, const struct no
             spec = controller_merge(ps, dflt.controller.where ? &dflt.controller : NULL,
                                     d.controller.where ? &d.controller : NULL);
             qmp = d.qmp ? d.qmp->value : dflt.qmp ? dflt.qmp->value : NULL;
+            if (qmp && spec.type == CONTROLLER_QUSB)
+                perr_node(ps, key, "domain '%s': a 'qmp-socket' guest's controllers are its "
+                          "device model's, not 'type: qusb'", key->value);
             prev = policy_add_domain(policy, key->value, &spec, qmp);
             if (prev < 0)
                 perr_node(ps, key, "out of memory");

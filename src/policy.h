@@ -70,8 +70,21 @@ struct policy_rule {
     struct rule_match match;
 };
 
+/*
+ * Who serves a guest's USB controller: its device model (an emulated UHCI,
+ * EHCI or xHCI in the guest's QEMU: HVM guests) or QEMU in dom0 as a PV USB
+ * backend ("qusb": PV and PVH guests, and HVM guests with PV USB drivers).
+ * AUTO: by the guest's type, when it runs.
+ */
+enum controller_type {
+    CONTROLLER_AUTO,
+    CONTROLLER_DEVICEMODEL,
+    CONTROLLER_QUSB,
+};
+
 struct controller_spec {
-    int version;            /* 1, 2 or 3 */
+    enum controller_type type;
+    int version;            /* 1, 2 or 3 (qusb: 1 or 2) */
     int ports;
     int max;                /* controllers the daemon may create */
 };
@@ -144,6 +157,10 @@ extern const struct controller_spec policy_default_controller;
 int policy_default_ports(int version);
 /* NULL when version and ports are a pair libxl accepts, else why not. */
 const char *policy_check_controller(int version, int ports);
+/* The same for a PV USB (qusb) controller. */
+const char *policy_check_qusb(int version, int ports);
+/* "auto", "devicemodel" or "qusb". */
+const char *policy_controller_type_name(enum controller_type type);
 
 /*
  * Validators shared with the command line.  Each returns NULL when value is

@@ -80,6 +80,21 @@ bool usb_controller_takes(int version, enum usb_speed speed)
     }
 }
 
+bool usb_pv_controller_takes(int version, enum usb_speed speed)
+{
+    switch (speed) {
+    case USB_SPEED_LOW:
+    case USB_SPEED_FULL:
+        return true;
+    case USB_SPEED_HIGH:
+        return version >= 2;
+    case USB_SPEED_SUPER:
+        return false;
+    default:
+        return true;
+    }
+}
+
 const char *usb_controller_type(int version)
 {
     return version == 1 ? "UHCI" : version == 2 ? "EHCI" : "xHCI";

@@ -33,6 +33,12 @@ const char *usb_speed_name(enum usb_speed speed);
  * unknown speed is taken anywhere (as before speeds were known).
  */
 bool usb_controller_takes(int version, enum usb_speed speed);
+/*
+ * The same for a PV USB controller (QEMU's xen-usb backend): version 1 takes
+ * low and full speed, version 2 high speed too; none takes SuperSpeed (the
+ * PV USB protocol has no USB 3).
+ */
+bool usb_pv_controller_takes(int version, enum usb_speed speed);
 /* "UHCI", "EHCI", "xHCI" for versions 1, 2 and 3. */
 const char *usb_controller_type(int version);
 

@@ -761,7 +761,7 @@ static struct usb_device *random_device(struct rng *r, unsigned i)
 static void index_equals_linear_scan(void **state)
 {
     enum { N_RULES = 2000, N_DEVICES = 5000 };
-    static const struct controller_spec spec = { 2, 6, 4 };
+    static const struct controller_spec spec = { .version = 2, .ports = 6, .max = 4 };
     struct rng r = { 0x5eed5eed5eedULL };
     struct policy *p = policy_new("generated");
     enum rule_kind kinds[N_RULES];

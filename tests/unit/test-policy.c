@@ -392,6 +392,60 @@ static void builder_api(void **state)
     policy_free(p);
 }
 
+/*
+ * The controller's type: auto by default (by the guest's type, when it
+ * runs), devicemodel, or qusb (PV USB: version 1 or 2, 8 ports, the default
+ * version 3 read as 2); qusb refused for a qmp-socket guest, a version 3
+ * written out refused for qusb, an unknown type named.
+ */
+static void controller_types(void **state)
+{
+    struct policy_diag diag = { 0 };
+    struct policy *p = load_text("version: 1\n"
+                                 "domains:\n"
+                                 "  hvm: {}\n"
+                                 "  dm:\n"
+                                 "    controller: {type: devicemodel, version: 1}\n"
+                                 "  pv:\n"
+                                 "    controller: {type: qusb}\n"
+                                 "  pv1:\n"
+                                 "    controller: {type: qusb, version: 1, ports: 4}\n",
+                                 &diag);
+
+    dump_diag(&diag);
+    assert_non_null(p);
+    assert_int_equal(domain_named(p, "hvm")->controller.type, CONTROLLER_AUTO);
+    assert_int_equal(domain_named(p, "dm")->controller.type, CONTROLLER_DEVICEMODEL);
+    assert_controller(domain_named(p, "dm"), 1, 2, 4);
+    assert_int_equal(domain_named(p, "pv")->controller.type, CONTROLLER_QUSB);
+    assert_controller(domain_named(p, "pv"), 2, 8, 4);
+    assert_controller(domain_named(p, "pv1"), 1, 4, 4);
+    policy_free(p);
+    policy_diag_free(&diag);
+
+    assert_bad("version: 1\n"
+               "domains:\n"
+               "  a:\n"
+               "    controller: {type: pv}\n",
+               (const char *const[]){ "t.yaml:4:24: controller type 'pv': expected auto, "
+                                      "devicemodel or qusb", NULL });
+    assert_bad("version: 1\n"
+               "domains:\n"
+               "  a:\n"
+               "    controller: {type: qusb, version: 3}\n",
+               (const char *const[]){ "t.yaml:4:17: controller version 3 with 8 ports: a PV "
+                                      "USB (qusb) controller is version 1 or 2 (PV USB has no "
+                                      "USB 3)", NULL });
+    assert_bad("version: 1\n"
+               "domains:\n"
+               "  a:\n"
+               "    qmp-socket: /run/a.qmp\n"
+               "    controller: {type: qusb}\n",
+               (const char *const[]){ "t.yaml:3:3: domain 'a': a 'qmp-socket' guest's "
+                                      "controllers are its device model's, not 'type: qusb'",
+                                      NULL });
+}
+
 static void controller_pairs(void **state)
 {
     static const struct {
@@ -545,7 +599,7 @@ static const struct bad_case bad_cases[] = {
       "      version: 2\n"
       "      port: 6\n",
       { "t.yaml:6:7: unknown key 'port' in 'controller' "
-        "(expected one of: version, ports, max)" } },
+        "(expected one of: type, version, ports, max)" } },
     { "unknown_key_in_domain",
       "version: 1\n"
       "domains:\n"
@@ -1163,6 +1217,7 @@ int main(void)
         cmocka_unit_test(match_all_variants),
         cmocka_unit_test(builder_api),
         cmocka_unit_test(controller_pairs),
+        cmocka_unit_test(controller_types),
         cmocka_unit_test(class_parsing),
         cmocka_unit_test(validators),
         cmocka_unit_test(binary_file_nul_position),

@@ -1344,6 +1344,8 @@ static struct {
     int fail_err;
     bool ctrl_race;                 /* add_controller fails, xl makes one meanwhile */
     unsigned ctrl_adds;
+    int guest_type;                 /* what guest_type answers for vault; 0: no such op */
+    struct controller_spec last_spec;   /* of the last add_controller */
     struct {
         char busid[32];
         int ctrl;
@@ -1409,6 +1411,7 @@ static int place_add_controller(struct hv *hv, int domid, const struct controlle
     int r;
 
     place.ctrl_adds++;
+    place.last_spec = *spec;
     if (!place.ctrl_race)
         return place.dryrun->add_controller(hv, domid, spec, id, done, arg);
     op = calloc(1, sizeof(*op));
@@ -1421,6 +1424,11 @@ static int place_add_controller(struct hv *hv, int domid, const struct controlle
     if (r < 0)
         free(op);
     return r;
+}
+
+static int place_guest_type(struct hv *hv, int domid)
+{
+    return domid == place.vault ? place.guest_type : HV_GUEST_HVM;
 }
 
 /* How many attaches of busid the backend was asked for. */
@@ -1453,6 +1461,8 @@ static int setup_place(void **state)
 
 static void place_start(struct fx *fx)
 {
+    if (place.guest_type)
+        place.ops.guest_type = place_guest_type;
     assert_int_equal(start_router(fx, place_policy, true), 0);
     router_coldplug_done(fx->router);
 }
@@ -1465,6 +1475,68 @@ static void domain_versions(struct fx *fx, const char *name, size_t n, const int
     assert_int_equal(info.n_ctrls, n);
     for (size_t i = 0; i < n; i++)
         assert_int_equal(info.ctrls[i].version, versions[i]);
+}
+
+/*
+ * A PVH guest, the policy's controller left to the daemon: a PV USB
+ * controller (qusb, version 2) made for it, full- and high-speed devices
+ * attached there; a SuperSpeed one failed at once with the reason (PV USB
+ * has no USB 3), never tried.
+ */
+static void place_pvh_qusb(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *fast;
+
+    place.guest_type = HV_GUEST_PVH;
+    place_start(fx);
+    add(fx, at_speed(yubikey("1-1.2", 12), USB_SPEED_FULL));
+    add(fx, at_speed(stick("1-1.3", 13), USB_SPEED_HIGH));
+    add(fx, at_speed(stick("1-1.5", 15), USB_SPEED_SUPER));
+    settle(fx);
+    assert_int_equal(place.ctrl_adds, 1);
+    assert_int_equal(place.last_spec.type, CONTROLLER_QUSB);
+    assert_int_equal(place.last_spec.version, 2);
+    assert_int_equal(place.last_spec.ports, 8);
+    assert_state(fx, "1-1.2", DEV_ATTACHED, "vault");
+    assert_state(fx, "1-1.3", DEV_ATTACHED, "vault");
+    fast = lookup(fx, "1-1.5");
+    assert_int_equal(fast->state, DEV_FAILED);
+    assert_non_null(strstr(fast->failure, "PV USB has no SuperSpeed"));
+    assert_int_equal(attaches_of("1-1.5"), 0);
+}
+
+/*
+ * An HVM guest whose device model runs in a stub domain cannot reach dom0's
+ * devices through it: each device fails at once with the reason, no
+ * controller is made, nothing is tried; 'type: qusb' serves it.
+ */
+static void place_stubdom_refused(void **state)
+{
+    struct fx *fx = *state;
+    struct dev_entry *key;
+
+    place.guest_type = HV_GUEST_HVM | HV_GUEST_STUBDOM;
+    place_start(fx);
+    add(fx, at_speed(yubikey("1-1.2", 12), USB_SPEED_FULL));
+    settle(fx);
+    key = lookup(fx, "1-1.2");
+    assert_int_equal(key->state, DEV_FAILED);
+    assert_non_null(strstr(key->failure, "stub domain"));
+    assert_int_equal(place.ctrl_adds, 0);
+    assert_int_equal(attaches_of("1-1.2"), 0);
+
+    router_set_policy(fx->router, unit_policy("version: 1\n"
+                                              "domains:\n"
+                                              "  vault:\n"
+                                              "    controller: {type: qusb}\n"
+                                              "  old: {}\n"
+                                              "rules:\n"
+                                              "  - match: {hub: \"1-1\"}\n"
+                                              "    domain: vault\n"));
+    settle(fx);
+    assert_state(fx, "1-1.2", DEV_ATTACHED, "vault");
+    assert_int_equal(place.last_spec.type, CONTROLLER_QUSB);
 }
 
 /*
@@ -1656,6 +1728,8 @@ int main(void)
         G(guard_spares_what_a_guest_has),
         G(guard_rescan_sweeps_keyboards),
         P(place_by_speed),
+        P(place_pvh_qusb),
+        P(place_stubdom_refused),
         P(place_refused_until_reload),
         P(permanent_failure_parked),
         P(transient_failure_retried),

@@ -59,6 +59,21 @@ static void controller_rule(void **state)
     assert_string_equal(usb_controller_type(3), "xHCI");
 }
 
+/* PV USB (qusb): 1.1 takes low and full speed, 2.0 high too, neither SuperSpeed. */
+static void pv_controller_rule(void **state)
+{
+    static const enum usb_speed speeds[] = { USB_SPEED_LOW, USB_SPEED_FULL, USB_SPEED_HIGH,
+                                             USB_SPEED_SUPER, USB_SPEED_UNKNOWN };
+    static const bool takes[2][5] = {
+        { true, true, false, false, true },
+        { true, true, true, false, true },
+    };
+
+    for (int v = 1; v <= 2; v++)
+        for (size_t s = 0; s < 5; s++)
+            assert_true(usb_pv_controller_takes(v, speeds[s]) == takes[v - 1][s]);
+}
+
 /* A sysfs path that does not exist reads as unknown, not as an error. */
 static void read_missing(void **state)
 {
@@ -71,6 +86,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(parse),
         cmocka_unit_test(controller_rule),
+        cmocka_unit_test(pv_controller_rule),
         cmocka_unit_test(read_missing),
     };
 
