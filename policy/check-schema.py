@@ -345,12 +345,16 @@ def generated_cases():
     good_pairs = ["{version: 1, ports: 2}", "{version: 2, ports: 6}", "{version: 3, ports: 1}",
                   "{version: 3, ports: 15}", "{version: 3, ports: 8, max: 2}", "{version: 1}",
                   "{version: 2}", "{version: 3}", "{ports: 6}", "{max: 0}", "{max: 64}", "{}",
-                  "{version: 3, ports: 4, max: 1}", "{ports: 2}", "{ports: 15}"]
+                  "{version: 3, ports: 4, max: 1}", "{ports: 2}", "{ports: 15}",
+                  "{type: auto}", "{type: devicemodel, version: 1}", "{type: qusb}",
+                  "{type: qusb, version: 1, ports: 4}", "{type: qusb, version: 2, ports: 15}"]
     bad_pairs = ["{version: 1, ports: 6}", "{version: 2, ports: 2}", "{version: 2, ports: 8}",
                  "{version: 3, ports: 16}", "{version: 3, ports: 0}", "{version: 0}",
                  "{version: 4}", "{max: -1}", "{max: 65}", '{ports: "6"}', "{version: 2.0}",
                  "{ports: 16}", "{port: 6}", "{version: 3, ports: }",
-                 "{version: [3]}", "{version: 3, ports: 0x6}"]
+                 "{version: [3]}", "{version: 3, ports: 0x6}", "{type: pv}", "{type: 3}",
+                 "{type: qusb, version: 3}", "{type: qusb, ports: 16}",
+                 "{type: devicemodel, version: 2, ports: 4}"]
     for i, c in enumerate(good_pairs):
         add("defaults-controller-good-%d" % i, "version: 1\ndefaults: {controller: %s}\n" % c, True)
         add("domain-controller-good-%d" % i, with_domains("{a: {controller: %s}}" % c), True)
