@@ -400,6 +400,16 @@ int device_parse_descriptors(struct usb_device *dev, const uint8_t *buf, size_t 
     return (int)n;
 }
 
+bool device_serial_short_usable(const char *id_serial_short)
+{
+    /*
+     * udev's usb_id trims the ends and turns every byte outside
+     * [A-Za-z0-9#+-.:=@_] into '_': "{BE81...}" becomes "_BE81..._".  A '_'
+     * may be the device's own, so only its absence proves the value raw.
+     */
+    return id_serial_short && *id_serial_short && !strchr(id_serial_short, '_');
+}
+
 char *device_id_string(const struct usb_device *dev, char *buf)
 {
     snprintf(buf, 10, "%04x:%04x", dev->vendor, dev->product);

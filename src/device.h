@@ -121,6 +121,13 @@ int device_parse_interfaces(struct usb_device *dev, const char *prop);
  */
 int device_parse_descriptors(struct usb_device *dev, const uint8_t *buf, size_t len);
 
+/*
+ * True when udev's ID_SERIAL_SHORT can stand for the serial the device
+ * reports: udev writes '_' for every character it rewrites, so only a value
+ * without one is known to be the device's own string.
+ */
+bool device_serial_short_usable(const char *id_serial_short);
+
 /* Writes "vvvv:pppp" into buf (at least 10 bytes). */
 char *device_id_string(const struct usb_device *dev, char *buf);
 

@@ -2,7 +2,8 @@
  * libudev -> struct usb_device -> router.
  *
  * A hot add is decided from the uevent's properties (BUSNUM, DEVNUM, ID_PATH,
- * ID_VENDOR_ID, ID_MODEL_ID, ID_SERIAL_SHORT, ID_USB_INTERFACES, TYPE):
+ * ID_VENDOR_ID, ID_MODEL_ID, ID_SERIAL_SHORT when it holds no '_' that
+ * could be udev's rewrite, ID_USB_INTERFACES, TYPE):
  * reading a sysfs attribute costs more than the rest of the decision, so
  * sysfs is read only for what the properties lack.  The interface children
  * do not exist yet at a hot add; the interface classes come from
@@ -107,6 +108,23 @@ static int set_string(struct udev_device *ud, char **field, const char *enc_prop
     return device_set_str(field, udev_device_get_sysattr_value(ud, attr));
 }
 
+/*
+ * The serial the device reports (the `serial` attribute), not udev's
+ * rewrite of it: a rule copied from lsusb or sysfs must match.  udev's
+ * ID_SERIAL_SHORT saves the read when it cannot be a rewrite; when udev has
+ * looked at the device and set none, the device has no serial.
+ */
+static const char *serial_of(struct udev_device *ud, bool by_udev)
+{
+    const char *s = udev_device_get_property_value(ud, "ID_SERIAL_SHORT");
+
+    if (device_serial_short_usable(s))
+        return s;
+    if (by_udev && (!s || !*s))
+        return NULL;
+    return udev_device_get_sysattr_value(ud, "serial");
+}
+
 /* Reads the binary descriptors file (libudev's attribute API stops at a NUL). */
 static int read_descriptors(struct udev_device *ud, struct usb_device *dev)
 {
@@ -173,8 +191,7 @@ static struct usb_device *device_from_udev(struct udev_device *ud)
                    by_udev) < 0 ||
         set_string(ud, &dev->product_name, "ID_MODEL_ENC", "product", dev->product,
                    by_udev) < 0 ||
-        device_set_str(&dev->serial,
-                       prop_or_attr(ud, "ID_SERIAL_SHORT", by_udev ? NULL : "serial")) < 0) {
+        device_set_str(&dev->serial, serial_of(ud, by_udev)) < 0) {
         log_error("%s: out of memory", port);
         device_free(dev);
         return NULL;

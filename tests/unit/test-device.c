@@ -583,6 +583,19 @@ static void id_string_and_new(void **state)
     device_free(NULL);
 }
 
+/* udev's ID_SERIAL_SHORT stands for the serial only when it holds no '_'. */
+static void serial_short_usable(void **state)
+{
+    assert_true(device_serial_short_usable("0012345"));
+    assert_true(device_serial_short_usable("C767F1C714174C309255F70E4A7B2EE2"));
+    assert_true(device_serial_short_usable("0000:00:14.0"));
+    /* "{BE81...}" rewritten, and a '_' that may be the device's own: read sysfs. */
+    assert_false(device_serial_short_usable("_BE815DAD-5F2A_"));
+    assert_false(device_serial_short_usable("AB_12"));
+    assert_false(device_serial_short_usable(""));
+    assert_false(device_serial_short_usable(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -602,6 +615,7 @@ int main(void)
         cmocka_unit_test(set_str_bounds),
         cmocka_unit_test(dup_is_deep),
         cmocka_unit_test(id_string_and_new),
+        cmocka_unit_test(serial_short_usable),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
