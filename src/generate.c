@@ -98,7 +98,9 @@ static void put_comment(FILE *out, const struct usb_device *d)
 
     fprintf(out, "  # %s (bus %u device %u)  %s", d->port, d->busnum, d->devnum,
             device_id_string(d, id));
-    if (d->id_path)
+    if (d->id_path_rev)
+        fprintf(out, "  %s", log_escape(d->id_path_rev, path, sizeof(path)));
+    else if (d->id_path)
         fprintf(out, "  %s", log_escape(d->id_path, path, sizeof(path)));
     if (d->manufacturer || d->product_name)
         fprintf(out, "  \"%s%s%s\"",
@@ -118,6 +120,28 @@ static void put_comment(FILE *out, const struct usb_device *d)
         }
     }
     fputc('\n', out);
+}
+
+/*
+ * True when d's plain path also names a port of another root hub of the
+ * same controller (an xHCI's USB 2 and USB 3 root hubs number their ports
+ * alike): then only the path with the revision tells the two apart.
+ */
+static bool path_ambiguous(const struct usb_device *d, struct usb_device *const *devs, size_t n)
+{
+    size_t len;
+
+    if (!d->id_path || !strstr(d->id_path, "-usb-0:"))
+        return false;
+    len = (size_t)(strstr(d->id_path, "-usb-0:") - d->id_path);
+    for (size_t i = 0; i < n; i++) {
+        const struct usb_device *r = devs[i];
+
+        if (strncmp(r->port, "usb", 3) == 0 && r->busnum != d->busnum && r->id_path &&
+            strlen(r->id_path) == len && strncmp(r->id_path, d->id_path, len) == 0)
+            return true;
+    }
+    return false;
 }
 
 int generate_policy(FILE *out, struct usb_device *const *devs, size_t n, enum generate_by by)
@@ -175,7 +199,8 @@ int generate_policy(FILE *out, struct usb_device *const *devs, size_t n, enum ge
         fputs("\n    match: { ", out);
         if (by == GENERATE_BY_PATH && d->id_path) {
             fputs("path: ", out);
-            put_serial_glob(out, d->id_path);
+            put_serial_glob(out, d->id_path_rev && path_ambiguous(d, devs, n) ? d->id_path_rev
+                                                                              : d->id_path);
         } else if (by != GENERATE_BY_ID) {
             /* The bus form too for a device without a path (no PCI controller). */
             fprintf(out, "port: \"%s\"", d->port);

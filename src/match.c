@@ -33,8 +33,9 @@ struct rule_list {
 struct match_index {
     struct strmap *by_id;   /* "1050:0407" -> struct rule_list */
     struct strmap *by_port; /* "1-1.4" */
-    struct strmap *by_path; /* "pci-0000:00:14.0-usb-0:1.4" */
-    struct strmap *by_hub;  /* "usb3", "1-1", "pci-0000:00:14.0", "pci-...-usb-0:1" */
+    struct strmap *by_path; /* "pci-0000:00:14.0-usb-0:1.4", "...-usbv3-0:1.4" */
+    struct strmap *by_hub;  /* "usb3", "1-1", "pci-0000:00:14.0", "pci-...-usb-0:1",
+                             * "pci-...-usbv3", "pci-...-usbv3-0:1" */
     struct strmap *by_key;  /* "v:1050" (vendor), "b:4" (bus), "s:Z" (serial's first byte) */
     struct rule_list general;
 };
@@ -195,6 +196,14 @@ static bool is_path_hub(const char *hub)
     return strncmp(hub, "pci-", 4) == 0;
 }
 
+/* A hub named in the form with the USB revision ("pci-...-usbv3..."). */
+static bool hub_has_revision(const char *hub)
+{
+    unsigned depth, rev;
+
+    return device_id_path_parse_rev(hub, &depth, &rev) == 0 && rev != 0;
+}
+
 #define FAIL(...)                                   \
     do {                                            \
         if (why)                                    \
@@ -206,7 +215,7 @@ bool match_rule(const struct policy_rule *rule, const struct usb_device *dev,
                 char *why, size_t len)
 {
     const struct rule_match *m = &rule->match;
-    char hex[8], esc[128];
+    char hex[8], esc[128], esc2[128];
 
     if ((m->keys & MATCH_VENDOR) && !glob_match(m->vendor, hex4(hex, dev->vendor)))
         FAIL("vendor %s does not match %s", hex, m->vendor);
@@ -214,17 +223,24 @@ bool match_rule(const struct policy_rule *rule, const struct usb_device *dev,
         FAIL("product %s does not match %s", hex, m->product);
     if ((m->keys & MATCH_PORT) && !glob_match(m->port, dev->port))
         FAIL("port %s does not match %s", dev->port, m->port);
-    if ((m->keys & MATCH_PATH) && !glob_match(m->path, dev->id_path)) {
+    /* A path in either form: udev's plain ID_PATH or the one with the revision. */
+    if ((m->keys & MATCH_PATH) && !glob_match(m->path, dev->id_path) &&
+        !glob_match(m->path, dev->id_path_rev)) {
         if (!dev->id_path)
             FAIL("the device has no path to match %s", m->path);
+        if (dev->id_path_rev)
+            FAIL("path %s or %s does not match %s", log_escape(dev->id_path, esc, sizeof(esc)),
+                 log_escape(dev->id_path_rev, esc2, sizeof(esc2)), m->path);
         FAIL("path %s does not match %s", log_escape(dev->id_path, esc, sizeof(esc)), m->path);
     }
     if ((m->keys & MATCH_HUB) && is_path_hub(m->hub)) {
-        if (!dev->id_path)
-            FAIL("the device has no path to be below hub %s", m->hub);
-        if (!device_id_path_below(dev->id_path, m->hub))
-            FAIL("path %s is not below hub %s", log_escape(dev->id_path, esc, sizeof(esc)),
-                 m->hub);
+        const char *path = hub_has_revision(m->hub) ? dev->id_path_rev : dev->id_path;
+
+        if (!path)
+            FAIL("the device has no path%s to be below hub %s",
+                 dev->id_path ? " with a USB revision" : "", m->hub);
+        if (!device_id_path_below(path, m->hub))
+            FAIL("path %s is not below hub %s", log_escape(path, esc, sizeof(esc)), m->hub);
     } else if ((m->keys & MATCH_HUB) && !device_port_below(dev->port, m->hub)) {
         FAIL("port %s is not below hub %s", dev->port, m->hub);
     }
@@ -267,10 +283,43 @@ const struct policy_rule *match_device_linear(const struct policy *policy,
 }
 
 /*
- * Up to: id, port, path, vendor, bus, serial, the root hub and its hubs, the
- * controller and its hubs by path, general.
+ * Up to: id, port, two paths, vendor, bus, serial, the root hub and its
+ * hubs, the controller and its hubs by each path, general.
  */
-#define MAX_LISTS (2 * DEVICE_MAX_PORT_DEPTH + 8)
+#define MAX_LISTS (3 * DEVICE_MAX_PORT_DEPTH + 12)
+
+/*
+ * Adds to lists[n...] the hub buckets of every hub above the device by path
+ * (plain or with the revision): each hub ("...-usb-0:1"), then the root hub
+ * ("...-usbv3", with the revision only) and, when controller is set, the
+ * controller ("pci-..."; one list must not come twice).  Returns the new n.
+ */
+static size_t hub_lists_by_path(const struct match_index *index, const char *id_path,
+                                bool controller, const struct rule_list **lists, size_t n)
+{
+    char path[DEVICE_STR_MAX + 1];
+    unsigned depth, rev;
+    char *usb, *ports;
+
+    if (!id_path || device_id_path_parse_rev(id_path, &depth, &rev) < 0 || depth == 0)
+        return n;
+    snprintf(path, sizeof(path), "%s", id_path);
+    usb = strstr(path + 4, "-usb");
+    ports = strstr(usb, "-0:");
+    for (char *dot = strrchr(ports, '.'); dot; dot = strrchr(ports, '.')) {
+        *dot = '\0';
+        if ((lists[n] = strmap_get(index->by_hub, path)))
+            n++;
+    }
+    *ports = '\0';
+    if (rev && (lists[n] = strmap_get(index->by_hub, path)))
+        n++;
+    /* The controller: "pci-..." without "-usb" or "-usbvN". */
+    *usb = '\0';
+    if (controller && (lists[n] = strmap_get(index->by_hub, path)))
+        n++;
+    return n;
+}
 
 const struct policy_rule *match_device(const struct policy *policy,
                                        const struct usb_device *dev)
@@ -293,6 +342,8 @@ const struct policy_rule *match_device(const struct policy *policy,
     if ((lists[n] = strmap_get(index->by_port, dev->port)))
         n++;
     if (dev->id_path && (lists[n] = strmap_get(index->by_path, dev->id_path)))
+        n++;
+    if (dev->id_path_rev && (lists[n] = strmap_get(index->by_path, dev->id_path_rev)))
         n++;
     if (strmap_size(index->by_key)) {
         memcpy(key, "v:", 2);
@@ -325,22 +376,9 @@ const struct policy_rule *match_device(const struct policy *policy,
                 n++;
         }
     }
-    if (strmap_size(index->by_hub) && dev->id_path &&
-        device_id_path_parse(dev->id_path, &depth) == 0 && depth > 0) {
-        /* The same by path: the controller, then each hub ("...-usb-0:1"). */
-        char path[DEVICE_STR_MAX + 1];
-        char *ports;
-
-        snprintf(path, sizeof(path), "%s", dev->id_path);
-        ports = strstr(path, "-usb-0:");
-        for (char *dot = strrchr(ports, '.'); dot; dot = strrchr(ports, '.')) {
-            *dot = '\0';
-            if ((lists[n] = strmap_get(index->by_hub, path)))
-                n++;
-        }
-        *ports = '\0';
-        if ((lists[n] = strmap_get(index->by_hub, path)))
-            n++;
+    if (strmap_size(index->by_hub)) {
+        n = hub_lists_by_path(index, dev->id_path, true, lists, n);
+        n = hub_lists_by_path(index, dev->id_path_rev, !dev->id_path, lists, n);
     }
     if (index->general.n)
         lists[n++] = &index->general;

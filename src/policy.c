@@ -706,7 +706,8 @@ const char *policy_check_hub(const char *value)
 
     if (device_port_parse(value, &bus, &depth) < 0 && device_id_path_parse(value, &depth) < 0)
         return "expected a root hub such as usb3, a hub's port path such as 1-1.4, or a "
-               "path such as pci-0000:00:14.0 or pci-0000:00:14.0-usb-0:1";
+               "path such as pci-0000:00:14.0, pci-0000:00:14.0-usb-0:1, "
+               "pci-0000:00:14.0-usbv3 or pci-0000:00:14.0-usbv3-0:1";
     return NULL;
 }
 

@@ -30,12 +30,24 @@
 #include "device.h"
 #include "log.h"
 
+/*
+ * What the daemon reads once per root hub and keeps while the hub is there:
+ * the USB revision udev's path_id gives the devices below it.  A hot add
+ * then costs no sysfs read for it.
+ */
+struct root_hub {
+    struct root_hub *next;
+    char *devpath;          /* "/devices/.../usb2" */
+    unsigned rev;           /* 1, 2, 3; 0 when its attributes say nothing known */
+};
+
 struct udev_source {
     struct ev_loop *loop;
     struct router *router;
     struct udev *udev;
     struct udev_monitor *monitor;
     ev_io io;
+    struct root_hub *root_hubs;
 };
 
 static int parse_uint(const char *s, int base, unsigned max, unsigned *out)
@@ -144,8 +156,105 @@ static int read_descriptors(struct udev_device *ud, struct usb_device *dev)
     return device_parse_descriptors(dev, buf, (size_t)n);
 }
 
+/*
+ * Reads the sysfs attribute name of the device at syspath (its first line,
+ * without the newline) into buf.  0 or -errno.
+ */
+static int read_attr(const char *syspath, size_t syspath_len, const char *name, char *buf,
+                     size_t len)
+{
+    char path[512];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "%.*s/%s", (int)syspath_len, syspath, name);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    n = read(fd, buf, len - 1);
+    close(fd);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    return 0;
+}
+
+/*
+ * The root hub above the device at syspath, from the cache or read once (its
+ * bDeviceProtocol and speed); NULL when there is none or on ENOMEM.
+ */
+static struct root_hub *root_hub_of(struct udev_source *src, const char *syspath,
+                                    const char *devpath)
+{
+    size_t len = device_devpath_root_hub(devpath), slen = device_devpath_root_hub(syspath);
+    struct root_hub *h;
+    char proto[16], speed[16];
+    unsigned p;
+
+    if (len == 0 || slen == 0)
+        return NULL;
+    for (h = src->root_hubs; h; h = h->next)
+        if (strncmp(h->devpath, devpath, len) == 0 && h->devpath[len] == '\0')
+            return h;
+    h = calloc(1, sizeof(*h));
+    if (!h || !(h->devpath = strndup(devpath, len))) {
+        free(h);
+        log_error("out of memory");
+        return NULL;
+    }
+    if (read_attr(syspath, slen, "bDeviceProtocol", proto, sizeof(proto)) == 0 &&
+        parse_uint(proto, 16, 255, &p) == 0) {
+        if (read_attr(syspath, slen, "speed", speed, sizeof(speed)) < 0)
+            speed[0] = '\0';
+        h->rev = device_root_hub_revision(p, speed);
+    }
+    if (!h->rev)
+        log_debug("%s: the root hub's USB revision is unknown", h->devpath);
+    h->next = src->root_hubs;
+    src->root_hubs = h;
+    return h;
+}
+
+/* Forgets what was read of a hub that is gone (the next one may differ). */
+static void forget_hub(struct udev_source *src, const char *devpath)
+{
+    for (struct root_hub **p = &src->root_hubs; *p; p = &(*p)->next)
+        if (strcmp((*p)->devpath, devpath) == 0) {
+            struct root_hub *h = *p;
+
+            *p = h->next;
+            free(h->devpath);
+            free(h);
+            return;
+        }
+}
+
+/*
+ * ID_PATH_WITH_USB_REVISION, or, from udev versions without it, the same
+ * computed from the plain path and the root hub's revision: an xHCI's USB 2
+ * and USB 3 root hubs give their ports the same plain path.
+ */
+static int set_path_with_revision(struct udev_source *src, struct udev_device *ud,
+                                  struct usb_device *dev)
+{
+    const char *v = udev_device_get_property_value(ud, "ID_PATH_WITH_USB_REVISION");
+    char path[DEVICE_ID_PATH_MAX + 8];
+    struct root_hub *h;
+
+    if (v && *v)
+        return device_set_str(&dev->id_path_rev, v);
+    if (!dev->id_path || strncmp(dev->port, "usb", 3) == 0)
+        return 0;
+    h = root_hub_of(src, udev_device_get_syspath(ud), dev->devpath);
+    if (!h || !h->rev ||
+        device_id_path_with_revision(dev->id_path, h->rev, path, sizeof(path)) < 0)
+        return 0;
+    return device_set_str(&dev->id_path_rev, path);
+}
+
 /* Builds our record of a usb_device; NULL (logged) when it is not usable. */
-static struct usb_device *device_from_udev(struct udev_device *ud)
+static struct usb_device *device_from_udev(struct udev_source *src, struct udev_device *ud)
 {
     const char *port = udev_device_get_sysname(ud);
     const char *devpath = udev_device_get_devpath(ud);
@@ -180,6 +289,11 @@ static struct usb_device *device_from_udev(struct udev_device *ud)
         }
     } else {
         log_debug("%s: no PCI controller in the device path, no path", port);
+    }
+    if (set_path_with_revision(src, ud, dev) < 0) {
+        log_error("%s: out of memory", port);
+        device_free(dev);
+        return NULL;
     }
     if (parse_uint(prop_or_attr(ud, "ID_VENDOR_ID", "idVendor"), 16, 0xffff, &x) == 0)
         dev->vendor = (uint16_t)x;
@@ -262,10 +376,11 @@ static void handle(struct udev_source *src, struct udev_device *ud)
     if (!action || !is_usb_device(ud))
         return;
     if (strcmp(action, "add") == 0) {
-        dev = device_from_udev(ud);
+        dev = device_from_udev(src, ud);
         if (dev)
             router_device_added(src->router, dev, EVENT_ADD);
     } else if (strcmp(action, "remove") == 0) {
+        forget_hub(src, udev_device_get_devpath(ud));
         router_device_removed(src->router, udev_device_get_devpath(ud));
     }
 }
@@ -418,6 +533,7 @@ static int scan(struct udev_source *src, const char *subsystem, const char *prop
 }
 
 struct each_fn {
+    struct udev_source *src;
     void (*keyboard)(void *arg, const char *devpath);
     void (*usb)(void *arg, struct usb_device *dev);
     void *arg;
@@ -436,14 +552,14 @@ static void each_usb(void *arg, struct udev_device *ud)
     struct each_fn *e = arg;
     struct usb_device *dev;
 
-    if (is_usb_device(ud) && (dev = device_from_udev(ud)))
+    if (is_usb_device(ud) && (dev = device_from_udev(e->src, ud)))
         e->usb(e->arg, dev);
 }
 
 int udev_source_list_keyboards(struct udev_source *src,
                                void (*fn)(void *arg, const char *devpath), void *arg)
 {
-    struct each_fn e = { .keyboard = fn, .arg = arg };
+    struct each_fn e = { .src = src, .keyboard = fn, .arg = arg };
 
     return scan(src, "input", "ID_INPUT_KEYBOARD", "1", "keyboards", each_keyboard, &e);
 }
@@ -451,7 +567,7 @@ int udev_source_list_keyboards(struct udev_source *src,
 int udev_source_list(struct udev_source *src, void (*fn)(void *arg, struct usb_device *dev),
                      void *arg)
 {
-    struct each_fn e = { .usb = fn, .arg = arg };
+    struct each_fn e = { .src = src, .usb = fn, .arg = arg };
 
     return scan(src, "usb", NULL, NULL, "USB devices", each_usb, &e);
 }
@@ -464,6 +580,8 @@ void udev_source_free(struct udev_source *src)
         ev_io_stop(src->loop, &src->io);
         udev_monitor_unref(src->monitor);
     }
+    while (src->root_hubs)
+        forget_hub(src, src->root_hubs->devpath);
     udev_unref(src->udev);
     free(src);
 }

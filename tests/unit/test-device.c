@@ -216,7 +216,15 @@ static void id_path_parse_and_below(void **state)
         { "pci-0000:00:14.0-usb-0:01", -EINVAL, 0 },
         { "pci-0000:00:14.0-usb-0:1.", -EINVAL, 0 },
         { "pci-0000:00:14.0-usb-1:1", -EINVAL, 0 },
-        { "pci-0000:00:14.0-usbv3-0:1", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usbv3-0:1", 0, 1 },
+        { "pci-0000:00:14.0-usbv2-0:1.4", 0, 2 },
+        { "pci-0000:00:14.0-usbv3", 0, 0 },
+        { "pci-0000:00:14.0-usbv4-0:1", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usbv0-0:1", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usbv3-", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usbv3-0:", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usbv-0:1", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usbv33-0:1", -EINVAL, 0 },
         { "pci-0000:00:14.0-", -EINVAL, 0 },
         { "pci-0000:00:14.0-usb-0:1:1.0", -EINVAL, 0 },
         { "pci-000:00:14.0", -EINVAL, 0 },
@@ -243,15 +251,27 @@ static void id_path_parse_and_below(void **state)
         { "pci-0000:00:14.0-usb-0:1", "pci-0000:00:14.0-usb-0:1.2", false },
         { "pci-0000:03:00.0-usb-0:1", "pci-0000:00:14.0", false },
         { "pci-0000:03:00.0-usb-0:1.2", "pci-0000:00:14.0-usb-0:1", false },
-        { "pci-0000:00:14.0-usbv2-0:1.2", "pci-0000:00:14.0", false },  /* not our form */
+        /* The form with the USB revision: below its own root hub only. */
+        { "pci-0000:00:14.0-usbv2-0:1.2", "pci-0000:00:14.0", true },
+        { "pci-0000:00:14.0-usbv2-0:1.2", "pci-0000:00:14.0-usbv2", true },
+        { "pci-0000:00:14.0-usbv2-0:1.2", "pci-0000:00:14.0-usbv3", false },
+        { "pci-0000:00:14.0-usbv2-0:1.2", "pci-0000:00:14.0-usbv2-0:1", true },
+        { "pci-0000:00:14.0-usbv3-0:1.2", "pci-0000:00:14.0-usbv2-0:1", false },
+        { "pci-0000:00:14.0-usbv3-0:1.2", "pci-0000:00:14.0-usb-0:1", false },
+        { "pci-0000:00:14.0-usb-0:1.2", "pci-0000:00:14.0-usbv2", false },
         { "pci-0000:00:14.0-usb-0:1.2", "1-1", false },
         { "pci-0000:00:14.0-usb-0:1.2", "pci-0000:00:14.", false },
         { NULL, "pci-0000:00:14.0", false },                   /* no path at all */
     };
 
     for (size_t i = 0; i < N(forms); i++) {
-        unsigned depth = 99;
+        unsigned depth = 99, rev = 99;
         int r = device_id_path_parse(forms[i].path, &depth);
+
+        assert_int_equal(device_id_path_parse_rev(forms[i].path, &depth, &rev), r);
+        if (r == 0)
+            assert_int_equal(rev, strstr(forms[i].path, "-usbv") ?
+                                      (unsigned)(strstr(forms[i].path, "-usbv")[5] - '0') : 0);
 
         if (r != forms[i].ret)
             print_message("path '%s': %d\n", forms[i].path, r);
@@ -583,6 +603,44 @@ static void id_string_and_new(void **state)
     device_free(NULL);
 }
 
+/* The path with the revision, computed as udev's path_id does. */
+static void id_path_with_revision(void **state)
+{
+    char buf[DEVICE_ID_PATH_MAX + 8];
+
+    /* A root hub's bDeviceProtocol, and for 0 its speed (EHCI 480, OHCI 12). */
+    assert_int_equal(device_root_hub_revision(1, "480"), 2);
+    assert_int_equal(device_root_hub_revision(3, "5000"), 3);
+    assert_int_equal(device_root_hub_revision(3, "10000"), 3);
+    assert_int_equal(device_root_hub_revision(0, "480"), 2);
+    assert_int_equal(device_root_hub_revision(0, "12"), 1);
+    assert_int_equal(device_root_hub_revision(0, NULL), 1);
+    assert_int_equal(device_root_hub_revision(2, NULL), 2);
+    assert_int_equal(device_root_hub_revision(4, "480"), 0);
+
+    assert_int_equal(device_id_path_with_revision("pci-0000:00:14.0-usb-0:1.4", 3, buf,
+                                                  sizeof(buf)), 0);
+    assert_string_equal(buf, "pci-0000:00:14.0-usbv3-0:1.4");
+    assert_int_equal(device_id_path_with_revision("pci-0000:05:00.3-usb-0:1", 2, buf,
+                                                  sizeof(buf)), 0);
+    assert_string_equal(buf, "pci-0000:05:00.3-usbv2-0:1");
+    /* A controller (a root hub's own path), a path that has one, a bad revision. */
+    assert_int_equal(device_id_path_with_revision("pci-0000:00:14.0", 3, buf, sizeof(buf)),
+                     -EINVAL);
+    assert_int_equal(device_id_path_with_revision("pci-0000:00:14.0-usbv3-0:1", 3, buf,
+                                                  sizeof(buf)), -EINVAL);
+    assert_int_equal(device_id_path_with_revision("pci-0000:00:14.0-usb-0:1", 0, buf,
+                                                  sizeof(buf)), -EINVAL);
+    assert_int_equal(device_id_path_with_revision("pci-0000:00:14.0-usb-0:1", 3, buf, 10),
+                     -ENOSPC);
+    /* The root hub in a devpath. */
+    assert_int_equal(device_devpath_root_hub("/devices/pci0000:00/0000:00:14.0/usb2/2-1"),
+                     strlen("/devices/pci0000:00/0000:00:14.0/usb2"));
+    assert_int_equal(device_devpath_root_hub("/devices/pci0000:00/0000:00:14.0/usb12"),
+                     strlen("/devices/pci0000:00/0000:00:14.0/usb12"));
+    assert_int_equal(device_devpath_root_hub("/devices/platform/usbphy/x"), 0);
+}
+
 /* udev's ID_SERIAL_SHORT stands for the serial only when it holds no '_'. */
 static void serial_short_usable(void **state)
 {
@@ -616,6 +674,7 @@ int main(void)
         cmocka_unit_test(dup_is_deep),
         cmocka_unit_test(id_string_and_new),
         cmocka_unit_test(serial_short_usable),
+        cmocka_unit_test(id_path_with_revision),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -67,6 +67,12 @@ static void set_path(struct usb_device *dev, const char *port)
     else
         snprintf(path, sizeof(path), "pci-%s", pci);
     assert_int_equal(device_set_str(&dev->id_path, path), 0);
+    /* Bus 2 is the chipset xHCI's USB 3 root hub, bus 3 the card's: usbv3. */
+    if (dash) {
+        snprintf(path, sizeof(path), "pci-%s-usbv%d-0:%s", pci, bus == 2 || bus == 3 ? 3 : 2,
+                 dash + 1);
+        assert_int_equal(device_set_str(&dev->id_path_rev, path), 0);
+    }
 }
 
 static const struct dev_spec devices[] = {
@@ -243,6 +249,28 @@ static const struct key_case key_cases[] = {
     { "hub: \"pci-0000:00:14.0-usb-0:1.4\"", YUBIKEY, false },
     { "hub: \"pci-0000:03:00.0-usb-0:1\"", YUBIKEY, false },
     { "hub: \"pci-0000:00:14.0-usb-0:1.1.1.1.1.1\"", DEEP, true },
+    /* path and hub with the USB revision: the USB 2 and USB 3 root hubs apart */
+    { "path: \"pci-0000:00:14.0-usbv2-0:1.2\"", YUBIKEY, true },
+    { "path: \"pci-0000:00:14.0-usbv3-0:1.2\"", YUBIKEY, false },
+    { "path: \"pci-0000:00:14.0-usbv2-0:1\"", BUS11, true },
+    { "path: \"pci-0000:00:14.0-usbv3-0:1.1.1.1.1.1.1\"", DEEP, true },
+    { "path: \"pci-0000:00:14.0-usbv2-0:1.1.1.1.1.1.1\"", DEEP, false },
+    { "path: \"pci-0000:00:14.0-usbv2-*\"", NESTED, true },
+    { "path: \"pci-0000:00:14.0-usbv2-*\"", DEEP, false },
+    { "path: \"pci-0000:00:14.0-usbv?-0:1.2\"", YUBIKEY, true },
+    { "path: \"pci-0000:00:14.0-usbv2-0:1.2\"", BARE, false },
+    { "hub: \"pci-0000:00:14.0-usbv2\"", YUBIKEY, true },
+    { "hub: \"pci-0000:00:14.0-usbv2\"", HUB_ITSELF, true },
+    { "hub: \"pci-0000:00:14.0-usbv2\"", DEEP, false },
+    { "hub: \"pci-0000:00:14.0-usbv3\"", DEEP, true },
+    { "hub: \"pci-0000:00:14.0-usbv3\"", KEYBOARD, false },   /* the card's */
+    { "hub: \"pci-0000:03:00.0-usbv3\"", KEYBOARD, true },
+    { "hub: \"pci-0000:00:14.0-usbv2-0:1\"", YUBIKEY, true },
+    { "hub: \"pci-0000:00:14.0-usbv2-0:1\"", HUB_ITSELF, false },
+    { "hub: \"pci-0000:00:14.0-usbv3-0:1\"", YUBIKEY, false },
+    { "hub: \"pci-0000:00:14.0-usbv3-0:1\"", DEEP, true },
+    { "hub: \"pci-0000:00:14.0-usbv2-0:1\"", DEEP, false },
+    { "hub: \"pci-0000:00:14.0-usbv2-0:1\"", BARE, false },
     { "id: \"1050:0407\", hub: \"pci-0000:00:14.0-usb-0:1\"", YUBIKEY, true },
     { "id: \"1050:0407\", path: \"*:1.3\"", YUBIKEY, false },
     { "id: \"1050:0407\", path: \"*:1.3\"", YUBIKEY_NOSER, true },
@@ -422,12 +450,15 @@ static void why_not(void **state)
         { "port: \"1-1.*\"", KEYBOARD, "port 3-2 does not match 1-1.*" },
         { "hub: usb1", KEYBOARD, "port 3-2 is not below hub usb1" },
         { "path: \"pci-0000:03:00.0-*\"", YUBIKEY,
-          "path pci-0000:00:14.0-usb-0:1.2 does not match pci-0000:03:00.0-*" },
+          "path pci-0000:00:14.0-usb-0:1.2 or pci-0000:00:14.0-usbv2-0:1.2 does not match "
+          "pci-0000:03:00.0-*" },
         { "path: \"*\"", BARE, "the device has no path to match *" },
         { "hub: \"pci-0000:00:14.0-usb-0:1\"", STORAGE,
           "path pci-0000:00:14.0-usb-0:10 is not below hub pci-0000:00:14.0-usb-0:1" },
         { "hub: \"pci-0000:00:14.0\"", BARE,
           "the device has no path to be below hub pci-0000:00:14.0" },
+        { "hub: \"pci-0000:00:14.0-usbv3-0:1\"", YUBIKEY,
+          "path pci-0000:00:14.0-usbv2-0:1.2 is not below hub pci-0000:00:14.0-usbv3-0:1" },
         { "serial: \"0012*\"", KEYBOARD, "serial \"(none)\" does not match \"0012*\"" },
         { "manufacturer: Yubico", KEYBOARD,
           "manufacturer \"Logitech\" does not match \"Yubico\"" },
@@ -626,6 +657,20 @@ static void add_filter(struct rng *r, struct rule_match *m)
     }
 }
 
+/* Sometimes the same path in the form with the USB revision ("-usbv3-0:..."). */
+static void maybe_revision(struct rng *r, char *buf, size_t len)
+{
+    char rev[96];
+    unsigned v = 2 + rnd(r, 2);
+
+    if (rnd(r, 3))
+        return;
+    if (device_id_path_with_revision(buf, v, rev, sizeof(rev)) == 0 && strlen(rev) < len)
+        memcpy(buf, rev, strlen(rev) + 1);
+    else if (!strchr(buf + 4, '-'))
+        snprintf(buf + strlen(buf), len - strlen(buf), "-usbv%u", v);
+}
+
 static enum rule_kind random_rule(struct rng *r, struct rule_match *m)
 {
     enum rule_kind kind = (enum rule_kind)rnd(r, KIND_ALL);
@@ -679,6 +724,7 @@ static enum rule_kind random_rule(struct rng *r, struct rule_match *m)
     case KIND_PATH:
         random_port(r, port, sizeof(port), 4);
         random_path(r, port, buf, sizeof(buf));
+        maybe_revision(r, buf, sizeof(buf));
         m->keys = MATCH_PATH;
         m->path = xstrdup(buf);
         break;
@@ -691,6 +737,7 @@ static enum rule_kind random_rule(struct rng *r, struct rule_match *m)
             random_port(r, port, sizeof(port), 3);
             random_path(r, port, buf, sizeof(buf));
         }
+        maybe_revision(r, buf, sizeof(buf));
         m->hub = xstrdup(buf);
         break;
     case KIND_PATH_GLOB:
@@ -739,6 +786,13 @@ static struct usb_device *random_device(struct rng *r, unsigned i)
     default:
         random_path(r, port, devpath, sizeof(devpath));
         assert_int_equal(device_set_str(&dev->id_path, devpath), 0);
+        /* Mostly with the revision too, as the udev source computes it. */
+        if (rnd(r, 4)) {
+            char rev[96];
+
+            if (device_id_path_with_revision(devpath, 2 + rnd(r, 2), rev, sizeof(rev)) == 0)
+                assert_int_equal(device_set_str(&dev->id_path_rev, rev), 0);
+        }
     }
     dev->vendor = rnd(r, 8) ? vendor_pool[rnd(r, N_VENDORS)] : (uint16_t)rnd(r, 0x10000);
     dev->product = rnd(r, 8) ? product_pool[rnd(r, N_PRODUCTS)] : (uint16_t)rnd(r, 0x10000);

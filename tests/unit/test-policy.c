@@ -646,8 +646,8 @@ static const struct bad_case bad_cases[] = {
       "  - match: {class: \"0x123\"}\n"
       "    domain: vault\n",
       { "t.yaml:5:18: bad hub '1-0': expected a root hub such as usb3, a hub's port "
-        "path such as 1-1.4, or a path such as pci-0000:00:14.0 or "
-        "pci-0000:00:14.0-usb-0:1",
+        "path such as 1-1.4, or a path such as pci-0000:00:14.0, "
+        "pci-0000:00:14.0-usb-0:1, pci-0000:00:14.0-usbv3 or pci-0000:00:14.0-usbv3-0:1",
         "t.yaml:7:19: bad port 'x-1': expected a port path such as 1-1.4, or a glob",
         "t.yaml:9:20: bad class '0x123': expected a class name (hid, storage, "
         "smart-card, audio, video...) or hex class[:subclass[:protocol]] such as 03 "
@@ -660,11 +660,20 @@ static const struct bad_case bad_cases[] = {
       "  - match: {hub: \"pci-0000:00:14.0-usb-0:*\"}\n"
       "    domain: vault\n"
       "  - match: {hub: \"pci-0000:00:14.0-usb-0:1\", path: \"pci-*\"}\n"
+      "    domain: vault\n"
+      "  - match: {hub: \"pci-0000:00:14.0-usbv4-0:1\"}\n"
+      "    domain: vault\n"
+      "  - match: {hub: \"pci-0000:00:14.0-usbv3-0:1\"}\n"
+      "    domain: vault\n"
+      "  - match: {hub: \"pci-0000:00:14.0-usbv2\"}\n"
       "    domain: vault\n",
       { "t.yaml:5:19: bad glob 'pci-[0000' for 'path': a '[' in a glob has no closing ']'",
         "t.yaml:7:18: bad hub 'pci-0000:00:14.0-usb-0:*': expected a root hub such as usb3, "
-        "a hub's port path such as 1-1.4, or a path such as pci-0000:00:14.0 or "
-        "pci-0000:00:14.0-usb-0:1" } },
+        "a hub's port path such as 1-1.4, or a path such as pci-0000:00:14.0, "
+        "pci-0000:00:14.0-usb-0:1, pci-0000:00:14.0-usbv3 or pci-0000:00:14.0-usbv3-0:1",
+        "t.yaml:11:18: bad hub 'pci-0000:00:14.0-usbv4-0:1': expected a root hub such as usb3, "
+        "a hub's port path such as 1-1.4, or a path such as pci-0000:00:14.0, "
+        "pci-0000:00:14.0-usb-0:1, pci-0000:00:14.0-usbv3 or pci-0000:00:14.0-usbv3-0:1" } },
     { "unknown_domain_reference",
       HEAD
       "rules:\n"
