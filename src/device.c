@@ -35,6 +35,7 @@ void device_free(struct usb_device *dev)
     free(dev->port);
     free(dev->id_path);
     free(dev->id_path_rev);
+    free(dev->peer_path);
     free(dev->serial);
     free(dev->manufacturer);
     free(dev->product_name);
@@ -56,6 +57,7 @@ struct usb_device *device_dup(const struct usb_device *dev)
     memcpy(copy->ifaces, dev->ifaces, sizeof(dev->ifaces));
     if (device_set_str(&copy->id_path, dev->id_path) < 0 ||
         device_set_str(&copy->id_path_rev, dev->id_path_rev) < 0 ||
+        device_set_str(&copy->peer_path, dev->peer_path) < 0 ||
         device_set_str(&copy->serial, dev->serial) < 0 ||
         device_set_str(&copy->manufacturer, dev->manufacturer) < 0 ||
         device_set_str(&copy->product_name, dev->product_name) < 0) {
@@ -379,6 +381,32 @@ int device_id_path_with_revision(const char *id_path, unsigned rev, char *buf, s
         return -EINVAL;
     usb = strstr(id_path, "-usb-0:");
     n = snprintf(buf, len, "%.*s-usbv%u%s", (int)(usb - id_path), id_path, rev, usb + 4);
+    if (n < 0 || (size_t)n >= len)
+        return -ENOSPC;
+    return 0;
+}
+
+int device_port_of_port_device(const char *name, char *buf, size_t len)
+{
+    const char *sep = strstr(name, "-port");
+    char hub[DEVICE_STR_MAX + 1];
+    unsigned bus, depth, port;
+    const char *end;
+    int n;
+
+    if (!sep || (size_t)(sep - name) > DEVICE_STR_MAX)
+        return -EINVAL;
+    end = parse_small(sep + 5, &port);
+    if (!end || *end || port == 0)
+        return -EINVAL;
+    memcpy(hub, name, (size_t)(sep - name));
+    hub[sep - name] = '\0';
+    if (device_port_parse(hub, &bus, &depth) < 0 || depth + 1 > DEVICE_MAX_PORT_DEPTH)
+        return -EINVAL;
+    if (depth == 0)
+        n = snprintf(buf, len, "%u-%u", bus, port);
+    else
+        n = snprintf(buf, len, "%s.%u", hub, port);
     if (n < 0 || (size_t)n >= len)
         return -ENOSPC;
     return 0;

@@ -30,6 +30,7 @@ struct usb_device {
     char *port;          /* port path (sysname), "1-1.2" */
     char *id_path;       /* udev's ID_PATH, "pci-0000:00:14.0-usb-0:1.2"; NULL: none */
     char *id_path_rev;   /* ID_PATH_WITH_USB_REVISION, "pci-...-usbv3-0:1.2"; NULL: unknown */
+    char *peer_path;     /* the same of its port's peer (the connector's other half); NULL: none */
     unsigned busnum;
     unsigned devnum;
     uint16_t vendor;
@@ -135,6 +136,13 @@ unsigned device_root_hub_revision(unsigned protocol, const char *speed);
  * USB port (a controller, or not the plain form), or -ENOSPC.
  */
 int device_id_path_with_revision(const char *id_path, unsigned rev, char *buf, size_t len);
+
+/*
+ * The port path of a port named as the kernel names port devices:
+ * "usb2-port3" is port 3 of root hub 2, "2-3" for a device in it;
+ * "2-1.4-port2" gives "2-1.4.2".  Returns 0, -EINVAL or -ENOSPC.
+ */
+int device_port_of_port_device(const char *name, char *buf, size_t len);
 
 /*
  * Fills dev->ifaces from udev's ID_USB_INTERFACES (":030101:0b0000:").

@@ -102,6 +102,8 @@ static void put_comment(FILE *out, const struct usb_device *d)
         fprintf(out, "  %s", log_escape(d->id_path_rev, path, sizeof(path)));
     else if (d->id_path)
         fprintf(out, "  %s", log_escape(d->id_path, path, sizeof(path)));
+    if (d->peer_path)
+        fprintf(out, " (peer %s)", log_escape(d->peer_path, path, sizeof(path)));
     if (d->manufacturer || d->product_name)
         fprintf(out, "  \"%s%s%s\"",
                 d->manufacturer ? log_escape(d->manufacturer, mfr, sizeof(mfr)) : "",
@@ -176,7 +178,8 @@ int generate_policy(FILE *out, struct usb_device *const *devs, size_t n, enum ge
                                    "# where it is told, whichever port it is plugged into)"
             : by == GENERATE_BY_PATH ? "by the port it is plugged into, named by\n"
                                        "# its controller's PCI address (whatever is plugged in\n"
-                                       "# there later gets the same decision)"
+                                       "# there later gets the same decision; a connector: rule\n"
+                                       "# takes both halves of a USB 3 socket, USB 2 and USB 3)"
                                      : "by the port it is plugged into, named by bus\n"
                                        "# number (whatever is plugged in there later gets the\n"
                                        "# same decision, while the buses keep their numbers)");
@@ -197,7 +200,11 @@ int generate_policy(FILE *out, struct usb_device *const *devs, size_t n, enum ge
             put_yaml_string(out, name);
         }
         fputs("\n    match: { ", out);
-        if (by == GENERATE_BY_PATH && d->id_path) {
+        if (by == GENERATE_BY_PATH && d->id_path_rev && d->peer_path) {
+            /* A USB 3 socket: the device goes by it at either speed. */
+            fputs("connector: ", out);
+            put_serial_glob(out, d->id_path_rev);
+        } else if (by == GENERATE_BY_PATH && d->id_path) {
             fputs("path: ", out);
             put_serial_glob(out, d->id_path_rev && path_ambiguous(d, devs, n) ? d->id_path_rev
                                                                               : d->id_path);

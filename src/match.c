@@ -2,7 +2,8 @@
  * Rule matching and the index that makes it fast.
  *
  * Each rule goes into the bucket of its most selective key: an exact
- * vendor:product, an exact port, an exact id path, an exact vendor (product
+ * vendor:product, an exact port, an exact id path, a connector (found by
+ * the device's port and by its peer), an exact vendor (product
  * a glob), a hub (by bus or by path), a
  * port glob whose bus is literal ("4-1.*"), a serial glob whose first
  * character is literal ("Z0004*"); the rest into one general list.  A rule
@@ -37,6 +38,7 @@ struct match_index {
     struct strmap *by_hub;  /* "usb3", "1-1", "pci-0000:00:14.0", "pci-...-usb-0:1",
                              * "pci-...-usbv3", "pci-...-usbv3-0:1" */
     struct strmap *by_key;  /* "v:1050" (vendor), "b:4" (bus), "s:Z" (serial's first byte) */
+    struct strmap *by_connector; /* "pci-0000:00:14.0-usbv3-0:1": the port or its peer */
     struct rule_list general;
 };
 
@@ -105,6 +107,7 @@ void match_index_free(struct match_index *index)
     strmap_free(index->by_path, list_free);
     strmap_free(index->by_hub, list_free);
     strmap_free(index->by_key, list_free);
+    strmap_free(index->by_connector, list_free);
     free(index->general.v);
     free(index);
 }
@@ -120,8 +123,9 @@ struct match_index *match_index_build(const struct policy *policy)
     index->by_path = strmap_new();
     index->by_hub = strmap_new();
     index->by_key = strmap_new();
+    index->by_connector = strmap_new();
     if (!index->by_id || !index->by_port || !index->by_path || !index->by_hub ||
-        !index->by_key)
+        !index->by_key || !index->by_connector)
         goto fail;
     for (uint32_t i = 0; i < policy->n_rules; i++) {
         const struct rule_match *m = &policy->rules[i].match;
@@ -136,6 +140,8 @@ struct match_index *match_index_build(const struct policy *policy)
             r = bucket_push(index->by_port, m->port, i);
         } else if ((m->keys & MATCH_PATH) && is_exact(m->path)) {
             r = bucket_push(index->by_path, m->path, i);
+        } else if (m->keys & MATCH_CONNECTOR) {
+            r = bucket_push(index->by_connector, m->connector, i);
         } else if ((m->keys & MATCH_VENDOR) && is_exact(m->vendor)) {
             snprintf(key, sizeof(key), "v:%s", m->vendor);
             r = bucket_push(index->by_key, key, i);
@@ -233,6 +239,20 @@ bool match_rule(const struct policy_rule *rule, const struct usb_device *dev,
                  log_escape(dev->id_path_rev, esc2, sizeof(esc2)), m->path);
         FAIL("path %s does not match %s", log_escape(dev->id_path, esc, sizeof(esc)), m->path);
     }
+    /* One socket: the port the device is in, or that port's peer. */
+    if ((m->keys & MATCH_CONNECTOR) &&
+        !(dev->id_path_rev && strcmp(m->connector, dev->id_path_rev) == 0) &&
+        !(dev->peer_path && strcmp(m->connector, dev->peer_path) == 0)) {
+        if (!dev->id_path_rev)
+            FAIL("the device has no path with a USB revision to be in connector %s",
+                 m->connector);
+        if (dev->peer_path)
+            FAIL("port %s and its peer %s are not connector %s",
+                 log_escape(dev->id_path_rev, esc, sizeof(esc)),
+                 log_escape(dev->peer_path, esc2, sizeof(esc2)), m->connector);
+        FAIL("port %s (no peer) is not connector %s",
+             log_escape(dev->id_path_rev, esc, sizeof(esc)), m->connector);
+    }
     if ((m->keys & MATCH_HUB) && is_path_hub(m->hub)) {
         const char *path = hub_has_revision(m->hub) ? dev->id_path_rev : dev->id_path;
 
@@ -283,10 +303,10 @@ const struct policy_rule *match_device_linear(const struct policy *policy,
 }
 
 /*
- * Up to: id, port, two paths, vendor, bus, serial, the root hub and its
- * hubs, the controller and its hubs by each path, general.
+ * Up to: id, port, two paths, two connectors, vendor, bus, serial, the root
+ * hub and its hubs, the controller and its hubs by each path, general.
  */
-#define MAX_LISTS (3 * DEVICE_MAX_PORT_DEPTH + 12)
+#define MAX_LISTS (3 * DEVICE_MAX_PORT_DEPTH + 14)
 
 /*
  * Adds to lists[n...] the hub buckets of every hub above the device by path
@@ -345,6 +365,13 @@ const struct policy_rule *match_device(const struct policy *policy,
         n++;
     if (dev->id_path_rev && (lists[n] = strmap_get(index->by_path, dev->id_path_rev)))
         n++;
+    if (strmap_size(index->by_connector)) {
+        if (dev->id_path_rev &&
+            (lists[n] = strmap_get(index->by_connector, dev->id_path_rev)))
+            n++;
+        if (dev->peer_path && (lists[n] = strmap_get(index->by_connector, dev->peer_path)))
+            n++;
+    }
     if (strmap_size(index->by_key)) {
         memcpy(key, "v:", 2);
         hex4(key + 2, dev->vendor);

@@ -711,6 +711,17 @@ const char *policy_check_hub(const char *value)
     return NULL;
 }
 
+const char *policy_check_connector(const char *value)
+{
+    unsigned depth, rev;
+
+    if (device_id_path_parse_rev(value, &depth, &rev) < 0 || rev == 0 || depth == 0)
+        return "expected the path of a port with its USB revision, such as "
+               "pci-0000:00:14.0-usbv3-0:1 (--once --json shows each device's "
+               "path_with_revision)";
+    return NULL;
+}
+
 const char *policy_check_domain_name(const char *value)
 {
     size_t n = strlen(value);
@@ -856,6 +867,7 @@ void rule_match_clear(struct rule_match *match)
     free(match->hub);
     free(match->port);
     free(match->path);
+    free(match->connector);
     memset(match, 0, sizeof(*match));
 }
 
@@ -1199,6 +1211,21 @@ static void match_key_fn(struct parse *ps, const struct node *key,
         m->hub = strdup(s);
         if (m->hub)
             m->keys |= MATCH_HUB;
+    } else if (strcmp(k, "connector") == 0) {
+        const char *why;
+
+        s = expect_string(ps, value, k);
+        if (!s)
+            return;
+        why = policy_check_connector(s);
+        if (why) {
+            perr_node(ps, value, "bad connector '%s': %s", s, why);
+            return;
+        }
+        free(m->connector);
+        m->connector = strdup(s);
+        if (m->connector)
+            m->keys |= MATCH_CONNECTOR;
     } else if (strcmp(k, "class") == 0 || strcmp(k, "interface-class") == 0) {
         bool dev = k[0] == 'c';
         const char *why;
@@ -1220,7 +1247,7 @@ static void rule_key(struct parse *ps, const struct node *key, const struct node
 {
     static const char *const match_keys[] = {
         "id", "vendor", "product", "serial", "manufacturer", "product-name",
-        "hub", "port", "path", "class", "interface-class", NULL,
+        "hub", "port", "path", "connector", "class", "interface-class", NULL,
     };
     struct rule_ctx *rc = arg;
 

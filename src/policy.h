@@ -36,6 +36,7 @@ enum match_key {
     MATCH_CLASS = 1u << 7,
     MATCH_IFACE_CLASS = 1u << 8,
     MATCH_PATH = 1u << 9,
+    MATCH_CONNECTOR = 1u << 10,
 };
 
 /* A class, subclass and protocol; -1 in a field matches any value. */
@@ -55,6 +56,7 @@ struct rule_match {
     char *hub;              /* "usb3", a port path or an id path: the device is below it */
     char *port;             /* glob on the port path */
     char *path;             /* glob on the id path, "pci-0000:00:14.0-usb-0:1.4" */
+    char *connector;        /* a port's path with revision: that port or its peer */
     struct class_match dev_class;
     struct class_match iface_class;
 };
@@ -152,6 +154,7 @@ const char *policy_check_controller(int version, int ports);
 const char *policy_check_glob(const char *value);
 const char *policy_check_id_half(const char *value);
 const char *policy_check_hub(const char *value);
+const char *policy_check_connector(const char *value);
 const char *policy_check_domain_name(const char *value);
 /* Parses "hid", "03", "0x03", "03:01:01" ("*" for any part). */
 const char *policy_parse_class(const char *value, struct class_match *out);

@@ -22,6 +22,7 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <libudev.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,18 @@ struct root_hub {
     unsigned rev;           /* 1, 2, 3; 0 when its attributes say nothing known */
 };
 
+/*
+ * A hub's port, read the first time a device is seen in it and kept while
+ * the hub is there: its peer, the other half of the same connector (a USB 3
+ * socket is a USB 2 port and a USB 3 port, linked by the kernel).
+ */
+struct hub_port {
+    struct hub_port *next;
+    char *hub;              /* the hub's devpath */
+    unsigned port;          /* 1-based */
+    char *peer;             /* the peer's port path, "2-2.3"; NULL: none */
+};
+
 struct udev_source {
     struct ev_loop *loop;
     struct router *router;
@@ -48,6 +61,7 @@ struct udev_source {
     struct udev_monitor *monitor;
     ev_io io;
     struct root_hub *root_hubs;
+    struct hub_port *ports;
 };
 
 static int parse_uint(const char *s, int base, unsigned max, unsigned *out)
@@ -226,8 +240,108 @@ static void forget_hub(struct udev_source *src, const char *devpath)
             *p = h->next;
             free(h->devpath);
             free(h);
-            return;
+            break;
         }
+    for (struct hub_port **p = &src->ports; *p;) {
+        struct hub_port *hp = *p;
+
+        if (strcmp(hp->hub, devpath) == 0) {
+            *p = hp->next;
+            free(hp->hub);
+            free(hp->peer);
+            free(hp);
+        } else {
+            p = &hp->next;
+        }
+    }
+}
+
+/*
+ * The port the device at devpath is plugged into, from the cache or read
+ * once: <hub>/<hub's interface>/<hub>-portN, whose `peer` link names the
+ * other half of the connector.  NULL for a root hub or on ENOMEM.
+ */
+static struct hub_port *port_of(struct udev_source *src, const char *devpath,
+                                const char *sysname)
+{
+    const char *slash = strrchr(devpath, '/'), *hub_name, *num;
+    char path[PATH_MAX], target[PATH_MAX];
+    struct hub_port *hp;
+    unsigned bus, depth, port;
+    size_t hub_len;
+    ssize_t n;
+
+    if (!slash || device_port_parse(sysname, &bus, &depth) < 0 || depth == 0)
+        return NULL;
+    hub_len = (size_t)(slash - devpath);
+    num = sysname + strcspn(sysname, "-");
+    while (strpbrk(num + 1, "-."))
+        num = strpbrk(num + 1, "-.");
+    if (parse_uint(num + 1, 10, 999, &port) < 0)
+        return NULL;
+    for (hp = src->ports; hp; hp = hp->next)
+        if (hp->port == port && strncmp(hp->hub, devpath, hub_len) == 0 &&
+            hp->hub[hub_len] == '\0')
+            return hp;
+    hp = calloc(1, sizeof(*hp));
+    if (!hp || !(hp->hub = strndup(devpath, hub_len))) {
+        free(hp);
+        log_error("out of memory");
+        return NULL;
+    }
+    hp->port = port;
+    hub_name = strrchr(hp->hub, '/') + 1;
+    if (strncmp(hub_name, "usb", 3) == 0)
+        snprintf(path, sizeof(path), "/sys%s/%s-0:1.0/%s-port%u/peer", hp->hub, hub_name + 3,
+                 hub_name, port);
+    else
+        snprintf(path, sizeof(path), "/sys%s/%s:1.0/%s-port%u/peer", hp->hub, hub_name,
+                 hub_name, port);
+    n = readlink(path, target, sizeof(target) - 1);
+    if (n > 0) {
+        char peer[DEVICE_STR_MAX + 1];
+
+        target[n] = '\0';
+        if (device_port_of_port_device(strrchr(target, '/') ? strrchr(target, '/') + 1 : target,
+                                       peer, sizeof(peer)) == 0)
+            hp->peer = strdup(peer);
+    }
+    hp->next = src->ports;
+    src->ports = hp;
+    return hp;
+}
+
+/*
+ * The path with revision of the port's peer: the same controller, the root
+ * hub of the peer's bus (a sibling of the device's root hub in sysfs).
+ */
+static int set_peer_path(struct udev_source *src, struct usb_device *dev)
+{
+    size_t root_len = device_devpath_root_hub(dev->devpath);
+    char root[PATH_MAX], path[DEVICE_ID_PATH_MAX + 8];
+    const char *usb, *slash;
+    struct hub_port *hp;
+    struct root_hub *h;
+    unsigned bus, depth;
+    int n;
+
+    if (!dev->id_path || !(usb = strstr(dev->id_path, "-usb-0:")) || root_len == 0 ||
+        !(hp = port_of(src, dev->devpath, dev->port)) || !hp->peer ||
+        device_port_parse(hp->peer, &bus, &depth) < 0)
+        return 0;
+    slash = dev->devpath + root_len - 1;
+    while (slash > dev->devpath && *slash != '/')
+        slash--;
+    snprintf(root, sizeof(root), "/sys%.*s/usb%u", (int)(slash - dev->devpath), dev->devpath,
+             bus);
+    h = root_hub_of(src, root, root + 4);
+    if (!h || !h->rev)
+        return 0;
+    n = snprintf(path, sizeof(path), "%.*s-usbv%u-0:%s", (int)(usb - dev->id_path),
+                 dev->id_path, h->rev, strchr(hp->peer, '-') + 1);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return 0;
+    return device_set_str(&dev->peer_path, path);
 }
 
 /*
@@ -290,7 +404,7 @@ static struct usb_device *device_from_udev(struct udev_source *src, struct udev_
     } else {
         log_debug("%s: no PCI controller in the device path, no path", port);
     }
-    if (set_path_with_revision(src, ud, dev) < 0) {
+    if (set_path_with_revision(src, ud, dev) < 0 || set_peer_path(src, dev) < 0) {
         log_error("%s: out of memory", port);
         device_free(dev);
         return NULL;

@@ -552,6 +552,8 @@ static void dup_is_deep(void **state)
     assert_int_equal(device_set_str(&dev->serial, "0012345"), 0);
     assert_int_equal(device_set_str(&dev->manufacturer, "Yubico"), 0);
     assert_int_equal(device_set_str(&dev->id_path, "pci-0000:00:14.0-usb-0:1.3"), 0);
+    assert_int_equal(device_set_str(&dev->id_path_rev, "pci-0000:00:14.0-usbv3-0:1.3"), 0);
+    assert_int_equal(device_set_str(&dev->peer_path, "pci-0000:00:14.0-usbv2-0:4.3"), 0);
     assert_int_equal(device_parse_descriptors(dev, yubikey, sizeof(yubikey)), 3);
 
     copy = device_dup(dev);
@@ -567,6 +569,10 @@ static void dup_is_deep(void **state)
     assert_null(copy->product_name);
     assert_string_equal(copy->id_path, "pci-0000:00:14.0-usb-0:1.3");
     assert_ptr_not_equal(copy->id_path, dev->id_path);
+    assert_string_equal(copy->id_path_rev, "pci-0000:00:14.0-usbv3-0:1.3");
+    assert_ptr_not_equal(copy->id_path_rev, dev->id_path_rev);
+    assert_string_equal(copy->peer_path, "pci-0000:00:14.0-usbv2-0:4.3");
+    assert_ptr_not_equal(copy->peer_path, dev->peer_path);
     assert_int_equal(copy->n_ifaces, 3);
     assert_memory_equal(copy->ifaces, dev->ifaces, sizeof(dev->ifaces));
     assert_memory_equal(&copy->dev_class, &dev->dev_class, sizeof(dev->dev_class));
@@ -641,6 +647,41 @@ static void id_path_with_revision(void **state)
     assert_int_equal(device_devpath_root_hub("/devices/platform/usbphy/x"), 0);
 }
 
+/* The port path of a port device, as its peer link names it. */
+static void port_of_port_device(void **state)
+{
+    static const struct {
+        const char *name, *port;
+        int ret;
+    } cases[] = {
+        { "usb2-port3", "2-3", 0 },
+        { "usb12-port15", "12-15", 0 },
+        { "2-2-port3", "2-2.3", 0 },
+        { "1-1.4-port2", "1-1.4.2", 0 },
+        { "1-1.1.1.1.1.1-port1", "1-1.1.1.1.1.1.1", 0 },
+        { "1-1.1.1.1.1.1.1-port1", NULL, -EINVAL },     /* one level too deep */
+        { "usb2-port0", NULL, -EINVAL },
+        { "usb2-port", NULL, -EINVAL },
+        { "usb2-port3x", NULL, -EINVAL },
+        { "usb0-port1", NULL, -EINVAL },
+        { "port3", NULL, -EINVAL },
+        { "2-0:1.0", NULL, -EINVAL },
+        { "", NULL, -EINVAL },
+    };
+    char buf[64];
+
+    for (size_t i = 0; i < N(cases); i++) {
+        int r = device_port_of_port_device(cases[i].name, buf, sizeof(buf));
+
+        if (r != cases[i].ret)
+            print_message("'%s': %d\n", cases[i].name, r);
+        assert_int_equal(r, cases[i].ret);
+        if (r == 0)
+            assert_string_equal(buf, cases[i].port);
+    }
+    assert_int_equal(device_port_of_port_device("usb2-port3", buf, 3), -ENOSPC);
+}
+
 /* udev's ID_SERIAL_SHORT stands for the serial only when it holds no '_'. */
 static void serial_short_usable(void **state)
 {
@@ -675,6 +716,7 @@ int main(void)
         cmocka_unit_test(id_string_and_new),
         cmocka_unit_test(serial_short_usable),
         cmocka_unit_test(id_path_with_revision),
+        cmocka_unit_test(port_of_port_device),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -73,6 +73,17 @@ static void set_path(struct usb_device *dev, const char *port)
                  dash + 1);
         assert_int_equal(device_set_str(&dev->id_path_rev, path), 0);
     }
+    /*
+     * Root ports of bus 1 pair with bus 2's one number up (1-10 with 2-11),
+     * the card's USB 3 ports with its USB 2 ones one number down.
+     */
+    if (dash && !strchr(port, '.') && (bus == 1 || bus == 3)) {
+        unsigned long n = strtoul(dash + 1, NULL, 10);
+
+        snprintf(path, sizeof(path), "pci-%s-usbv%d-0:%lu", pci, bus == 1 ? 3 : 2,
+                 bus == 1 ? n + 1 : n - 1);
+        assert_int_equal(device_set_str(&dev->peer_path, path), 0);
+    }
 }
 
 static const struct dev_spec devices[] = {
@@ -271,6 +282,22 @@ static const struct key_case key_cases[] = {
     { "hub: \"pci-0000:00:14.0-usbv3-0:1\"", DEEP, true },
     { "hub: \"pci-0000:00:14.0-usbv2-0:1\"", DEEP, false },
     { "hub: \"pci-0000:00:14.0-usbv2-0:1\"", BARE, false },
+    /* connector: the port, by either half of the socket (its peer) */
+    { "connector: \"pci-0000:00:14.0-usbv2-0:10\"", STORAGE, true },
+    { "connector: \"pci-0000:00:14.0-usbv3-0:11\"", STORAGE, true },
+    { "connector: \"pci-0000:00:14.0-usbv3-0:10\"", STORAGE, false },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:11\"", STORAGE, false },
+    { "connector: \"pci-0000:00:14.0-usbv3-0:2\"", HUB_ITSELF, true },
+    { "connector: \"pci-0000:03:00.0-usbv2-0:1\"", KEYBOARD, true },
+    { "connector: \"pci-0000:03:00.0-usbv3-0:2\"", KEYBOARD, true },
+    { "connector: \"pci-0000:00:14.0-usbv3-0:2\"", KEYBOARD, false },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:1.2\"", YUBIKEY, true },
+    { "connector: \"pci-0000:00:14.0-usbv3-0:1.2\"", YUBIKEY, false },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:1\"", YUBIKEY, false },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:1\"", BUS11, true },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:1\"", BARE, false },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:10\", id: \"0781:*\"", STORAGE, true },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:10\", id: \"1050:*\"", STORAGE, false },
     { "id: \"1050:0407\", hub: \"pci-0000:00:14.0-usb-0:1\"", YUBIKEY, true },
     { "id: \"1050:0407\", path: \"*:1.3\"", YUBIKEY, false },
     { "id: \"1050:0407\", path: \"*:1.3\"", YUBIKEY_NOSER, true },
@@ -457,6 +484,15 @@ static void why_not(void **state)
           "path pci-0000:00:14.0-usb-0:10 is not below hub pci-0000:00:14.0-usb-0:1" },
         { "hub: \"pci-0000:00:14.0\"", BARE,
           "the device has no path to be below hub pci-0000:00:14.0" },
+        { "connector: \"pci-0000:00:14.0-usbv2-0:11\"", STORAGE,
+          "port pci-0000:00:14.0-usbv2-0:10 and its peer pci-0000:00:14.0-usbv3-0:11 are not "
+          "connector pci-0000:00:14.0-usbv2-0:11" },
+        { "connector: \"pci-0000:00:14.0-usbv3-0:1.2\"", YUBIKEY,
+          "port pci-0000:00:14.0-usbv2-0:1.2 (no peer) is not connector "
+          "pci-0000:00:14.0-usbv3-0:1.2" },
+        { "connector: \"pci-0000:00:14.0-usbv3-0:1\"", BARE,
+          "the device has no path with a USB revision to be in connector "
+          "pci-0000:00:14.0-usbv3-0:1" },
         { "hub: \"pci-0000:00:14.0-usbv3-0:1\"", YUBIKEY,
           "path pci-0000:00:14.0-usbv2-0:1.2 is not below hub pci-0000:00:14.0-usbv3-0:1" },
         { "serial: \"0012*\"", KEYBOARD, "serial \"(none)\" does not match \"0012*\"" },
@@ -725,6 +761,12 @@ static enum rule_kind random_rule(struct rng *r, struct rule_match *m)
         random_port(r, port, sizeof(port), 4);
         random_path(r, port, buf, sizeof(buf));
         maybe_revision(r, buf, sizeof(buf));
+        if (strstr(buf, "-usbv") && rnd(r, 2)) {
+            /* A connector: the same port, or its peer. */
+            m->keys = MATCH_CONNECTOR;
+            m->connector = xstrdup(buf);
+            break;
+        }
         m->keys = MATCH_PATH;
         m->path = xstrdup(buf);
         break;
@@ -792,6 +834,13 @@ static struct usb_device *random_device(struct rng *r, unsigned i)
 
             if (device_id_path_with_revision(devpath, 2 + rnd(r, 2), rev, sizeof(rev)) == 0)
                 assert_int_equal(device_set_str(&dev->id_path_rev, rev), 0);
+            /* Some ports have a peer: another port's path. */
+            if (rnd(r, 2)) {
+                random_port(r, port, sizeof(port), 2);
+                random_path(r, port, devpath, sizeof(devpath));
+                if (device_id_path_with_revision(devpath, 2 + rnd(r, 2), rev, sizeof(rev)) == 0)
+                    assert_int_equal(device_set_str(&dev->peer_path, rev), 0);
+            }
         }
     }
     dev->vendor = rnd(r, 8) ? vendor_pool[rnd(r, N_VENDORS)] : (uint16_t)rnd(r, 0x10000);

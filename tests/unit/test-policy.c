@@ -33,6 +33,9 @@
 
 #define POLICIES FIXTURES "/policies"
 #define EXAMPLE FIXTURES "/../../policy/example.yaml"
+#define WHY_CONNECTOR                                                                      \
+    "expected the path of a port with its USB revision, such as pci-0000:00:14.0-usbv3-0:1 " \
+    "(--once --json shows each device's path_with_revision)"
 
 /* ---- helpers ---- */
 
@@ -495,7 +498,7 @@ static void validators(void **state)
 struct bad_case {
     const char *name;
     const char *yaml;
-    const char *want[5];
+    const char *want[8];
 };
 
 /* Lines 1-3 of most bad cases. */
@@ -534,7 +537,7 @@ static const struct bad_case bad_cases[] = {
       "      colour: red\n"
       "    domain: vault\n",
       { "t.yaml:7:7: unknown key 'colour' in 'match' (expected one of: id, vendor, "
-        "product, serial, manufacturer, product-name, hub, port, path, class, "
+        "product, serial, manufacturer, product-name, hub, port, path, connector, class, "
         "interface-class)" } },
     { "unknown_key_in_controller",
       "version: 1\n"
@@ -666,6 +669,14 @@ static const struct bad_case bad_cases[] = {
       "  - match: {hub: \"pci-0000:00:14.0-usbv3-0:1\"}\n"
       "    domain: vault\n"
       "  - match: {hub: \"pci-0000:00:14.0-usbv2\"}\n"
+      "    domain: vault\n"
+      "  - match: {connector: \"pci-0000:00:14.0-usb-0:1\"}\n"
+      "    domain: vault\n"
+      "  - match: {connector: \"pci-0000:00:14.0-usbv3\"}\n"
+      "    domain: vault\n"
+      "  - match: {connector: \"pci-0000:00:14.0-usbv3-0:*\"}\n"
+      "    domain: vault\n"
+      "  - match: {connector: \"pci-0000:00:14.0-usbv3-0:1.4\"}\n"
       "    domain: vault\n",
       { "t.yaml:5:19: bad glob 'pci-[0000' for 'path': a '[' in a glob has no closing ']'",
         "t.yaml:7:18: bad hub 'pci-0000:00:14.0-usb-0:*': expected a root hub such as usb3, "
@@ -673,7 +684,10 @@ static const struct bad_case bad_cases[] = {
         "pci-0000:00:14.0-usb-0:1, pci-0000:00:14.0-usbv3 or pci-0000:00:14.0-usbv3-0:1",
         "t.yaml:11:18: bad hub 'pci-0000:00:14.0-usbv4-0:1': expected a root hub such as usb3, "
         "a hub's port path such as 1-1.4, or a path such as pci-0000:00:14.0, "
-        "pci-0000:00:14.0-usb-0:1, pci-0000:00:14.0-usbv3 or pci-0000:00:14.0-usbv3-0:1" } },
+        "pci-0000:00:14.0-usb-0:1, pci-0000:00:14.0-usbv3 or pci-0000:00:14.0-usbv3-0:1",
+        "t.yaml:17:24: bad connector 'pci-0000:00:14.0-usb-0:1': " WHY_CONNECTOR,
+        "t.yaml:19:24: bad connector 'pci-0000:00:14.0-usbv3': " WHY_CONNECTOR,
+        "t.yaml:21:24: bad connector 'pci-0000:00:14.0-usbv3-0:*': " WHY_CONNECTOR } },
     { "unknown_domain_reference",
       HEAD
       "rules:\n"
