@@ -2,7 +2,8 @@
  * Writes a starting policy: one rule per plugged device, each kept in dom0
  * (action: ignore) until the user names a guest, so that the generated file
  * is safe to load as it is.  Device strings are untrusted: they are escaped
- * for YAML, and a serial becomes a glob that matches exactly those bytes.
+ * for YAML (line breaks libyaml sees, U+2028/9 and NEL, and bidi controls
+ * too), and a serial becomes a glob that matches exactly those bytes.
  */
 #include "config.h"
 
@@ -45,6 +46,12 @@ static void put_yaml_string(FILE *out, const char *s)
 
         if (*p == '"' || *p == '\\') {
             fprintf(out, "\\%c", *p);
+        } else if (seq == 3 && utf8_hidden_break(p)) {
+            /* libyaml breaks lines at U+2028/9; bidi controls hide what a line says. */
+            fprintf(out, "\\u%04x", utf8_hidden_break(p));
+        } else if (seq == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
+            /* C1 controls: U+0085 (NEL) is a line break to YAML too. */
+            fprintf(out, "\\x%02x", p[1]);
         } else if (seq == 0) {
             fputc('?', out);
             seq = 1;
@@ -81,6 +88,11 @@ static void put_serial_glob(FILE *out, const char *s)
             seq = 1;
         } else if (*p == '"') {
             fputs("\\\"", out);
+        } else if (seq == 3 && utf8_hidden_break(p)) {
+            /* YAML's escape gives the same character back: the glob stays exact. */
+            fprintf(out, "\\u%04x", utf8_hidden_break(p));
+        } else if (seq == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
+            fprintf(out, "\\x%02x", p[1]);
         } else if (seq == 0 || (seq == 1 && (*p < 0x20 || *p == 0x7f))) {
             fputc('?', out);
             seq = 1;

@@ -85,7 +85,7 @@ int report_print(FILE *out, bool json, const struct decision_report *r)
 {
     const struct usb_device *d = r->dev;
     char line[4096], id[10];
-    char *text;
+    char *text, *safe;
 
     if (!json) {
         fprintf(out, "%s\n", report_format(r, line, sizeof(line)));
@@ -115,7 +115,12 @@ int report_print(FILE *out, bool json, const struct decision_report *r)
     json_decref(o);
     if (!text)
         return -ENOMEM;
-    fprintf(out, "%s\n", text);
+    /* U+2028 and kin as \u2028: a line-splitting reader must not cut the line. */
+    safe = log_json_escape_breaks(text);
     free(text);
+    if (!safe)
+        return -ENOMEM;
+    fprintf(out, "%s\n", safe);
+    free(safe);
     return fflush(out) == 0 ? 0 : -errno;
 }

@@ -84,13 +84,13 @@ def strip_udev(text, sysname):
 def attr_escape(s):
     """An A: value in umockdev-record's C escaping, with the kernel's newline."""
     out = ""
-    for ch in s:
-        if ch == "\\":
+    for b in s.encode():
+        if b == 0x5c:
             out += "\\\\"
-        elif ord(ch) < 0x20 or ord(ch) == 0x7f:
-            out += "\\%03o" % ord(ch)
+        elif b < 0x20 or b >= 0x7f:
+            out += "\\%03o" % b
         else:
-            out += ch
+            out += chr(b)
     return out + "\\n"
 
 
