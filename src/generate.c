@@ -158,6 +158,24 @@ static bool path_ambiguous(const struct usb_device *d, struct usb_device *const 
     return false;
 }
 
+/*
+ * True when another device plugged in now has d's vendor:product and serial
+ * (none, or the same): a rule by id alone would take both, and the second
+ * device's rule could never match.
+ */
+static bool id_ambiguous(const struct usb_device *d, struct usb_device *const *devs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct usb_device *e = devs[i];
+
+        if (e != d && !device_is_hub(e) && e->vendor == d->vendor && e->product == d->product &&
+            (e->serial && d->serial ? strcmp(e->serial, d->serial) == 0
+                                    : !e->serial && !d->serial))
+            return true;
+    }
+    return false;
+}
+
 int generate_policy(FILE *out, struct usb_device *const *devs, size_t n, enum generate_by by)
 {
     char when[64];
@@ -187,7 +205,9 @@ int generate_policy(FILE *out, struct usb_device *const *devs, size_t n, enum ge
             "rules:\n",
             when, "devices plugged in now",
             by == GENERATE_BY_ID ? "by vendor:product and serial (the device goes\n"
-                                   "# where it is told, whichever port it is plugged into)"
+                                   "# where it is told, whichever port it is plugged into;\n"
+                                   "# devices alike without a serial of their own are also\n"
+                                   "# told apart by their port)"
             : by == GENERATE_BY_PATH ? "by the port it is plugged into, named by\n"
                                        "# its controller's PCI address (whatever is plugged in\n"
                                        "# there later gets the same decision; a connector: rule\n"
@@ -228,6 +248,15 @@ int generate_policy(FILE *out, struct usb_device *const *devs, size_t n, enum ge
             if (d->serial) {
                 fputs(", serial: ", out);
                 put_serial_glob(out, d->serial);
+            }
+            /* Twins (no serial, or the same): each also by where it is plugged in. */
+            if (id_ambiguous(d, devs, n) && d->id_path) {
+                fputs(", path: ", out);
+                put_serial_glob(out, d->id_path_rev && path_ambiguous(d, devs, n)
+                                         ? d->id_path_rev
+                                         : d->id_path);
+            } else if (id_ambiguous(d, devs, n)) {
+                fprintf(out, ", port: \"%s\"", d->port);
             }
         }
         fputs(" }\n    action: ignore\n\n", out);

@@ -293,6 +293,67 @@ bool match_rule(const struct policy_rule *rule, const struct usb_device *dev,
     return true;
 }
 
+/* True when glob a matches everything glob b does: equal, or b literal and a matches it. */
+static bool glob_covers(const char *a, const char *b)
+{
+    if (strcmp(a, b) == 0)
+        return true;
+    /* A literal covers only itself: no fnmatch for the common case (--check, 10,000 rules). */
+    return !is_exact(a) && is_exact(b) && fnmatch(a, b, 0) == 0;
+}
+
+static bool class_covers(const struct class_match *a, const struct class_match *b)
+{
+    return a->cls == b->cls && (a->subclass < 0 || a->subclass == b->subclass) &&
+           (a->protocol < 0 || a->protocol == b->protocol);
+}
+
+/* Every device below hub b is below hub a (each in the same form, by port or by path). */
+static bool hub_covers(const char *a, const char *b)
+{
+    if (strcmp(a, b) == 0)
+        return true;
+    if (is_path_hub(a) != is_path_hub(b))
+        return false;
+    return is_path_hub(a) ? device_id_path_below(b, a) : device_port_below(b, a);
+}
+
+bool match_rule_covers(const struct rule_match *earlier, const struct rule_match *later)
+{
+    const struct rule_match *e = earlier, *l = later;
+
+    if ((e->keys & l->keys) != e->keys)
+        return false;
+    return (!(e->keys & MATCH_VENDOR) || glob_covers(e->vendor, l->vendor)) &&
+           (!(e->keys & MATCH_PRODUCT) || glob_covers(e->product, l->product)) &&
+           (!(e->keys & MATCH_SERIAL) || glob_covers(e->serial, l->serial)) &&
+           (!(e->keys & MATCH_MANUFACTURER) || glob_covers(e->manufacturer, l->manufacturer)) &&
+           (!(e->keys & MATCH_PRODUCT_NAME) || glob_covers(e->product_name, l->product_name)) &&
+           (!(e->keys & MATCH_PORT) || glob_covers(e->port, l->port)) &&
+           (!(e->keys & MATCH_PATH) || glob_covers(e->path, l->path)) &&
+           (!(e->keys & MATCH_HUB) || hub_covers(e->hub, l->hub)) &&
+           (!(e->keys & MATCH_CONNECTOR) || strcmp(e->connector, l->connector) == 0) &&
+           (!(e->keys & MATCH_CLASS) || class_covers(&e->dev_class, &l->dev_class)) &&
+           (!(e->keys & MATCH_IFACE_CLASS) || class_covers(&e->iface_class, &l->iface_class));
+}
+
+unsigned match_shadowed(const struct policy *policy,
+                        void (*fn)(void *arg, const struct policy_rule *dead,
+                                   const struct policy_rule *by),
+                        void *arg)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 1; i < policy->n_rules; i++)
+        for (unsigned j = 0; j < i; j++)
+            if (match_rule_covers(&policy->rules[j].match, &policy->rules[i].match)) {
+                fn(arg, &policy->rules[i], &policy->rules[j]);
+                n++;
+                break;
+            }
+    return n;
+}
+
 const struct policy_rule *match_device_linear(const struct policy *policy,
                                               const struct usb_device *dev)
 {

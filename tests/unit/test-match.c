@@ -373,6 +373,123 @@ static void every_key(void **state)
     }
 }
 
+/* ---- rules that can never match ---- */
+
+struct cover_case {
+    const char *earlier, *later;    /* bodies of flow mappings */
+    bool covers;
+};
+
+static const struct cover_case cover_cases[] = {
+    /* the same keys and values; match: {} before anything */
+    { "id: \"1050:0407\"", "id: \"1050:0407\"", true },
+    { "", "id: \"1050:0407\", serial: \"12\"", true },
+    { "", "", true },
+    /* fewer keys, the same values: wider */
+    { "id: \"1050:0407\"", "id: \"1050:0407\", serial: \"0012345\"", true },
+    { "id: \"1050:0407\", serial: \"0012345\"", "id: \"1050:0407\"", false },
+    { "interface-class: hid", "interface-class: hid, port: \"1-2\"", true },
+    /* a glob over the later literal */
+    { "vendor: \"10*\"", "id: \"1050:0407\"", true },
+    { "id: \"1050:*\"", "id: \"1050:0407\"", true },
+    { "id: \"1050:*\"", "id: \"1051:0407\"", false },
+    { "serial: \"00*\"", "serial: \"0012345\"", true },
+    { "serial: \"00*\"", "serial: \"00?2345\"", false },     /* a glob: unknown */
+    { "serial: \"00?2345\"", "serial: \"00?2345\"", true },  /* the same glob */
+    { "vendor: \"1050\"", "vendor: \"10*\"", false },
+    { "port: \"1-1.*\"", "port: \"1-1.4\"", true },
+    { "path: \"pci-0000:00:14.0-usb*\"", "path: \"pci-0000:00:14.0-usbv3-0:1\"", true },
+    { "manufacturer: \"Logi*\"", "manufacturer: \"Logitech\", class: \"00\"", true },
+    { "product-name: \"*Key*\"", "product-name: \"YubiKey\"", true },
+    /* hubs above hubs, in one form */
+    { "hub: usb1", "hub: \"1-1.4\"", true },
+    { "hub: \"1-1\"", "hub: \"1-1.4\"", true },
+    { "hub: \"1-1.4\"", "hub: \"1-1\"", false },
+    { "hub: \"1-1\"", "hub: \"1-10\"", false },
+    { "hub: usb1", "hub: usb11", false },
+    { "hub: \"pci-0000:00:14.0\"", "hub: \"pci-0000:00:14.0-usb-0:1\"", true },
+    { "hub: \"pci-0000:00:14.0\"", "hub: \"pci-0000:00:14.0-usbv3-0:1\"", true },
+    { "hub: \"pci-0000:00:14.0-usbv3\"", "hub: \"pci-0000:00:14.0-usbv3-0:1\"", true },
+    { "hub: \"pci-0000:00:14.0-usbv2\"", "hub: \"pci-0000:00:14.0-usbv3-0:1\"", false },
+    { "hub: \"pci-0000:00:14.0-usb-0:1\"", "hub: \"pci-0000:00:14.0-usbv3-0:1\"", false },
+    { "hub: usb1", "hub: \"pci-0000:00:14.0\"", false },   /* forms differ: unknown */
+    /* connector: the same socket only */
+    { "connector: \"pci-0000:00:14.0-usbv3-0:1\"", "connector: \"pci-0000:00:14.0-usbv3-0:1\", "
+      "id: \"1050:*\"", true },
+    { "connector: \"pci-0000:00:14.0-usbv3-0:1\"", "connector: \"pci-0000:00:14.0-usbv2-0:1\"",
+      false },
+    /* classes: fewer parts are wider */
+    { "interface-class: \"03\"", "interface-class: \"03:01:01\"", true },
+    { "interface-class: \"03:*:01\"", "interface-class: \"03:01:01\"", true },
+    { "interface-class: \"03:01:01\"", "interface-class: \"03\"", false },
+    { "class: hid", "class: \"03:00\"", true },
+    { "class: hid", "interface-class: hid", false },
+    /* a key the later rule lacks: never covered */
+    { "serial: \"*\"", "id: \"1050:0407\"", false },
+    { "hub: usb1", "port: \"1-1.2\"", false },
+};
+
+static void covers(void **state)
+{
+    for (size_t i = 0; i < sizeof(cover_cases) / sizeof(cover_cases[0]); i++) {
+        const struct cover_case *c = &cover_cases[i];
+        char rules[512];
+        struct policy *p;
+        bool got;
+
+        snprintf(rules, sizeof(rules),
+                 "  - match: {%s}\n    domain: a\n  - match: {%s}\n    domain: b\n",
+                 c->earlier, c->later);
+        p = load(rules);
+        got = match_rule_covers(&p->rules[0].match, &p->rules[1].match);
+        if (got != c->covers)
+            print_message("case %zu: {%s} before {%s}: %d\n", i, c->earlier, c->later, got);
+        assert_int_equal(got, c->covers);
+        policy_free(p);
+    }
+}
+
+struct shadow_rec {
+    unsigned dead[8], by[8], n;
+};
+
+static void record_shadow(void *arg, const struct policy_rule *dead,
+                          const struct policy_rule *by)
+{
+    struct shadow_rec *r = arg;
+
+    r->dead[r->n] = dead->index;
+    r->by[r->n++] = by->index;
+}
+
+/* Each dead rule once, named with the first rule that covers it. */
+static void shadowed(void **state)
+{
+    struct shadow_rec r = { .n = 0 };
+    struct policy *p = load("  - match: {id: \"1050:0407\", serial: \"0012*\"}\n"
+                            "    domain: a\n"
+                            "  - match: {vendor: \"1050\"}\n"
+                            "    domain: a\n"
+                            "  - match: {id: \"1050:0407\"}\n"
+                            "    action: ignore\n"
+                            "  - match: {id: \"1050:0407\", serial: \"0012345\"}\n"
+                            "    domain: b\n"
+                            "  - match: {id: \"046d:c31c\"}\n"
+                            "    domain: b\n"
+                            "  - match: {id: \"046d:c31c\"}\n"
+                            "    domain: a\n");
+
+    assert_int_equal(match_shadowed(p, record_shadow, &r), 3);
+    assert_int_equal(r.n, 3);
+    assert_int_equal(r.dead[0], 3);
+    assert_int_equal(r.by[0], 2);
+    assert_int_equal(r.dead[1], 4);
+    assert_int_equal(r.by[1], 1);
+    assert_int_equal(r.dead[2], 6);
+    assert_int_equal(r.by[2], 5);
+    policy_free(p);
+}
+
 /* ---- order ---- */
 
 static void first_match_wins(void **state)
@@ -931,6 +1048,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_key),
+        cmocka_unit_test(covers),
+        cmocka_unit_test(shadowed),
         cmocka_unit_test(first_match_wins),
         cmocka_unit_test(index_keeps_file_order),
         cmocka_unit_test(no_rule_matches),
