@@ -53,6 +53,7 @@ struct usb_device *device_dup(const struct usb_device *dev)
     copy->vendor = dev->vendor;
     copy->product = dev->product;
     copy->dev_class = dev->dev_class;
+    copy->connect_type = dev->connect_type;
     copy->n_ifaces = dev->n_ifaces;
     memcpy(copy->ifaces, dev->ifaces, sizeof(dev->ifaces));
     if (device_set_str(&copy->id_path, dev->id_path) < 0 ||
@@ -384,6 +385,28 @@ int device_id_path_with_revision(const char *id_path, unsigned rev, char *buf, s
     if (n < 0 || (size_t)n >= len)
         return -ENOSPC;
     return 0;
+}
+
+enum device_connect device_connect_parse(const char *value)
+{
+    if (value && strcmp(value, "hotplug") == 0)
+        return DEVICE_CONNECT_HOTPLUG;
+    if (value && strcmp(value, "hardwired") == 0)
+        return DEVICE_CONNECT_HARDWIRED;
+    return DEVICE_CONNECT_UNKNOWN;
+}
+
+const char *device_connect_name(enum device_connect type)
+{
+    switch (type) {
+    case DEVICE_CONNECT_HOTPLUG:
+        return "hotplug";
+    case DEVICE_CONNECT_HARDWIRED:
+        return "hardwired";
+    case DEVICE_CONNECT_UNKNOWN:
+        break;
+    }
+    return "unknown";
 }
 
 int device_port_of_port_device(const char *name, char *buf, size_t len)

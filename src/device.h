@@ -25,12 +25,20 @@ struct usb_class {
     uint8_t protocol;
 };
 
+/* How the port is wired, as the firmware tells the kernel (connect_type). */
+enum device_connect {
+    DEVICE_CONNECT_UNKNOWN = 0,     /* "unknown", "not used", or not said */
+    DEVICE_CONNECT_HOTPLUG,         /* a socket a user plugs into */
+    DEVICE_CONNECT_HARDWIRED,       /* an internal device: camera, card reader, Bluetooth */
+};
+
 struct usb_device {
     char *devpath;       /* kernel DEVPATH, "/devices/.../1-1.2": the key */
     char *port;          /* port path (sysname), "1-1.2" */
     char *id_path;       /* udev's ID_PATH, "pci-0000:00:14.0-usb-0:1.2"; NULL: none */
     char *id_path_rev;   /* ID_PATH_WITH_USB_REVISION, "pci-...-usbv3-0:1.2"; NULL: unknown */
     char *peer_path;     /* the same of its port's peer (the connector's other half); NULL: none */
+    enum device_connect connect_type;   /* of the port it is plugged into */
     unsigned busnum;
     unsigned devnum;
     uint16_t vendor;
@@ -136,6 +144,11 @@ unsigned device_root_hub_revision(unsigned protocol, const char *speed);
  * USB port (a controller, or not the plain form), or -ENOSPC.
  */
 int device_id_path_with_revision(const char *id_path, unsigned rev, char *buf, size_t len);
+
+/* The connect type of a port's connect_type attribute ("hotplug"...). */
+enum device_connect device_connect_parse(const char *value);
+/* "hotplug", "hardwired" or "unknown". */
+const char *device_connect_name(enum device_connect type);
 
 /*
  * The port path of a port named as the kernel names port devices:

@@ -116,6 +116,8 @@ static void put_comment(FILE *out, const struct usb_device *d)
         fprintf(out, "  %s", log_escape(d->id_path, path, sizeof(path)));
     if (d->peer_path)
         fprintf(out, " (peer %s)", log_escape(d->peer_path, path, sizeof(path)));
+    if (d->connect_type == DEVICE_CONNECT_HARDWIRED)
+        fputs("  hardwired (an internal device)", out);
     if (d->manufacturer || d->product_name)
         fprintf(out, "  \"%s%s%s\"",
                 d->manufacturer ? log_escape(d->manufacturer, mfr, sizeof(mfr)) : "",

@@ -186,6 +186,14 @@ static bool class_match(const struct class_match *m, const struct usb_class *c)
            (m->protocol < 0 || m->protocol == c->protocol);
 }
 
+static bool class_in_set(const struct class_match *set, unsigned n, const struct usb_class *c)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (class_match(&set[i], c))
+            return true;
+    return false;
+}
+
 static void class_string(const struct class_match *m, char *buf, size_t len)
 {
     if (m->subclass < 0)
@@ -288,6 +296,26 @@ bool match_rule(const struct policy_rule *rule, const struct usb_device *dev,
             FAIL("no interface of class %s", esc);
         }
     }
+    if ((m->keys & MATCH_CONNECT_TYPE) && (int)dev->connect_type != m->connect_type)
+        FAIL("its port is %s, not %s", device_connect_name(dev->connect_type),
+             device_connect_name((enum device_connect)m->connect_type));
+    if (m->keys & MATCH_EVERY_IFACE) {
+        if (dev->n_ifaces == 0)
+            FAIL("its interfaces are unknown: not every one can be of the classes asked");
+        for (unsigned i = 0; i < dev->n_ifaces; i++)
+            if (!class_in_set(m->every_iface, m->n_every, &dev->ifaces[i]))
+                FAIL("interface %u is of class %02x:%02x:%02x, not one of every-interface-class",
+                     i, dev->ifaces[i].cls, dev->ifaces[i].subclass, dev->ifaces[i].protocol);
+    }
+    if (m->keys & MATCH_NO_IFACE) {
+        if (dev->n_ifaces == 0)
+            FAIL("its interfaces are unknown: none can be shown to be outside "
+                 "no-interface-class");
+        for (unsigned i = 0; i < dev->n_ifaces; i++)
+            if (class_in_set(m->no_iface, m->n_no, &dev->ifaces[i]))
+                FAIL("interface %u is of class %02x:%02x:%02x, one of no-interface-class", i,
+                     dev->ifaces[i].cls, dev->ifaces[i].subclass, dev->ifaces[i].protocol);
+    }
     if (why && len)
         snprintf(why, len, "every key matches");
     return true;
@@ -306,6 +334,25 @@ static bool class_covers(const struct class_match *a, const struct class_match *
 {
     return a->cls == b->cls && (a->subclass < 0 || a->subclass == b->subclass) &&
            (a->protocol < 0 || a->protocol == b->protocol);
+}
+
+/* Every class b matches, some class of set a matches too. */
+static bool set_covers_class(const struct class_match *a, unsigned n, const struct class_match *b)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (class_covers(&a[i], b))
+            return true;
+    return false;
+}
+
+/* Set a takes every class set b takes. */
+static bool set_covers(const struct class_match *a, unsigned na, const struct class_match *b,
+                       unsigned nb)
+{
+    for (unsigned i = 0; i < nb; i++)
+        if (!set_covers_class(a, na, &b[i]))
+            return false;
+    return true;
 }
 
 /* Every device below hub b is below hub a (each in the same form, by port or by path). */
@@ -334,7 +381,14 @@ bool match_rule_covers(const struct rule_match *earlier, const struct rule_match
            (!(e->keys & MATCH_HUB) || hub_covers(e->hub, l->hub)) &&
            (!(e->keys & MATCH_CONNECTOR) || strcmp(e->connector, l->connector) == 0) &&
            (!(e->keys & MATCH_CLASS) || class_covers(&e->dev_class, &l->dev_class)) &&
-           (!(e->keys & MATCH_IFACE_CLASS) || class_covers(&e->iface_class, &l->iface_class));
+           (!(e->keys & MATCH_IFACE_CLASS) || class_covers(&e->iface_class, &l->iface_class)) &&
+           (!(e->keys & MATCH_CONNECT_TYPE) || e->connect_type == l->connect_type) &&
+           /* Every interface in l's set is in e's: e's set is wider. */
+           (!(e->keys & MATCH_EVERY_IFACE) ||
+            set_covers(e->every_iface, e->n_every, l->every_iface, l->n_every)) &&
+           /* No interface in l's set, so none in e's when l's takes all of e's. */
+           (!(e->keys & MATCH_NO_IFACE) ||
+            set_covers(l->no_iface, l->n_no, e->no_iface, e->n_no));
 }
 
 unsigned match_shadowed(const struct policy *policy,

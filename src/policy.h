@@ -37,7 +37,13 @@ enum match_key {
     MATCH_IFACE_CLASS = 1u << 8,
     MATCH_PATH = 1u << 9,
     MATCH_CONNECTOR = 1u << 10,
+    MATCH_CONNECT_TYPE = 1u << 11,
+    MATCH_EVERY_IFACE = 1u << 12,
+    MATCH_NO_IFACE = 1u << 13,
 };
+
+/* Classes in one every-interface-class or no-interface-class set, at most. */
+#define POLICY_MAX_CLASS_SET 16
 
 /* A class, subclass and protocol; -1 in a field matches any value. */
 struct class_match {
@@ -59,6 +65,11 @@ struct rule_match {
     char *connector;        /* a port's path with revision: that port or its peer */
     struct class_match dev_class;
     struct class_match iface_class;
+    int connect_type;       /* enum device_connect of the device's port */
+    struct class_match *every_iface;    /* each interface is one of these */
+    unsigned n_every;
+    struct class_match *no_iface;       /* no interface is one of these */
+    unsigned n_no;
 };
 
 struct policy_rule {

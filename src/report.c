@@ -91,14 +91,15 @@ int report_print(FILE *out, bool json, const struct decision_report *r)
         fprintf(out, "%s\n", report_format(r, line, sizeof(line)));
         return fflush(out) == 0 ? 0 : -errno;
     }
-    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:i, s:i, s:s, s:o, s:o, s:o, s:o, "
-                          "s:o, s:o, s:o}",
+    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:i, s:i, s:s, s:o, s:o, s:o, "
+                          "s:o, s:o, s:o, s:o}",
                           "event", report_event_name(r->event),
                           "action", r->action,
                           "port", json_str_or_null(d->port),
                           "path", json_str_or_null(d->id_path),
                           "path_with_revision", json_str_or_null(d->id_path_rev),
                           "peer_path", json_str_or_null(d->peer_path),
+                          "connect_type", device_connect_name(d->connect_type),
                           "busnum", (int)d->busnum,
                           "devnum", (int)d->devnum,
                           "id", device_id_string(d, id),

@@ -45,13 +45,15 @@ struct root_hub {
 /*
  * A hub's port, read the first time a device is seen in it and kept while
  * the hub is there: its peer, the other half of the same connector (a USB 3
- * socket is a USB 2 port and a USB 3 port, linked by the kernel).
+ * socket is a USB 2 port and a USB 3 port, linked by the kernel), and its
+ * connect type (a socket, or an internal device's wiring).
  */
 struct hub_port {
     struct hub_port *next;
     char *hub;              /* the hub's devpath */
     unsigned port;          /* 1-based */
     char *peer;             /* the peer's port path, "2-2.3"; NULL: none */
+    enum device_connect connect_type;
 };
 
 struct udev_source {
@@ -292,11 +294,16 @@ static struct hub_port *port_of(struct udev_source *src, const char *devpath,
     hp->port = port;
     hub_name = strrchr(hp->hub, '/') + 1;
     if (strncmp(hub_name, "usb", 3) == 0)
-        snprintf(path, sizeof(path), "/sys%s/%s-0:1.0/%s-port%u/peer", hp->hub, hub_name + 3,
-                 hub_name, port);
+        n = snprintf(path, sizeof(path), "/sys%s/%s-0:1.0/%s-port%u", hp->hub, hub_name + 3,
+                     hub_name, port);
     else
-        snprintf(path, sizeof(path), "/sys%s/%s:1.0/%s-port%u/peer", hp->hub, hub_name,
-                 hub_name, port);
+        n = snprintf(path, sizeof(path), "/sys%s/%s:1.0/%s-port%u", hp->hub, hub_name,
+                     hub_name, port);
+    if (n > 0 && (size_t)n < sizeof(path) &&
+        read_attr(path, (size_t)n, "connect_type", target, sizeof(target)) == 0)
+        hp->connect_type = device_connect_parse(target);
+    if (n > 0 && (size_t)n + 6 < sizeof(path))
+        memcpy(path + n, "/peer", 6);
     n = readlink(path, target, sizeof(target) - 1);
     if (n > 0) {
         char peer[DEVICE_STR_MAX + 1];
@@ -325,9 +332,11 @@ static int set_peer_path(struct udev_source *src, struct usb_device *dev)
     unsigned bus, depth;
     int n;
 
+    if (!(hp = port_of(src, dev->devpath, dev->port)))
+        return 0;
+    dev->connect_type = hp->connect_type;
     if (!dev->id_path || !(usb = strstr(dev->id_path, "-usb-0:")) || root_len == 0 ||
-        !(hp = port_of(src, dev->devpath, dev->port)) || !hp->peer ||
-        device_port_parse(hp->peer, &bus, &depth) < 0)
+        !hp->peer || device_port_parse(hp->peer, &bus, &depth) < 0)
         return 0;
     slash = dev->devpath + root_len - 1;
     while (slash > dev->devpath && *slash != '/')

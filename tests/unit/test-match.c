@@ -124,6 +124,11 @@ static struct usb_device *make_dev(const struct dev_spec *s)
     dev->dev_class = (struct usb_class){ s->cls, s->subclass, s->protocol };
     if (s->ifaces)
         assert_true(device_parse_interfaces(dev, s->ifaces) >= 0);
+    /* The keyboard on bus 3 is a laptop's, wired in; the stick's port a socket. */
+    if (s == &devices[KEYBOARD])
+        dev->connect_type = DEVICE_CONNECT_HARDWIRED;
+    else if (s == &devices[STORAGE])
+        dev->connect_type = DEVICE_CONNECT_HOTPLUG;
     return dev;
 }
 
@@ -331,6 +336,32 @@ static const struct key_case key_cases[] = {
     { "interface-class: audio", WEBCAM, true },
     { "interface-class: \"00\"", BARE, false },
     { "interface-class: vendor", DEEP, false },
+    /* connect-type: the port's wiring; unknown when the firmware says nothing */
+    { "connect-type: hardwired", KEYBOARD, true },
+    { "connect-type: hardwired", STORAGE, false },
+    { "connect-type: hotplug", STORAGE, true },
+    { "connect-type: hotplug", YUBIKEY, false },
+    { "connect-type: unknown", YUBIKEY, true },
+    { "connect-type: unknown", KEYBOARD, false },
+    /* every-interface-class: each interface in the set; none known: no */
+    { "every-interface-class: hid", KEYBOARD, true },
+    { "every-interface-class: [hid]", NESTED, true },
+    { "every-interface-class: hid", YUBIKEY, false },            /* and a CCID */
+    { "every-interface-class: [hid, smart-card]", YUBIKEY, true },
+    { "every-interface-class: \"03:01:01\"", KEYBOARD, false },  /* its 03:00:00 */
+    { "every-interface-class: [\"03:01:01\", \"03:00\"]", KEYBOARD, true },
+    { "every-interface-class: [hid, storage]", STORAGE, true },
+    { "every-interface-class: [hid, storage]", WEBCAM, false },
+    { "every-interface-class: hid", BARE, false },
+    { "every-interface-class: vendor", DEEP, false },
+    /* no-interface-class: none in the set; none known: no */
+    { "no-interface-class: hid", STORAGE, true },
+    { "no-interface-class: hid", YUBIKEY, false },
+    { "no-interface-class: [storage, hid]", WEBCAM, true },
+    { "no-interface-class: \"03:01:01\"", KEYBOARD, false },
+    { "no-interface-class: \"03:01:02\"", KEYBOARD, true },
+    { "no-interface-class: hid", BARE, false },
+    { "interface-class: storage, no-interface-class: hid", STORAGE, true },
     /* several keys: all must hold */
     { "id: \"1050:0407\", serial: \"999*\"", YUBIKEY, false },
     { "id: \"1050:0407\", hub: usb1", YUBIKEY, true },
@@ -424,6 +455,16 @@ static const struct cover_case cover_cases[] = {
     { "interface-class: \"03:01:01\"", "interface-class: \"03\"", false },
     { "class: hid", "class: \"03:00\"", true },
     { "class: hid", "interface-class: hid", false },
+    /* connect-type and interface sets */
+    { "connect-type: hotplug", "connect-type: hotplug, id: \"1050:*\"", true },
+    { "connect-type: hotplug", "connect-type: hardwired", false },
+    { "every-interface-class: [hid, storage]", "every-interface-class: hid", true },
+    { "every-interface-class: hid", "every-interface-class: [hid, storage]", false },
+    { "every-interface-class: hid", "every-interface-class: \"03:01:01\"", true },
+    { "no-interface-class: hid", "no-interface-class: [hid, storage]", true },
+    { "no-interface-class: [hid, storage]", "no-interface-class: hid", false },
+    { "no-interface-class: \"03:01:01\"", "no-interface-class: hid", true },
+    { "no-interface-class: hid", "no-interface-class: \"03:01:01\"", false },
     /* a key the later rule lacks: never covered */
     { "serial: \"*\"", "id: \"1050:0407\"", false },
     { "hub: usb1", "port: \"1-1.2\"", false },
@@ -620,6 +661,13 @@ static void why_not(void **state)
         { "class: \"ef:02:02\"", WEBCAM, "device class ef:02:01 does not match ef:02:02" },
         { "interface-class: smart-card", KEYBOARD, "no interface of class 0b" },
         { "interface-class: \"03:01\"", STORAGE, "no interface of class 03:01" },
+        { "connect-type: hotplug", KEYBOARD, "its port is hardwired, not hotplug" },
+        { "every-interface-class: hid", YUBIKEY,
+          "interface 2 is of class 0b:00:00, not one of every-interface-class" },
+        { "no-interface-class: smart-card", YUBIKEY,
+          "interface 2 is of class 0b:00:00, one of no-interface-class" },
+        { "no-interface-class: hid", BARE,
+          "its interfaces are unknown: none can be shown to be outside no-interface-class" },
         { "vendor: \"046d\", interface-class: \"03:01:02\"", KEYBOARD,
           "no interface of class 03:01:02" },
     };

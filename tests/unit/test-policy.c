@@ -537,8 +537,8 @@ static const struct bad_case bad_cases[] = {
       "      colour: red\n"
       "    domain: vault\n",
       { "t.yaml:7:7: unknown key 'colour' in 'match' (expected one of: id, vendor, "
-        "product, serial, manufacturer, product-name, hub, port, path, connector, class, "
-        "interface-class)" } },
+        "product, serial, manufacturer, product-name, hub, port, path, connector, "
+        "connect-type, class, interface-class, every-interface-class, no-interface-class)" } },
     { "unknown_key_in_controller",
       "version: 1\n"
       "domains:\n"
@@ -688,6 +688,28 @@ static const struct bad_case bad_cases[] = {
         "t.yaml:17:24: bad connector 'pci-0000:00:14.0-usb-0:1': " WHY_CONNECTOR,
         "t.yaml:19:24: bad connector 'pci-0000:00:14.0-usbv3': " WHY_CONNECTOR,
         "t.yaml:21:24: bad connector 'pci-0000:00:14.0-usbv3-0:*': " WHY_CONNECTOR } },
+    { "bad_connect_type_and_class_sets",
+      HEAD
+      "rules:\n"
+      "  - match: {connect-type: \"not used\"}\n"
+      "    domain: vault\n"
+      "  - match: {every-interface-class: []}\n"
+      "    domain: vault\n"
+      "  - match: {no-interface-class: [hid, keyboard, {a: b}]}\n"
+      "    domain: vault\n"
+      "  - match: {every-interface-class: [hid, hid, hid, hid, hid, hid, hid, hid, hid, hid, hid, "
+      "hid, hid, hid, hid, hid, hid]}\n"
+      "    domain: vault\n"
+      "  - match: {every-interface-class: [hid, \"08:06:50\"], no-interface-class: \"03:01:01\", "
+      "connect-type: hotplug}\n"
+      "    domain: vault\n",
+      { "t.yaml:5:27: bad connect-type 'not used': expected hotplug, hardwired or unknown",
+        "t.yaml:7:36: 'every-interface-class' takes 1 to 16 classes, not 0",
+        "t.yaml:9:39: bad class 'keyboard' in 'no-interface-class': expected a class name (hid, "
+        "storage, smart-card, audio, video...) or hex class[:subclass[:protocol]] such as 03 "
+        "or 03:01:01",
+        "t.yaml:9:49: 'no-interface-class' must be a string, not a mapping",
+        "t.yaml:11:36: 'every-interface-class' takes 1 to 16 classes, not 17" } },
     { "unknown_domain_reference",
       HEAD
       "rules:\n"
