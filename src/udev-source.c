@@ -703,8 +703,21 @@ void udev_source_free(struct udev_source *src)
         ev_io_stop(src->loop, &src->io);
         udev_monitor_unref(src->monitor);
     }
-    while (src->root_hubs)
-        forget_hub(src, src->root_hubs->devpath);
+    while (src->root_hubs) {
+        struct root_hub *h = src->root_hubs;
+
+        src->root_hubs = h->next;
+        free(h->devpath);
+        free(h);
+    }
+    while (src->ports) {
+        struct hub_port *hp = src->ports;
+
+        src->ports = hp->next;
+        free(hp->hub);
+        free(hp->peer);
+        free(hp);
+    }
     udev_unref(src->udev);
     free(src);
 }
