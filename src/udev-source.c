@@ -499,6 +499,8 @@ static void handle(struct udev_source *src, struct udev_device *ud)
     if (!action || !is_usb_device(ud))
         return;
     if (strcmp(action, "add") == 0) {
+        /* A hub that comes (back) is read afresh: what was read before it was there is not it. */
+        forget_hub(src, udev_device_get_devpath(ud));
         dev = device_from_udev(src, ud);
         if (dev)
             router_device_added(src->router, dev, EVENT_ADD);

@@ -112,6 +112,30 @@ def test():
         daemon.stop_clean(d)
     tb.close()
 
+    # A root hub that comes after a device asked about it is read when it comes.
+    tb = aua.Testbed()
+    text = real.amd_xhci()
+    usb2 = [b for b in real.blocks(text) if "/usb2" in real.path_of(b)]
+    tb.load_string("\n\n".join(b for b in real.blocks(text) if b not in usb2) + "\n")
+    with aua.Daemon(daemon.command("--dry-run", "--json", "-c", policy), testbed=tb) as d:
+        d.wait_ready(daemon.timeout(10))
+        tb.wait_listeners(1)
+        d.json_lines(1, daemon.timeout(5))      # the key, present at start
+        tb.load_string(real.amd_stick("1-3", devnum=20) + "\n")
+        add = d.json_lines(1, daemon.timeout(5))[0]
+        aua.check_equal(decided(add), ("pci-0000:05:00.3-usbv2-0:3", None, "attach", "vault", 1),
+                        "no USB 3 root hub yet: no peer path")
+        tb.remove("1-3")
+        d.json_lines(1, daemon.timeout(5))
+        tb.load_string("\n\n".join(usb2) + "\n")
+        tb.load_string(real.amd_stick("1-3", devnum=21) + "\n")
+        add = d.json_lines(1, daemon.timeout(5))[0]
+        aua.check_equal(decided(add)[:2], ("pci-0000:05:00.3-usbv2-0:3",
+                                           "pci-0000:05:00.3-usbv3-0:1"),
+                        "the USB 3 root hub read once it came")
+        daemon.stop_clean(d)
+    tb.close()
+
     # The generated rule takes the stick back at USB 2 speed in the same socket.
     tb = aua.Testbed()
     tb.load_string(real.amd_xhci() + "\n" + real.amd_stick("1-3", devnum=20) + "\n")
