@@ -247,7 +247,10 @@ fail:
 
 /* ------------------------------------------------------------- showing */
 
-/* Writes daemon text to f with control characters and invalid UTF-8 as \xNN. */
+/*
+ * Writes daemon text to f with control characters and invalid UTF-8 as \xNN,
+ * line breaks other readers see and bidi controls as \uXXXX.
+ */
 static void put_text(FILE *f, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -260,6 +263,10 @@ static void put_text(FILE *f, const char *s)
             for (size_t i = 0; i < (n ? n : 1); i++)
                 fprintf(f, "\\x%02x", p[i]);
             p += n ? n : 1;
+        } else if (n == 3 && utf8_hidden_break(p)) {
+            /* A line break to other readers, or a bidi control reordering the line. */
+            fprintf(f, "\\u%04x", utf8_hidden_break(p));
+            p += n;
         } else {
             fwrite(p, 1, n, f);
             p += n;
@@ -736,9 +743,15 @@ int main(int argc, char **argv)
         return EXIT_REPLY;
     }
     r = json_is_true(json_object_get(reply, "ok")) ? 0 : EXIT_DAEMON_ERROR;
-    if (json)
-        printf("%s\n", line);
-    else if (r == 0)
+    if (json) {
+        /* As the daemon writes them, U+2028 and kin escaped: one line, whoever splits it. */
+        char *safe = log_json_escape_breaks(line);
+
+        if (!safe)
+            die_oom();
+        printf("%s\n", safe);
+        free(safe);
+    } else if (r == 0)
         cmd->print(reply);
     else
         print_error(reply);

@@ -240,7 +240,10 @@ GOOD_VALUES = {
     "hub": ["usb1", "usb3", "usb999", "1-1", "3-2.4", "999-999",
             "1-1.2.3.4.5.6.7", "pci-0000:00:14.0", "pci-0000:03:00.7-usb-0:1",
             "pci-0000:00:14.0-usb-0:1.4.2", "pci-10000:e0:1d.7-usb-0:999",
-            "pci-0000:00:14.0-usb-0:1.2.3.4.5.6.7"],
+            "pci-0000:00:14.0-usb-0:1.2.3.4.5.6.7", "pci-0000:00:14.0-usbv2-0:1",
+            "pci-0000:00:14.0-usbv3", "pci-0000:05:00.3-usbv1-0:1.2.3.4.5.6.7"],
+    "connector": ["pci-0000:00:14.0-usbv2-0:1", "pci-0000:00:14.0-usbv3-0:2.4",
+                  "pci-10000:e0:1d.7-usbv1-0:999"],
     "path": ["pci-0000:00:14.0-usb-0:1.4", "pci-0000:00:14.0", "pci-*-usb-0:1.*", "*",
              "", "anything at all", "pci-0000:00:14.0-usbv2-0:1", "[!x]", "a\\*b"],
     "port": ["1-1", "1-1.4", "usb3", "1-1.2.3.4.5.6.7", "1-1.*", "*",
@@ -248,7 +251,12 @@ GOOD_VALUES = {
     "class": CLASS_NAMES + ["03", "0x03", "0X1f", "ff", "0", "03:01", "03:01:01",
                             "03:*:01", "03:*:*", "e0:01:01", "0x3:0x1:0x2"],
     "interface-class": ["hid", "smart-card", "03:01:01", "08:06:50", "ff:*"],
+    "connect-type": ["hotplug", "hardwired", "unknown"],
+    "every-interface-class": ["hid", "03:01:01", "ff:*"],
+    "no-interface-class": ["storage", "03:*:01"],
 }
+# Keys that take one class or a list of them.
+SET_KEYS = ("every-interface-class", "no-interface-class")
 BAD_VALUES = {
     "id": ["1050", "1050:407", "1050:0407:1", "105g:0407", "[12:0407", "1050:", ":0407",
            "12345678901234567:*", "10\\50:0407", "1050 :0407", "1050:0407\n", "^:0407"],
@@ -263,14 +271,22 @@ BAD_VALUES = {
             "pci-0000:00:14.8", "pci-0000:00:1C.0", "pci-000:00:14.0", "pci-0000:00:14.0-",
             "pci-0000:00:14.0-usb-0:", "pci-0000:00:14.0-usb-0:0", "pci-0000:00:14.0-usb-0:01",
             "pci-0000:00:14.0-usb-0:1.", "pci-0000:00:14.0-usb-1:1",
-            "pci-0000:00:14.0-usbv2-0:1", "pci-0000:00:14.0-usb-0:1.1.1.1.1.1.1.1",
+            "pci-0000:00:14.0-usbv4-0:1", "pci-0000:00:14.0-usbv-0:1",
+            "pci-0000:00:14.0-usbv3-", "pci-0000:00:14.0-usbv3-0:",
+            "pci-0000:00:14.0-usb-0:1.1.1.1.1.1.1.1",
             "pci-0000:00:14.0-usb-0:1000", "pci-0000:00:14.0\n", "pci-123456789:00:14.0"],
     "path": ["[abc", "abc\\", "[!]"],
+    "connector": ["pci-0000:00:14.0-usb-0:1", "pci-0000:00:14.0", "pci-0000:00:14.0-usbv3",
+                  "pci-0000:00:14.0-usbv3-0:*", "pci-0000:00:14.0-usbv0-0:1", "usb2", "2-1",
+                  "pci-0000:00:14.0-usbv3-0:1.1.1.1.1.1.1.1", "pci-0000:00:14.0-usbv3-0:01"],
     "port": ["1-0", "0-1", "1-1.", "1", "usb0", "1-1.1.1.1.1.1.1.1", "1-1000", "[1-", "001-001",
              "1-1\n", "x", "\\1-1"],
     "class": ["foo", "HID", "*", "*:01", "03:", "03:01:01:01", "0x", "0x003", "123", "g",
               "03::01", "", "03:01:01\n"],
     "interface-class": ["keyboard", "03:01:01:", "0x:01"],
+    "connect-type": ["Hotplug", "not used", "not-used", "", "hot plug", "hotplug\n"],
+    "every-interface-class": ["keyboard", "03:01:01:", ""],
+    "no-interface-class": ["HID", "*"],
 }
 
 
@@ -446,8 +462,20 @@ def generated_cases():
     for key, values in BAD_VALUES.items():
         for v in values:
             add("match-%s-bad-%r" % (key, v), with_match("{%s: %s}" % (key, q(v))), False)
-        for v in ["[]", "{}", "", "~", "[%s]" % q(GOOD_VALUES[key][0])]:
+        for v in ["[]", "{}", "", "~"] + ([] if key in SET_KEYS else
+                                          ["[%s]" % q(GOOD_VALUES[key][0])]):
             add("match-%s-type-%r" % (key, v), with_match("{%s: %s}" % (key, v)), False)
+    for key in SET_KEYS:
+        add("match-%s-list" % key, with_match('{%s: [hid, "08:06:50", smart-card]}' % key), True)
+        add("match-%s-list-one" % key, with_match('{%s: ["03:01:01"]}' % key), True)
+        add("match-%s-list-16" % key, with_match("{%s: [%s]}" % (key, ", ".join(["hid"] * 16))),
+            True)
+        add("match-%s-list-17" % key, with_match("{%s: [%s]}" % (key, ", ".join(["hid"] * 17))),
+            False)
+        add("match-%s-list-bad" % key, with_match("{%s: [hid, keyboard]}" % key), False)
+        add("match-%s-list-nested" % key, with_match("{%s: [[hid]]}" % key), False)
+        add("match-%s-list-map" % key, with_match("{%s: [{a: b}]}" % key), False)
+        add("match-%s-list-null" % key, with_match("{%s: [hid, ~]}" % key), False)
     # Plain (unquoted) values that stay text for the daemon and for this loader.
     add("match-plain-text", with_match("{hub: usb3, port: 1-1.4, class: hid, id: 1050:0407, "
                                        "serial: 0012*, interface-class: 03:01:01}"), True)

@@ -203,6 +203,13 @@ static int client_reply(struct client *c, json_t *reply)
     int r;
 
     json_decref(reply);
+    if (text) {
+        /* U+2028 and kin as \u2028: line-splitting readers must not cut a reply. */
+        char *safe = log_json_escape_breaks(text);
+
+        free(text);
+        text = safe;
+    }
     if (!text) {
         /* Out of memory, or a handler that broke its contract with a bare value. */
         log_error("control: cannot encode the reply to pid %ld uid %u", (long)c->peer.pid,

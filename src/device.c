@@ -34,6 +34,8 @@ void device_free(struct usb_device *dev)
     free(dev->devpath);
     free(dev->port);
     free(dev->id_path);
+    free(dev->id_path_rev);
+    free(dev->peer_path);
     free(dev->serial);
     free(dev->manufacturer);
     free(dev->product_name);
@@ -51,10 +53,13 @@ struct usb_device *device_dup(const struct usb_device *dev)
     copy->vendor = dev->vendor;
     copy->product = dev->product;
     copy->dev_class = dev->dev_class;
+    copy->connect_type = dev->connect_type;
     copy->n_ifaces = dev->n_ifaces;
     copy->speed = dev->speed;
     memcpy(copy->ifaces, dev->ifaces, sizeof(dev->ifaces));
     if (device_set_str(&copy->id_path, dev->id_path) < 0 ||
+        device_set_str(&copy->id_path_rev, dev->id_path_rev) < 0 ||
+        device_set_str(&copy->peer_path, dev->peer_path) < 0 ||
         device_set_str(&copy->serial, dev->serial) < 0 ||
         device_set_str(&copy->manufacturer, dev->manufacturer) < 0 ||
         device_set_str(&copy->product_name, dev->product_name) < 0) {
@@ -92,16 +97,21 @@ bool device_is_keyboard(const struct usb_device *dev)
     return false;
 }
 
-bool device_devpath_on_usb(const char *devpath)
+size_t device_devpath_root_hub(const char *devpath)
 {
     /* A root hub's directory, "usbN", is a component of every USB devpath. */
     for (const char *p = devpath; (p = strstr(p, "/usb")) != NULL; p++) {
         size_t digits = strspn(p + 4, "0123456789");
 
         if (digits > 0 && (p[4 + digits] == '/' || p[4 + digits] == '\0'))
-            return true;
+            return (size_t)(p - devpath) + 4 + digits;
     }
-    return false;
+    return 0;
+}
+
+bool device_devpath_on_usb(const char *devpath)
+{
+    return device_devpath_root_hub(devpath) != 0;
 }
 
 /*
@@ -290,10 +300,10 @@ int device_id_path(const char *devpath, char *buf, size_t len)
     return 0;
 }
 
-int device_id_path_parse(const char *path, unsigned *depth)
+int device_id_path_parse_rev(const char *path, unsigned *depth, unsigned *rev)
 {
     const char *p, *dash;
-    unsigned d = 0;
+    unsigned d = 0, r = 0;
 
     if (strncmp(path, "pci-", 4) != 0)
         return -EINVAL;
@@ -302,28 +312,128 @@ int device_id_path_parse(const char *path, unsigned *depth)
     if (!is_pci_function(p, dash ? (size_t)(dash - p) : strlen(p)))
         return -EINVAL;
     if (dash) {
-        if (strncmp(dash, "-usb-0:", 7) != 0)
+        p = dash;
+        /* "-usbvN" names one root hub of the controller; ports may follow. */
+        if (strncmp(p, "-usbv", 5) == 0 && p[5] >= '1' && p[5] <= '3') {
+            r = (unsigned)(p[5] - '0');
+            p += 6;
+            if (*p == '\0')
+                goto done;
+        } else if (strncmp(p, "-usb", 4) == 0) {
+            p += 4;
+        } else {
             return -EINVAL;
-        p = parse_port_list(dash + 6, &d);
+        }
+        if (strncmp(p, "-0:", 3) != 0)
+            return -EINVAL;
+        p = parse_port_list(p + 2, &d);
         if (!p || *p)
             return -EINVAL;
     }
+done:
     *depth = d;
+    *rev = r;
     return 0;
+}
+
+int device_id_path_parse(const char *path, unsigned *depth)
+{
+    unsigned rev;
+
+    return device_id_path_parse_rev(path, depth, &rev);
 }
 
 bool device_id_path_below(const char *id_path, const char *hub)
 {
-    unsigned depth, hub_depth;
+    unsigned depth, hub_depth, rev, hub_rev;
     size_t n = strlen(hub);
 
     /* What the index cannot take apart, the scan must not match either. */
-    if (!id_path || device_id_path_parse(id_path, &depth) < 0 ||
-        device_id_path_parse(hub, &hub_depth) < 0 || depth <= hub_depth ||
+    if (!id_path || device_id_path_parse_rev(id_path, &depth, &rev) < 0 ||
+        device_id_path_parse_rev(hub, &hub_depth, &hub_rev) < 0 || depth <= hub_depth ||
         strncmp(id_path, hub, n) != 0)
         return false;
-    /* Below a controller: "-usb-0:..." follows; below a hub: ".N" does. */
+    /* Below a controller or root hub: "-..." follows; below a hub: ".N" does. */
     return id_path[n] == (hub_depth == 0 ? '-' : '.');
+}
+
+unsigned device_root_hub_revision(unsigned protocol, const char *speed)
+{
+    /* As udev's path_id: the hub protocol, and for 0 the speed (EHCI or OHCI). */
+    switch (protocol) {
+    case 0:
+        return speed && strcmp(speed, "480") == 0 ? 2 : 1;
+    case 1:
+    case 2:
+        return 2;
+    case 3:
+        return 3;
+    }
+    return 0;
+}
+
+int device_id_path_with_revision(const char *id_path, unsigned rev, char *buf, size_t len)
+{
+    unsigned depth, old_rev;
+    const char *usb;
+    int n;
+
+    if (rev < 1 || rev > 3 || device_id_path_parse_rev(id_path, &depth, &old_rev) < 0 ||
+        old_rev != 0 || depth == 0)
+        return -EINVAL;
+    usb = strstr(id_path, "-usb-0:");
+    n = snprintf(buf, len, "%.*s-usbv%u%s", (int)(usb - id_path), id_path, rev, usb + 4);
+    if (n < 0 || (size_t)n >= len)
+        return -ENOSPC;
+    return 0;
+}
+
+enum device_connect device_connect_parse(const char *value)
+{
+    if (value && strcmp(value, "hotplug") == 0)
+        return DEVICE_CONNECT_HOTPLUG;
+    if (value && strcmp(value, "hardwired") == 0)
+        return DEVICE_CONNECT_HARDWIRED;
+    return DEVICE_CONNECT_UNKNOWN;
+}
+
+const char *device_connect_name(enum device_connect type)
+{
+    switch (type) {
+    case DEVICE_CONNECT_HOTPLUG:
+        return "hotplug";
+    case DEVICE_CONNECT_HARDWIRED:
+        return "hardwired";
+    case DEVICE_CONNECT_UNKNOWN:
+        break;
+    }
+    return "unknown";
+}
+
+int device_port_of_port_device(const char *name, char *buf, size_t len)
+{
+    const char *sep = strstr(name, "-port");
+    char hub[DEVICE_STR_MAX + 1];
+    unsigned bus, depth, port;
+    const char *end;
+    int n;
+
+    if (!sep || (size_t)(sep - name) > DEVICE_STR_MAX)
+        return -EINVAL;
+    end = parse_small(sep + 5, &port);
+    if (!end || *end || port == 0)
+        return -EINVAL;
+    memcpy(hub, name, (size_t)(sep - name));
+    hub[sep - name] = '\0';
+    if (device_port_parse(hub, &bus, &depth) < 0 || depth + 1 > DEVICE_MAX_PORT_DEPTH)
+        return -EINVAL;
+    if (depth == 0)
+        n = snprintf(buf, len, "%u-%u", bus, port);
+    else
+        n = snprintf(buf, len, "%s.%u", hub, port);
+    if (n < 0 || (size_t)n >= len)
+        return -ENOSPC;
+    return 0;
 }
 
 static int hex_nibble(char c)
@@ -399,6 +509,16 @@ int device_parse_descriptors(struct usb_device *dev, const uint8_t *buf, size_t 
     }
     dev->n_ifaces = n;
     return (int)n;
+}
+
+bool device_serial_short_usable(const char *id_serial_short)
+{
+    /*
+     * udev's usb_id trims the ends and turns every byte outside
+     * [A-Za-z0-9#+-.:=@_] into '_': "{BE81...}" becomes "_BE81..._".  A '_'
+     * may be the device's own, so only its absence proves the value raw.
+     */
+    return id_serial_short && *id_serial_short && !strchr(id_serial_short, '_');
 }
 
 char *device_id_string(const struct usb_device *dev, char *buf)

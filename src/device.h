@@ -27,10 +27,20 @@ struct usb_class {
     uint8_t protocol;
 };
 
+/* How the port is wired, as the firmware tells the kernel (connect_type). */
+enum device_connect {
+    DEVICE_CONNECT_UNKNOWN = 0,     /* "unknown", "not used", or not said */
+    DEVICE_CONNECT_HOTPLUG,         /* a socket a user plugs into */
+    DEVICE_CONNECT_HARDWIRED,       /* an internal device: camera, card reader, Bluetooth */
+};
+
 struct usb_device {
     char *devpath;       /* kernel DEVPATH, "/devices/.../1-1.2": the key */
     char *port;          /* port path (sysname), "1-1.2" */
     char *id_path;       /* udev's ID_PATH, "pci-0000:00:14.0-usb-0:1.2"; NULL: none */
+    char *id_path_rev;   /* ID_PATH_WITH_USB_REVISION, "pci-...-usbv3-0:1.2"; NULL: unknown */
+    char *peer_path;     /* the same of its port's peer (the connector's other half); NULL: none */
+    enum device_connect connect_type;   /* of the port it is plugged into */
     unsigned busnum;
     unsigned devnum;
     uint16_t vendor;
@@ -72,6 +82,12 @@ bool device_is_keyboard(const struct usb_device *dev);
 bool device_devpath_on_usb(const char *devpath);
 
 /*
+ * The length of devpath's prefix that names its root hub ("/devices/...
+ * /usb1" of "/devices/.../usb1/1-1/1-1.4"), or 0 when it has none.
+ */
+size_t device_devpath_root_hub(const char *devpath);
+
+/*
  * Parses a port path "B-P[.P...]" into its bus and depth; "usbN" (a root
  * hub) has depth 0.  Returns 0 or -EINVAL.
  */
@@ -99,17 +115,50 @@ int device_id_path(const char *devpath, char *buf, size_t len);
 
 /*
  * Checks a path in the form device_id_path writes: "pci-0000:00:14.0" (a
- * controller, depth 0) or "pci-0000:00:14.0-usb-0:1.4" (depth 2).  Sets
- * *depth and returns 0, or -EINVAL.
+ * controller, depth 0) or "pci-0000:00:14.0-usb-0:1.4" (depth 2), or in the
+ * form with the root hub's USB revision that newer udev adds,
+ * "pci-0000:00:14.0-usbv3-0:1.4", and "pci-0000:00:14.0-usbv3" for that
+ * root hub (depth 0).  Sets *depth and returns 0, or -EINVAL.
  */
 int device_id_path_parse(const char *path, unsigned *depth);
 
+/* The same, and sets *rev to the revision (1 to 3), 0 for the plain form. */
+int device_id_path_parse_rev(const char *path, unsigned *depth, unsigned *rev);
+
 /*
  * True when the device with path id_path is below hub, at any depth; hub is
- * a controller ("pci-0000:00:14.0": every device on it) or a hub's path.
- * False when either is not in device_id_path's form.
+ * a controller ("pci-0000:00:14.0": every device on it), one of its root
+ * hubs ("pci-0000:00:14.0-usbv3") or a hub's path.  Both are in the same
+ * form, plain or with the revision.  False when either is not in
+ * device_id_path_parse's form.
  */
 bool device_id_path_below(const char *id_path, const char *hub);
+
+/*
+ * The USB revision that udev's path_id gives the devices below a root hub,
+ * from the root hub's bDeviceProtocol and speed: 1, 2 or 3, or 0 when they
+ * say nothing known.
+ */
+unsigned device_root_hub_revision(unsigned protocol, const char *speed);
+
+/*
+ * Writes the path with revision rev ("pci-X-usbv3-0:1.4") of the plain
+ * id_path ("pci-X-usb-0:1.4").  Returns 0, -EINVAL when id_path names no
+ * USB port (a controller, or not the plain form), or -ENOSPC.
+ */
+int device_id_path_with_revision(const char *id_path, unsigned rev, char *buf, size_t len);
+
+/* The connect type of a port's connect_type attribute ("hotplug"...). */
+enum device_connect device_connect_parse(const char *value);
+/* "hotplug", "hardwired" or "unknown". */
+const char *device_connect_name(enum device_connect type);
+
+/*
+ * The port path of a port named as the kernel names port devices:
+ * "usb2-port3" is port 3 of root hub 2, "2-3" for a device in it;
+ * "2-1.4-port2" gives "2-1.4.2".  Returns 0, -EINVAL or -ENOSPC.
+ */
+int device_port_of_port_device(const char *name, char *buf, size_t len);
 
 /*
  * Fills dev->ifaces from udev's ID_USB_INTERFACES (":030101:0b0000:").
@@ -123,6 +172,13 @@ int device_parse_interfaces(struct usb_device *dev, const char *prop);
  * interfaces or -EINVAL on a malformed buffer.
  */
 int device_parse_descriptors(struct usb_device *dev, const uint8_t *buf, size_t len);
+
+/*
+ * True when udev's ID_SERIAL_SHORT can stand for the serial the device
+ * reports: udev writes '_' for every character it rewrites, so only a value
+ * without one is known to be the device's own string.
+ */
+bool device_serial_short_usable(const char *id_serial_short);
 
 /* Writes "vvvv:pppp" into buf (at least 10 bytes). */
 char *device_id_string(const struct usb_device *dev, char *buf);

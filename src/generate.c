@@ -2,7 +2,8 @@
  * Writes a starting policy: one rule per plugged device, each kept in dom0
  * (action: ignore) until the user names a guest, so that the generated file
  * is safe to load as it is.  Device strings are untrusted: they are escaped
- * for YAML, and a serial becomes a glob that matches exactly those bytes.
+ * for YAML (line breaks libyaml sees, U+2028/9 and NEL, and bidi controls
+ * too), and a serial becomes a glob that matches exactly those bytes.
  */
 #include "config.h"
 
@@ -45,6 +46,12 @@ static void put_yaml_string(FILE *out, const char *s)
 
         if (*p == '"' || *p == '\\') {
             fprintf(out, "\\%c", *p);
+        } else if (seq == 3 && utf8_hidden_break(p)) {
+            /* libyaml breaks lines at U+2028/9; bidi controls hide what a line says. */
+            fprintf(out, "\\u%04x", utf8_hidden_break(p));
+        } else if (seq == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
+            /* C1 controls: U+0085 (NEL) is a line break to YAML too. */
+            fprintf(out, "\\x%02x", p[1]);
         } else if (seq == 0) {
             fputc('?', out);
             seq = 1;
@@ -81,6 +88,11 @@ static void put_serial_glob(FILE *out, const char *s)
             seq = 1;
         } else if (*p == '"') {
             fputs("\\\"", out);
+        } else if (seq == 3 && utf8_hidden_break(p)) {
+            /* YAML's escape gives the same character back: the glob stays exact. */
+            fprintf(out, "\\u%04x", utf8_hidden_break(p));
+        } else if (seq == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
+            fprintf(out, "\\x%02x", p[1]);
         } else if (seq == 0 || (seq == 1 && (*p < 0x20 || *p == 0x7f))) {
             fputc('?', out);
             seq = 1;
@@ -98,8 +110,14 @@ static void put_comment(FILE *out, const struct usb_device *d)
 
     fprintf(out, "  # %s (bus %u device %u)  %s", d->port, d->busnum, d->devnum,
             device_id_string(d, id));
-    if (d->id_path)
+    if (d->id_path_rev)
+        fprintf(out, "  %s", log_escape(d->id_path_rev, path, sizeof(path)));
+    else if (d->id_path)
         fprintf(out, "  %s", log_escape(d->id_path, path, sizeof(path)));
+    if (d->peer_path)
+        fprintf(out, " (peer %s)", log_escape(d->peer_path, path, sizeof(path)));
+    if (d->connect_type == DEVICE_CONNECT_HARDWIRED)
+        fputs("  hardwired (an internal device)", out);
     if (d->manufacturer || d->product_name)
         fprintf(out, "  \"%s%s%s\"",
                 d->manufacturer ? log_escape(d->manufacturer, mfr, sizeof(mfr)) : "",
@@ -118,6 +136,46 @@ static void put_comment(FILE *out, const struct usb_device *d)
         }
     }
     fputc('\n', out);
+}
+
+/*
+ * True when d's plain path also names a port of another root hub of the
+ * same controller (an xHCI's USB 2 and USB 3 root hubs number their ports
+ * alike): then only the path with the revision tells the two apart.
+ */
+static bool path_ambiguous(const struct usb_device *d, struct usb_device *const *devs, size_t n)
+{
+    size_t len;
+
+    if (!d->id_path || !strstr(d->id_path, "-usb-0:"))
+        return false;
+    len = (size_t)(strstr(d->id_path, "-usb-0:") - d->id_path);
+    for (size_t i = 0; i < n; i++) {
+        const struct usb_device *r = devs[i];
+
+        if (strncmp(r->port, "usb", 3) == 0 && r->busnum != d->busnum && r->id_path &&
+            strlen(r->id_path) == len && strncmp(r->id_path, d->id_path, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * True when another device plugged in now has d's vendor:product and serial
+ * (none, or the same): a rule by id alone would take both, and the second
+ * device's rule could never match.
+ */
+static bool id_ambiguous(const struct usb_device *d, struct usb_device *const *devs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct usb_device *e = devs[i];
+
+        if (e != d && !device_is_hub(e) && e->vendor == d->vendor && e->product == d->product &&
+            (e->serial && d->serial ? strcmp(e->serial, d->serial) == 0
+                                    : !e->serial && !d->serial))
+            return true;
+    }
+    return false;
 }
 
 int generate_policy(FILE *out, struct usb_device *const *devs, size_t n, enum generate_by by)
@@ -149,10 +207,13 @@ int generate_policy(FILE *out, struct usb_device *const *devs, size_t n, enum ge
             "rules:\n",
             when, "devices plugged in now",
             by == GENERATE_BY_ID ? "by vendor:product and serial (the device goes\n"
-                                   "# where it is told, whichever port it is plugged into)"
+                                   "# where it is told, whichever port it is plugged into;\n"
+                                   "# devices alike without a serial of their own are also\n"
+                                   "# told apart by their port)"
             : by == GENERATE_BY_PATH ? "by the port it is plugged into, named by\n"
                                        "# its controller's PCI address (whatever is plugged in\n"
-                                       "# there later gets the same decision)"
+                                       "# there later gets the same decision; a connector: rule\n"
+                                       "# takes both halves of a USB 3 socket, USB 2 and USB 3)"
                                      : "by the port it is plugged into, named by bus\n"
                                        "# number (whatever is plugged in there later gets the\n"
                                        "# same decision, while the buses keep their numbers)");
@@ -173,9 +234,14 @@ int generate_policy(FILE *out, struct usb_device *const *devs, size_t n, enum ge
             put_yaml_string(out, name);
         }
         fputs("\n    match: { ", out);
-        if (by == GENERATE_BY_PATH && d->id_path) {
+        if (by == GENERATE_BY_PATH && d->id_path_rev && d->peer_path) {
+            /* A USB 3 socket: the device goes by it at either speed. */
+            fputs("connector: ", out);
+            put_serial_glob(out, d->id_path_rev);
+        } else if (by == GENERATE_BY_PATH && d->id_path) {
             fputs("path: ", out);
-            put_serial_glob(out, d->id_path);
+            put_serial_glob(out, d->id_path_rev && path_ambiguous(d, devs, n) ? d->id_path_rev
+                                                                              : d->id_path);
         } else if (by != GENERATE_BY_ID) {
             /* The bus form too for a device without a path (no PCI controller). */
             fprintf(out, "port: \"%s\"", d->port);
@@ -184,6 +250,15 @@ int generate_policy(FILE *out, struct usb_device *const *devs, size_t n, enum ge
             if (d->serial) {
                 fputs(", serial: ", out);
                 put_serial_glob(out, d->serial);
+            }
+            /* Twins (no serial, or the same): each also by where it is plugged in. */
+            if (id_ambiguous(d, devs, n) && d->id_path) {
+                fputs(", path: ", out);
+                put_serial_glob(out, d->id_path_rev && path_ambiguous(d, devs, n)
+                                         ? d->id_path_rev
+                                         : d->id_path);
+            } else if (id_ambiguous(d, devs, n)) {
+                fprintf(out, ", port: \"%s\"", d->port);
             }
         }
         fputs(" }\n    action: ignore\n\n", out);

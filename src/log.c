@@ -173,6 +173,45 @@ size_t utf8_seq_len(const unsigned char *s)
     return n;
 }
 
+unsigned utf8_hidden_break(const unsigned char *s)
+{
+    unsigned cp;
+
+    if (s[0] != 0xe2 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
+        return 0;
+    cp = 0x2000u | (unsigned)(s[1] & 0x3f) << 6 | (unsigned)(s[2] & 0x3f);
+    if ((cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
+        return cp;
+    return 0;
+}
+
+char *log_json_escape_breaks(const char *json)
+{
+    const unsigned char *p = (const unsigned char *)json;
+    size_t len = strlen(json), o = 0;
+    /* Each 3-byte character becomes 6 bytes, each 2-byte one 6 too. */
+    char *out = malloc(len * 3 + 1);
+
+    if (!out)
+        return NULL;
+    while (*p) {
+        unsigned cp = utf8_hidden_break(p);
+
+        if (cp) {
+            o += (size_t)snprintf(out + o, 7, "\\u%04x", cp);
+            p += 3;
+        } else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] < 0xa0) {
+            /* C1 controls: U+0085 (NEL) ends a line for Python's splitlines. */
+            o += (size_t)snprintf(out + o, 7, "\\u%04x", p[1]);
+            p += 2;
+        } else {
+            out[o++] = (char)*p++;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 /*
  * Escapes the character at p into out (at least 9 bytes); returns the bytes
  * written and sets *used to the bytes of p consumed.
@@ -190,6 +229,11 @@ static size_t escape_char(const unsigned char *p, char *out, size_t *used)
     if (seq == 0 || (seq == 1 && (*p < 0x20 || *p == 0x7f))) {
         *used = 1;
         return (size_t)snprintf(out, 9, "\\x%02x", *p);
+    }
+    /* Line breaks to other readers, and controls that reorder what is shown. */
+    if (seq == 3 && utf8_hidden_break(p)) {
+        *used = 3;
+        return (size_t)snprintf(out, 9, "\\u%04x", utf8_hidden_break(p));
     }
     /* C1 controls (U+0080..U+009F) break lines and start terminal escapes too. */
     if (seq == 2 && p[0] == 0xc2 && p[1] < 0xa0) {

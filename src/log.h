@@ -44,7 +44,8 @@ void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
 /*
  * Writes s into buf (of size len, always NUL-terminated) with every byte that
  * is not printable ASCII or part of a valid UTF-8 sequence, and '"' and '\\',
- * escaped as \xNN, \" or \\.  NULL becomes "(none)".  Output that does not
+ * escaped as \xNN, \" or \\, and the characters utf8_hidden_break names as
+ * \uXXXX.  NULL becomes "(none)".  Output that does not
  * fit is cut at a character boundary and ends in "...".  Returns buf.
  */
 char *log_escape(const char *s, char *buf, size_t len);
@@ -57,5 +58,21 @@ char *log_utf8(const char *s);
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
 size_t utf8_seq_len(const unsigned char *s);
+
+/*
+ * The code point at s when it is one that other readers take as a line
+ * break (U+2028, U+2029: YAML, JavaScript, Python's splitlines) or that
+ * reorders what a terminal shows (the bidi controls U+202A-U+202E and
+ * U+2066-U+2069), else 0.  Such a character is 3 bytes long.
+ */
+unsigned utf8_hidden_break(const unsigned char *s);
+
+/*
+ * Returns a newly allocated copy of JSON text (as jansson writes it, valid
+ * UTF-8) with each character utf8_hidden_break names, and each C1 control
+ * (U+0085 ends a line for Python), written as \uXXXX: outside strings JSON
+ * has none of them.  NULL on ENOMEM.
+ */
+char *log_json_escape_breaks(const char *json);
 
 #endif

@@ -421,6 +421,16 @@ static void check_keyboards(const struct policy *policy)
     udev_source_free(src);
 }
 
+static void warn_shadowed(void *arg, const struct policy_rule *dead,
+                          const struct policy_rule *by)
+{
+    const struct policy *policy = arg;
+
+    fprintf(stderr, "%s:%u:%u: warning: rule %u can never match: rule %u (line %u) comes "
+                    "first and matches every device it would\n",
+            policy->source, dead->line, dead->column, dead->index, by->index, by->line);
+}
+
 static int check_policy(struct daemon *d)
 {
     const char *name = d->policy_path ? d->policy_path : "command line";
@@ -432,6 +442,7 @@ static int check_policy(struct daemon *d)
            policy->n_domains == 1 ? "" : "s", policy->n_rules,
            policy->n_rules == 1 ? "" : "s");
     fflush(stdout);
+    match_shadowed(policy, warn_shadowed, policy);
     check_keyboards(policy);
     policy_free(policy);
     return 0;

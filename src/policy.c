@@ -707,7 +707,19 @@ const char *policy_check_hub(const char *value)
 
     if (device_port_parse(value, &bus, &depth) < 0 && device_id_path_parse(value, &depth) < 0)
         return "expected a root hub such as usb3, a hub's port path such as 1-1.4, or a "
-               "path such as pci-0000:00:14.0 or pci-0000:00:14.0-usb-0:1";
+               "path such as pci-0000:00:14.0, pci-0000:00:14.0-usb-0:1, "
+               "pci-0000:00:14.0-usbv3 or pci-0000:00:14.0-usbv3-0:1";
+    return NULL;
+}
+
+const char *policy_check_connector(const char *value)
+{
+    unsigned depth, rev;
+
+    if (device_id_path_parse_rev(value, &depth, &rev) < 0 || rev == 0 || depth == 0)
+        return "expected the path of a port with its USB revision, such as "
+               "pci-0000:00:14.0-usbv3-0:1 (--once --json shows each device's "
+               "path_with_revision)";
     return NULL;
 }
 
@@ -870,6 +882,9 @@ void rule_match_clear(struct rule_match *match)
     free(match->hub);
     free(match->port);
     free(match->path);
+    free(match->connector);
+    free(match->every_iface);
+    free(match->no_iface);
     memset(match, 0, sizeof(*match));
 }
 
@@ -1157,6 +1172,53 @@ static void set_id_half(struct parse *ps, const struct node *value, const char *
         m->keys |= bit;
 }
 
+/*
+ * A set of classes: one class, or a sequence of them ([hid, "08:06:50"]).
+ * Sets *out (allocated) and *n, or reports what is wrong and leaves them.
+ */
+static bool read_class_set(struct parse *ps, const struct node *value, const char *key,
+                           struct class_match **out, unsigned *n)
+{
+    const struct node *const *items = &value;
+    size_t count = 1;
+    struct class_match *set;
+    bool ok = true;
+
+    if (value->type == NODE_SEQ) {
+        items = (const struct node *const *)value->items;
+        count = value->n;
+    }
+    if (count == 0 || count > POLICY_MAX_CLASS_SET) {
+        perr_node(ps, value, "'%s' takes 1 to %d classes, not %zu", key, POLICY_MAX_CLASS_SET,
+                  count);
+        return false;
+    }
+    set = calloc(count, sizeof(*set));
+    if (!set)
+        return false;
+    for (size_t i = 0; i < count; i++) {
+        const char *s = expect_string(ps, items[i], key), *why;
+
+        if (!s) {
+            ok = false;
+            continue;
+        }
+        why = policy_parse_class(s, &set[i]);
+        if (why) {
+            perr_node(ps, items[i], "bad class '%s' in '%s': %s", s, key, why);
+            ok = false;
+        }
+    }
+    if (!ok) {
+        free(set);
+        return false;
+    }
+    free(*out);
+    *out = set;
+    *n = (unsigned)count;
+    return true;
+}
+
 static void match_key_fn(struct parse *ps, const struct node *key,
                          const struct node *value, void *arg)
 {
@@ -1231,6 +1293,39 @@ static void match_key_fn(struct parse *ps, const struct node *key,
         m->hub = strdup(s);
         if (m->hub)
             m->keys |= MATCH_HUB;
+    } else if (strcmp(k, "connector") == 0) {
+        const char *why;
+
+        s = expect_string(ps, value, k);
+        if (!s)
+            return;
+        why = policy_check_connector(s);
+        if (why) {
+            perr_node(ps, value, "bad connector '%s': %s", s, why);
+            return;
+        }
+        free(m->connector);
+        m->connector = strdup(s);
+        if (m->connector)
+            m->keys |= MATCH_CONNECTOR;
+    } else if (strcmp(k, "connect-type") == 0) {
+        s = expect_string(ps, value, k);
+        if (!s)
+            return;
+        if (strcmp(s, "hotplug") != 0 && strcmp(s, "hardwired") != 0 &&
+            strcmp(s, "unknown") != 0) {
+            perr_node(ps, value, "bad connect-type '%s': expected hotplug, hardwired or unknown",
+                      s);
+            return;
+        }
+        m->connect_type = (int)device_connect_parse(s);
+        m->keys |= MATCH_CONNECT_TYPE;
+    } else if (strcmp(k, "every-interface-class") == 0) {
+        if (read_class_set(ps, value, k, &m->every_iface, &m->n_every))
+            m->keys |= MATCH_EVERY_IFACE;
+    } else if (strcmp(k, "no-interface-class") == 0) {
+        if (read_class_set(ps, value, k, &m->no_iface, &m->n_no))
+            m->keys |= MATCH_NO_IFACE;
     } else if (strcmp(k, "class") == 0 || strcmp(k, "interface-class") == 0) {
         bool dev = k[0] == 'c';
         const char *why;
@@ -1252,7 +1347,8 @@ static void rule_key(struct parse *ps, const struct node *key, const struct node
 {
     static const char *const match_keys[] = {
         "id", "vendor", "product", "serial", "manufacturer", "product-name",
-        "hub", "port", "path", "class", "interface-class", NULL,
+        "hub", "port", "path", "connector", "connect-type", "class", "interface-class",
+        "every-interface-class", "no-interface-class", NULL,
     };
     struct rule_ctx *rc = arg;
 

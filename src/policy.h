@@ -36,7 +36,14 @@ enum match_key {
     MATCH_CLASS = 1u << 7,
     MATCH_IFACE_CLASS = 1u << 8,
     MATCH_PATH = 1u << 9,
+    MATCH_CONNECTOR = 1u << 10,
+    MATCH_CONNECT_TYPE = 1u << 11,
+    MATCH_EVERY_IFACE = 1u << 12,
+    MATCH_NO_IFACE = 1u << 13,
 };
+
+/* Classes in one every-interface-class or no-interface-class set, at most. */
+#define POLICY_MAX_CLASS_SET 16
 
 /* A class, subclass and protocol; -1 in a field matches any value. */
 struct class_match {
@@ -55,8 +62,14 @@ struct rule_match {
     char *hub;              /* "usb3", a port path or an id path: the device is below it */
     char *port;             /* glob on the port path */
     char *path;             /* glob on the id path, "pci-0000:00:14.0-usb-0:1.4" */
+    char *connector;        /* a port's path with revision: that port or its peer */
     struct class_match dev_class;
     struct class_match iface_class;
+    int connect_type;       /* enum device_connect of the device's port */
+    struct class_match *every_iface;    /* each interface is one of these */
+    unsigned n_every;
+    struct class_match *no_iface;       /* no interface is one of these */
+    unsigned n_no;
 };
 
 struct policy_rule {
@@ -169,6 +182,7 @@ const char *policy_controller_type_name(enum controller_type type);
 const char *policy_check_glob(const char *value);
 const char *policy_check_id_half(const char *value);
 const char *policy_check_hub(const char *value);
+const char *policy_check_connector(const char *value);
 const char *policy_check_domain_name(const char *value);
 /* Parses "hid", "03", "0x03", "03:01:01" ("*" for any part). */
 const char *policy_parse_class(const char *value, struct class_match *out);

@@ -85,18 +85,21 @@ int report_print(FILE *out, bool json, const struct decision_report *r)
 {
     const struct usb_device *d = r->dev;
     char line[4096], id[10];
-    char *text;
+    char *text, *safe;
 
     if (!json) {
         fprintf(out, "%s\n", report_format(r, line, sizeof(line)));
         return fflush(out) == 0 ? 0 : -errno;
     }
-    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:i, s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:o, "
-                          "s:o}",
+    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:i, s:i, s:s, s:o, s:o, s:o, "
+                          "s:o, s:o, s:o, s:o}",
                           "event", report_event_name(r->event),
                           "action", r->action,
                           "port", json_str_or_null(d->port),
                           "path", json_str_or_null(d->id_path),
+                          "path_with_revision", json_str_or_null(d->id_path_rev),
+                          "peer_path", json_str_or_null(d->peer_path),
+                          "connect_type", device_connect_name(d->connect_type),
                           "busnum", (int)d->busnum,
                           "devnum", (int)d->devnum,
                           "id", device_id_string(d, id),
@@ -113,7 +116,12 @@ int report_print(FILE *out, bool json, const struct decision_report *r)
     json_decref(o);
     if (!text)
         return -ENOMEM;
-    fprintf(out, "%s\n", text);
+    /* U+2028 and kin as \u2028: a line-splitting reader must not cut the line. */
+    safe = log_json_escape_breaks(text);
     free(text);
+    if (!safe)
+        return -ENOMEM;
+    fprintf(out, "%s\n", safe);
+    free(safe);
     return fflush(out) == 0 ? 0 : -errno;
 }

@@ -270,20 +270,28 @@ static const char *decision_action(enum decision d)
     return "none";
 }
 
-static void report(struct router *router, enum router_event event, const char *action,
-                   const struct dev_entry *entry, const struct domain *dom)
+/* Reports entry's decision made by rule (rule_name): an earlier one's for a detach. */
+static void report_rule(struct router *router, enum router_event event, const char *action,
+                        const struct dev_entry *entry, const struct domain *dom, unsigned rule,
+                        const char *rule_name)
 {
     struct decision_report r = {
         .event = event,
         .action = action,
         .dev = entry->dev,
         .domain = dom ? domain_name(dom) : NULL,
-        .rule = entry->rule,
-        .rule_name = entry->rule_name,
+        .rule = rule,
+        .rule_name = rule_name,
     };
 
     if (router->report)
         router->report(router->report_arg, &r);
+}
+
+static void report(struct router *router, enum router_event event, const char *action,
+                   const struct dev_entry *entry, const struct domain *dom)
+{
+    report_rule(router, event, action, entry, dom, entry->rule, entry->rule_name);
 }
 
 /* Asks the policy about entry and records the answer in it. */
@@ -730,9 +738,14 @@ size_t router_devices(const struct router *router, struct dev_entry ***out)
     return n;
 }
 
-/* Moves entry after its decision changed from (old, old_dom): reported as event. */
+/*
+ * Moves entry after its decision changed from (old, old_dom), made by rule
+ * old_rule (old_name): reported as event, a detach naming the rule that
+ * attached the device, as an unplug does.
+ */
 static void apply(struct router *router, struct dev_entry *e, enum decision old,
-                  struct domain *old_dom, enum router_event event)
+                  struct domain *old_dom, unsigned old_rule, const char *old_name,
+                  enum router_event event)
 {
     if (old == e->decision && old_dom == e->domain)
         return;
@@ -752,7 +765,7 @@ static void apply(struct router *router, struct dev_entry *e, enum decision old,
         }
     }
     if (old == DECISION_ATTACH)
-        report(router, event, "detach", e, old_dom);
+        report_rule(router, event, "detach", e, old_dom, old_rule, old_name);
     if (old == DECISION_ATTACH && e->state != DEV_IDLE) {
         /*
          * Released by the old guest, it goes on to the new one through dom0:
@@ -787,15 +800,19 @@ void router_set_policy(struct router *router, struct policy *policy)
         struct dev_entry *e = entries[i];
         enum decision old = e->decision;
         struct domain *old_dom = e->domain;
+        unsigned old_rule = e->rule;
+        char *old_name = NULL;
 
         /* A manual attach or detach holds until the device is unplugged. */
         if (e->override)
             continue;
-        if (decide(router, e) < 0) {
+        if ((e->rule_name && !(old_name = strdup(e->rule_name))) || decide(router, e) < 0) {
             log_error("%s: out of memory: decision kept", e->dev->port);
+            free(old_name);
             continue;
         }
-        apply(router, e, old, old_dom, EVENT_RELOAD);
+        apply(router, e, old, old_dom, old_rule, old_name, EVENT_RELOAD);
+        free(old_name);
     }
     free(entries);
     /* The new policy may allow what the old one held back. */
@@ -854,7 +871,8 @@ int router_override(struct router *router, struct dev_entry *e, const char *doma
 {
     enum decision old = e->decision;
     struct domain *old_dom = e->domain, *dom = NULL;
-    char *name = NULL;
+    unsigned old_rule = e->rule;
+    char *name = NULL, *old_name = NULL;
 
     if (domain) {
         dom = router_domain(router, domain);
@@ -877,13 +895,14 @@ int router_override(struct router *router, struct dev_entry *e, const char *doma
     name = strdup(domain ? "manual attach" : "manual detach");
     if (!name)
         return -ENOMEM;
-    free(e->rule_name);
+    old_name = e->rule_name;
     e->rule_name = name;
     e->rule = 0;
     e->override = true;
     e->decision = domain ? DECISION_ATTACH : DECISION_NONE;
     e->domain = dom;
-    apply(router, e, old, old_dom, EVENT_MANUAL);
+    apply(router, e, old, old_dom, old_rule, old_name, EVENT_MANUAL);
+    free(old_name);
     release_held(router, EVENT_MANUAL);
     return 0;
 }

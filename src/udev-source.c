@@ -2,7 +2,8 @@
  * libudev -> struct usb_device -> router.
  *
  * A hot add is decided from the uevent's properties (BUSNUM, DEVNUM, ID_PATH,
- * ID_VENDOR_ID, ID_MODEL_ID, ID_SERIAL_SHORT, ID_USB_INTERFACES, TYPE):
+ * ID_VENDOR_ID, ID_MODEL_ID, ID_SERIAL_SHORT when it holds no '_' that
+ * could be udev's rewrite, ID_USB_INTERFACES, TYPE):
  * reading a sysfs attribute costs more than the rest of the decision, so
  * sysfs is read only for what the properties lack.  The interface children
  * do not exist yet at a hot add; the interface classes come from
@@ -21,6 +22,7 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <libudev.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +31,39 @@
 #include "device.h"
 #include "log.h"
 
+/*
+ * What the daemon reads once per root hub and keeps while the hub is there:
+ * the USB revision udev's path_id gives the devices below it.  A hot add
+ * then costs no sysfs read for it.
+ */
+struct root_hub {
+    struct root_hub *next;
+    char *devpath;          /* "/devices/.../usb2" */
+    unsigned rev;           /* 1, 2, 3; 0 when its attributes say nothing known */
+};
+
+/*
+ * A hub's port, read the first time a device is seen in it and kept while
+ * the hub is there: its peer, the other half of the same connector (a USB 3
+ * socket is a USB 2 port and a USB 3 port, linked by the kernel), and its
+ * connect type (a socket, or an internal device's wiring).
+ */
+struct hub_port {
+    struct hub_port *next;
+    char *hub;              /* the hub's devpath */
+    unsigned port;          /* 1-based */
+    char *peer;             /* the peer's port path, "2-2.3"; NULL: none */
+    enum device_connect connect_type;
+};
+
 struct udev_source {
     struct ev_loop *loop;
     struct router *router;
     struct udev *udev;
     struct udev_monitor *monitor;
     ev_io io;
+    struct root_hub *root_hubs;
+    struct hub_port *ports;
 };
 
 static int parse_uint(const char *s, int base, unsigned max, unsigned *out)
@@ -107,6 +136,23 @@ static int set_string(struct udev_device *ud, char **field, const char *enc_prop
     return device_set_str(field, udev_device_get_sysattr_value(ud, attr));
 }
 
+/*
+ * The serial the device reports (the `serial` attribute), not udev's
+ * rewrite of it: a rule copied from lsusb or sysfs must match.  udev's
+ * ID_SERIAL_SHORT saves the read when it cannot be a rewrite; when udev has
+ * looked at the device and set none, the device has no serial.
+ */
+static const char *serial_of(struct udev_device *ud, bool by_udev)
+{
+    const char *s = udev_device_get_property_value(ud, "ID_SERIAL_SHORT");
+
+    if (device_serial_short_usable(s))
+        return s;
+    if (by_udev && (!s || !*s))
+        return NULL;
+    return udev_device_get_sysattr_value(ud, "serial");
+}
+
 /* Reads the binary descriptors file (libudev's attribute API stops at a NUL). */
 static int read_descriptors(struct udev_device *ud, struct usb_device *dev)
 {
@@ -126,8 +172,212 @@ static int read_descriptors(struct udev_device *ud, struct usb_device *dev)
     return device_parse_descriptors(dev, buf, (size_t)n);
 }
 
+/*
+ * Reads the sysfs attribute name of the device at syspath (its first line,
+ * without the newline) into buf.  0 or -errno.
+ */
+static int read_attr(const char *syspath, size_t syspath_len, const char *name, char *buf,
+                     size_t len)
+{
+    char path[512];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "%.*s/%s", (int)syspath_len, syspath, name);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    n = read(fd, buf, len - 1);
+    close(fd);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    return 0;
+}
+
+/*
+ * The root hub above the device at syspath, from the cache or read once (its
+ * bDeviceProtocol and speed); NULL when there is none or on ENOMEM.
+ */
+static struct root_hub *root_hub_of(struct udev_source *src, const char *syspath,
+                                    const char *devpath)
+{
+    size_t len = device_devpath_root_hub(devpath), slen = device_devpath_root_hub(syspath);
+    struct root_hub *h;
+    char proto[16], speed[16];
+    unsigned p;
+
+    if (len == 0 || slen == 0)
+        return NULL;
+    for (h = src->root_hubs; h; h = h->next)
+        if (strncmp(h->devpath, devpath, len) == 0 && h->devpath[len] == '\0')
+            return h;
+    h = calloc(1, sizeof(*h));
+    if (!h || !(h->devpath = strndup(devpath, len))) {
+        free(h);
+        log_error("out of memory");
+        return NULL;
+    }
+    if (read_attr(syspath, slen, "bDeviceProtocol", proto, sizeof(proto)) == 0 &&
+        parse_uint(proto, 16, 255, &p) == 0) {
+        if (read_attr(syspath, slen, "speed", speed, sizeof(speed)) < 0)
+            speed[0] = '\0';
+        h->rev = device_root_hub_revision(p, speed);
+    }
+    if (!h->rev)
+        log_debug("%s: the root hub's USB revision is unknown", h->devpath);
+    h->next = src->root_hubs;
+    src->root_hubs = h;
+    return h;
+}
+
+/* Forgets what was read of a hub that is gone (the next one may differ). */
+static void forget_hub(struct udev_source *src, const char *devpath)
+{
+    for (struct root_hub **p = &src->root_hubs; *p; p = &(*p)->next)
+        if (strcmp((*p)->devpath, devpath) == 0) {
+            struct root_hub *h = *p;
+
+            *p = h->next;
+            free(h->devpath);
+            free(h);
+            break;
+        }
+    for (struct hub_port **p = &src->ports; *p;) {
+        struct hub_port *hp = *p;
+
+        if (strcmp(hp->hub, devpath) == 0) {
+            *p = hp->next;
+            free(hp->hub);
+            free(hp->peer);
+            free(hp);
+        } else {
+            p = &hp->next;
+        }
+    }
+}
+
+/*
+ * The port the device at devpath is plugged into, from the cache or read
+ * once: <hub>/<hub's interface>/<hub>-portN, whose `peer` link names the
+ * other half of the connector.  NULL for a root hub or on ENOMEM.
+ */
+static struct hub_port *port_of(struct udev_source *src, const char *devpath,
+                                const char *sysname)
+{
+    const char *slash = strrchr(devpath, '/'), *hub_name, *num;
+    char path[PATH_MAX], target[PATH_MAX];
+    struct hub_port *hp;
+    unsigned bus, depth, port;
+    size_t hub_len;
+    ssize_t n;
+
+    if (!slash || device_port_parse(sysname, &bus, &depth) < 0 || depth == 0)
+        return NULL;
+    hub_len = (size_t)(slash - devpath);
+    num = sysname + strcspn(sysname, "-");
+    while (strpbrk(num + 1, "-."))
+        num = strpbrk(num + 1, "-.");
+    if (parse_uint(num + 1, 10, 999, &port) < 0)
+        return NULL;
+    for (hp = src->ports; hp; hp = hp->next)
+        if (hp->port == port && strncmp(hp->hub, devpath, hub_len) == 0 &&
+            hp->hub[hub_len] == '\0')
+            return hp;
+    hp = calloc(1, sizeof(*hp));
+    if (!hp || !(hp->hub = strndup(devpath, hub_len))) {
+        free(hp);
+        log_error("out of memory");
+        return NULL;
+    }
+    hp->port = port;
+    hub_name = strrchr(hp->hub, '/') + 1;
+    if (strncmp(hub_name, "usb", 3) == 0)
+        n = snprintf(path, sizeof(path), "/sys%s/%s-0:1.0/%s-port%u", hp->hub, hub_name + 3,
+                     hub_name, port);
+    else
+        n = snprintf(path, sizeof(path), "/sys%s/%s:1.0/%s-port%u", hp->hub, hub_name,
+                     hub_name, port);
+    if (n > 0 && (size_t)n < sizeof(path) &&
+        read_attr(path, (size_t)n, "connect_type", target, sizeof(target)) == 0)
+        hp->connect_type = device_connect_parse(target);
+    if (n > 0 && (size_t)n + 6 < sizeof(path))
+        memcpy(path + n, "/peer", 6);
+    n = readlink(path, target, sizeof(target) - 1);
+    if (n > 0) {
+        char peer[DEVICE_STR_MAX + 1];
+
+        target[n] = '\0';
+        if (device_port_of_port_device(strrchr(target, '/') ? strrchr(target, '/') + 1 : target,
+                                       peer, sizeof(peer)) == 0)
+            hp->peer = strdup(peer);
+    }
+    hp->next = src->ports;
+    src->ports = hp;
+    return hp;
+}
+
+/*
+ * The path with revision of the port's peer: the same controller, the root
+ * hub of the peer's bus (a sibling of the device's root hub in sysfs).
+ */
+static int set_peer_path(struct udev_source *src, struct usb_device *dev)
+{
+    size_t root_len = device_devpath_root_hub(dev->devpath);
+    char root[PATH_MAX], path[DEVICE_ID_PATH_MAX + 8];
+    const char *usb, *slash;
+    struct hub_port *hp;
+    struct root_hub *h;
+    unsigned bus, depth;
+    int n;
+
+    if (!(hp = port_of(src, dev->devpath, dev->port)))
+        return 0;
+    dev->connect_type = hp->connect_type;
+    if (!dev->id_path || !(usb = strstr(dev->id_path, "-usb-0:")) || root_len == 0 ||
+        !hp->peer || device_port_parse(hp->peer, &bus, &depth) < 0)
+        return 0;
+    slash = dev->devpath + root_len - 1;
+    while (slash > dev->devpath && *slash != '/')
+        slash--;
+    snprintf(root, sizeof(root), "/sys%.*s/usb%u", (int)(slash - dev->devpath), dev->devpath,
+             bus);
+    h = root_hub_of(src, root, root + 4);
+    if (!h || !h->rev)
+        return 0;
+    n = snprintf(path, sizeof(path), "%.*s-usbv%u-0:%s", (int)(usb - dev->id_path),
+                 dev->id_path, h->rev, strchr(hp->peer, '-') + 1);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return 0;
+    return device_set_str(&dev->peer_path, path);
+}
+
+/*
+ * ID_PATH_WITH_USB_REVISION, or, from udev versions without it, the same
+ * computed from the plain path and the root hub's revision: an xHCI's USB 2
+ * and USB 3 root hubs give their ports the same plain path.
+ */
+static int set_path_with_revision(struct udev_source *src, struct udev_device *ud,
+                                  struct usb_device *dev)
+{
+    const char *v = udev_device_get_property_value(ud, "ID_PATH_WITH_USB_REVISION");
+    char path[DEVICE_ID_PATH_MAX + 8];
+    struct root_hub *h;
+
+    if (v && *v)
+        return device_set_str(&dev->id_path_rev, v);
+    if (!dev->id_path || strncmp(dev->port, "usb", 3) == 0)
+        return 0;
+    h = root_hub_of(src, udev_device_get_syspath(ud), dev->devpath);
+    if (!h || !h->rev ||
+        device_id_path_with_revision(dev->id_path, h->rev, path, sizeof(path)) < 0)
+        return 0;
+    return device_set_str(&dev->id_path_rev, path);
+}
+
 /* Builds our record of a usb_device; NULL (logged) when it is not usable. */
-static struct usb_device *device_from_udev(struct udev_device *ud)
+static struct usb_device *device_from_udev(struct udev_source *src, struct udev_device *ud)
 {
     const char *port = udev_device_get_sysname(ud);
     const char *devpath = udev_device_get_devpath(ud);
@@ -163,6 +413,11 @@ static struct usb_device *device_from_udev(struct udev_device *ud)
     } else {
         log_debug("%s: no PCI controller in the device path, no path", port);
     }
+    if (set_path_with_revision(src, ud, dev) < 0 || set_peer_path(src, dev) < 0) {
+        log_error("%s: out of memory", port);
+        device_free(dev);
+        return NULL;
+    }
     if (parse_uint(prop_or_attr(ud, "ID_VENDOR_ID", "idVendor"), 16, 0xffff, &x) == 0)
         dev->vendor = (uint16_t)x;
     if (parse_uint(prop_or_attr(ud, "ID_MODEL_ID", "idProduct"), 16, 0xffff, &x) == 0)
@@ -173,8 +428,7 @@ static struct usb_device *device_from_udev(struct udev_device *ud)
                    by_udev) < 0 ||
         set_string(ud, &dev->product_name, "ID_MODEL_ENC", "product", dev->product,
                    by_udev) < 0 ||
-        device_set_str(&dev->serial,
-                       prop_or_attr(ud, "ID_SERIAL_SHORT", by_udev ? NULL : "serial")) < 0) {
+        device_set_str(&dev->serial, serial_of(ud, by_udev)) < 0) {
         log_error("%s: out of memory", port);
         device_free(dev);
         return NULL;
@@ -245,10 +499,13 @@ static void handle(struct udev_source *src, struct udev_device *ud)
     if (!action || !is_usb_device(ud))
         return;
     if (strcmp(action, "add") == 0) {
-        dev = device_from_udev(ud);
+        /* A hub that comes (back) is read afresh: what was read before it was there is not it. */
+        forget_hub(src, udev_device_get_devpath(ud));
+        dev = device_from_udev(src, ud);
         if (dev)
             router_device_added(src->router, dev, EVENT_ADD);
     } else if (strcmp(action, "remove") == 0) {
+        forget_hub(src, udev_device_get_devpath(ud));
         router_device_removed(src->router, udev_device_get_devpath(ud));
     }
 }
@@ -401,6 +658,7 @@ static int scan(struct udev_source *src, const char *subsystem, const char *prop
 }
 
 struct each_fn {
+    struct udev_source *src;
     void (*keyboard)(void *arg, const char *devpath);
     void (*usb)(void *arg, struct usb_device *dev);
     void *arg;
@@ -419,14 +677,14 @@ static void each_usb(void *arg, struct udev_device *ud)
     struct each_fn *e = arg;
     struct usb_device *dev;
 
-    if (is_usb_device(ud) && (dev = device_from_udev(ud)))
+    if (is_usb_device(ud) && (dev = device_from_udev(e->src, ud)))
         e->usb(e->arg, dev);
 }
 
 int udev_source_list_keyboards(struct udev_source *src,
                                void (*fn)(void *arg, const char *devpath), void *arg)
 {
-    struct each_fn e = { .keyboard = fn, .arg = arg };
+    struct each_fn e = { .src = src, .keyboard = fn, .arg = arg };
 
     return scan(src, "input", "ID_INPUT_KEYBOARD", "1", "keyboards", each_keyboard, &e);
 }
@@ -434,7 +692,7 @@ int udev_source_list_keyboards(struct udev_source *src,
 int udev_source_list(struct udev_source *src, void (*fn)(void *arg, struct usb_device *dev),
                      void *arg)
 {
-    struct each_fn e = { .usb = fn, .arg = arg };
+    struct each_fn e = { .src = src, .usb = fn, .arg = arg };
 
     return scan(src, "usb", NULL, NULL, "USB devices", each_usb, &e);
 }
@@ -446,6 +704,21 @@ void udev_source_free(struct udev_source *src)
     if (src->monitor) {
         ev_io_stop(src->loop, &src->io);
         udev_monitor_unref(src->monitor);
+    }
+    while (src->root_hubs) {
+        struct root_hub *h = src->root_hubs;
+
+        src->root_hubs = h->next;
+        free(h->devpath);
+        free(h);
+    }
+    while (src->ports) {
+        struct hub_port *hp = src->ports;
+
+        src->ports = hp->next;
+        free(hp->hub);
+        free(hp->peer);
+        free(hp);
     }
     udev_unref(src->udev);
     free(src);

@@ -95,6 +95,17 @@ static long unescape(const char *s, char *out)
                 return -1;
             out[o++] = (char)v;
             s += 4;
+        } else if (s[1] == 'u' && s[2] && s[3] && s[4] && s[5]) {
+            /* A line break or bidi control, U+2028..U+2069: three bytes of UTF-8. */
+            char hex[5] = { s[2], s[3], s[4], s[5], 0 }, *end;
+            unsigned long v = strtoul(hex, &end, 16);
+
+            if (*end || v < 0x2028 || v > 0x2069)
+                return -1;
+            out[o++] = (char)0xe2;
+            out[o++] = (char)(0x80 | (v >> 6 & 0x3f));
+            out[o++] = (char)(0x80 | (v & 0x3f));
+            s += 6;
         } else {
             return -1;
         }

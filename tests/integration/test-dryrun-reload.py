@@ -101,6 +101,9 @@ def test():
             ("reload", "attach", "1-1.2", "win10", 1),
             ("reload", "attach", "1-1.3", "vault", 2),
         ], "reload decisions")
+        # The detach names the rule that attached the key, not the new one.
+        aua.check_equal([o["rule_name"] for o in changes],
+                        ["keys", "keys to windows now", "keyboards to the vault"], "reload rule names")
         # Storage kept its guest and the webcam its none: nothing more printed.
         tb.remove("1-2")
         last = d.json_lines(1, daemon.timeout(5))[0]

@@ -216,7 +216,15 @@ static void id_path_parse_and_below(void **state)
         { "pci-0000:00:14.0-usb-0:01", -EINVAL, 0 },
         { "pci-0000:00:14.0-usb-0:1.", -EINVAL, 0 },
         { "pci-0000:00:14.0-usb-1:1", -EINVAL, 0 },
-        { "pci-0000:00:14.0-usbv3-0:1", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usbv3-0:1", 0, 1 },
+        { "pci-0000:00:14.0-usbv2-0:1.4", 0, 2 },
+        { "pci-0000:00:14.0-usbv3", 0, 0 },
+        { "pci-0000:00:14.0-usbv4-0:1", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usbv0-0:1", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usbv3-", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usbv3-0:", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usbv-0:1", -EINVAL, 0 },
+        { "pci-0000:00:14.0-usbv33-0:1", -EINVAL, 0 },
         { "pci-0000:00:14.0-", -EINVAL, 0 },
         { "pci-0000:00:14.0-usb-0:1:1.0", -EINVAL, 0 },
         { "pci-000:00:14.0", -EINVAL, 0 },
@@ -243,15 +251,27 @@ static void id_path_parse_and_below(void **state)
         { "pci-0000:00:14.0-usb-0:1", "pci-0000:00:14.0-usb-0:1.2", false },
         { "pci-0000:03:00.0-usb-0:1", "pci-0000:00:14.0", false },
         { "pci-0000:03:00.0-usb-0:1.2", "pci-0000:00:14.0-usb-0:1", false },
-        { "pci-0000:00:14.0-usbv2-0:1.2", "pci-0000:00:14.0", false },  /* not our form */
+        /* The form with the USB revision: below its own root hub only. */
+        { "pci-0000:00:14.0-usbv2-0:1.2", "pci-0000:00:14.0", true },
+        { "pci-0000:00:14.0-usbv2-0:1.2", "pci-0000:00:14.0-usbv2", true },
+        { "pci-0000:00:14.0-usbv2-0:1.2", "pci-0000:00:14.0-usbv3", false },
+        { "pci-0000:00:14.0-usbv2-0:1.2", "pci-0000:00:14.0-usbv2-0:1", true },
+        { "pci-0000:00:14.0-usbv3-0:1.2", "pci-0000:00:14.0-usbv2-0:1", false },
+        { "pci-0000:00:14.0-usbv3-0:1.2", "pci-0000:00:14.0-usb-0:1", false },
+        { "pci-0000:00:14.0-usb-0:1.2", "pci-0000:00:14.0-usbv2", false },
         { "pci-0000:00:14.0-usb-0:1.2", "1-1", false },
         { "pci-0000:00:14.0-usb-0:1.2", "pci-0000:00:14.", false },
         { NULL, "pci-0000:00:14.0", false },                   /* no path at all */
     };
 
     for (size_t i = 0; i < N(forms); i++) {
-        unsigned depth = 99;
+        unsigned depth = 99, rev = 99;
         int r = device_id_path_parse(forms[i].path, &depth);
+
+        assert_int_equal(device_id_path_parse_rev(forms[i].path, &depth, &rev), r);
+        if (r == 0)
+            assert_int_equal(rev, strstr(forms[i].path, "-usbv") ?
+                                      (unsigned)(strstr(forms[i].path, "-usbv")[5] - '0') : 0);
 
         if (r != forms[i].ret)
             print_message("path '%s': %d\n", forms[i].path, r);
@@ -532,6 +552,8 @@ static void dup_is_deep(void **state)
     assert_int_equal(device_set_str(&dev->serial, "0012345"), 0);
     assert_int_equal(device_set_str(&dev->manufacturer, "Yubico"), 0);
     assert_int_equal(device_set_str(&dev->id_path, "pci-0000:00:14.0-usb-0:1.3"), 0);
+    assert_int_equal(device_set_str(&dev->id_path_rev, "pci-0000:00:14.0-usbv3-0:1.3"), 0);
+    assert_int_equal(device_set_str(&dev->peer_path, "pci-0000:00:14.0-usbv2-0:4.3"), 0);
     assert_int_equal(device_parse_descriptors(dev, yubikey, sizeof(yubikey)), 3);
 
     copy = device_dup(dev);
@@ -547,6 +569,10 @@ static void dup_is_deep(void **state)
     assert_null(copy->product_name);
     assert_string_equal(copy->id_path, "pci-0000:00:14.0-usb-0:1.3");
     assert_ptr_not_equal(copy->id_path, dev->id_path);
+    assert_string_equal(copy->id_path_rev, "pci-0000:00:14.0-usbv3-0:1.3");
+    assert_ptr_not_equal(copy->id_path_rev, dev->id_path_rev);
+    assert_string_equal(copy->peer_path, "pci-0000:00:14.0-usbv2-0:4.3");
+    assert_ptr_not_equal(copy->peer_path, dev->peer_path);
     assert_int_equal(copy->n_ifaces, 3);
     assert_memory_equal(copy->ifaces, dev->ifaces, sizeof(dev->ifaces));
     assert_memory_equal(&copy->dev_class, &dev->dev_class, sizeof(dev->dev_class));
@@ -583,6 +609,92 @@ static void id_string_and_new(void **state)
     device_free(NULL);
 }
 
+/* The path with the revision, computed as udev's path_id does. */
+static void id_path_with_revision(void **state)
+{
+    char buf[DEVICE_ID_PATH_MAX + 8];
+
+    /* A root hub's bDeviceProtocol, and for 0 its speed (EHCI 480, OHCI 12). */
+    assert_int_equal(device_root_hub_revision(1, "480"), 2);
+    assert_int_equal(device_root_hub_revision(3, "5000"), 3);
+    assert_int_equal(device_root_hub_revision(3, "10000"), 3);
+    assert_int_equal(device_root_hub_revision(0, "480"), 2);
+    assert_int_equal(device_root_hub_revision(0, "12"), 1);
+    assert_int_equal(device_root_hub_revision(0, NULL), 1);
+    assert_int_equal(device_root_hub_revision(2, NULL), 2);
+    assert_int_equal(device_root_hub_revision(4, "480"), 0);
+
+    assert_int_equal(device_id_path_with_revision("pci-0000:00:14.0-usb-0:1.4", 3, buf,
+                                                  sizeof(buf)), 0);
+    assert_string_equal(buf, "pci-0000:00:14.0-usbv3-0:1.4");
+    assert_int_equal(device_id_path_with_revision("pci-0000:05:00.3-usb-0:1", 2, buf,
+                                                  sizeof(buf)), 0);
+    assert_string_equal(buf, "pci-0000:05:00.3-usbv2-0:1");
+    /* A controller (a root hub's own path), a path that has one, a bad revision. */
+    assert_int_equal(device_id_path_with_revision("pci-0000:00:14.0", 3, buf, sizeof(buf)),
+                     -EINVAL);
+    assert_int_equal(device_id_path_with_revision("pci-0000:00:14.0-usbv3-0:1", 3, buf,
+                                                  sizeof(buf)), -EINVAL);
+    assert_int_equal(device_id_path_with_revision("pci-0000:00:14.0-usb-0:1", 0, buf,
+                                                  sizeof(buf)), -EINVAL);
+    assert_int_equal(device_id_path_with_revision("pci-0000:00:14.0-usb-0:1", 3, buf, 10),
+                     -ENOSPC);
+    /* The root hub in a devpath. */
+    assert_int_equal(device_devpath_root_hub("/devices/pci0000:00/0000:00:14.0/usb2/2-1"),
+                     strlen("/devices/pci0000:00/0000:00:14.0/usb2"));
+    assert_int_equal(device_devpath_root_hub("/devices/pci0000:00/0000:00:14.0/usb12"),
+                     strlen("/devices/pci0000:00/0000:00:14.0/usb12"));
+    assert_int_equal(device_devpath_root_hub("/devices/platform/usbphy/x"), 0);
+}
+
+/* The port path of a port device, as its peer link names it. */
+static void port_of_port_device(void **state)
+{
+    static const struct {
+        const char *name, *port;
+        int ret;
+    } cases[] = {
+        { "usb2-port3", "2-3", 0 },
+        { "usb12-port15", "12-15", 0 },
+        { "2-2-port3", "2-2.3", 0 },
+        { "1-1.4-port2", "1-1.4.2", 0 },
+        { "1-1.1.1.1.1.1-port1", "1-1.1.1.1.1.1.1", 0 },
+        { "1-1.1.1.1.1.1.1-port1", NULL, -EINVAL },     /* one level too deep */
+        { "usb2-port0", NULL, -EINVAL },
+        { "usb2-port", NULL, -EINVAL },
+        { "usb2-port3x", NULL, -EINVAL },
+        { "usb0-port1", NULL, -EINVAL },
+        { "port3", NULL, -EINVAL },
+        { "2-0:1.0", NULL, -EINVAL },
+        { "", NULL, -EINVAL },
+    };
+    char buf[64];
+
+    for (size_t i = 0; i < N(cases); i++) {
+        int r = device_port_of_port_device(cases[i].name, buf, sizeof(buf));
+
+        if (r != cases[i].ret)
+            print_message("'%s': %d\n", cases[i].name, r);
+        assert_int_equal(r, cases[i].ret);
+        if (r == 0)
+            assert_string_equal(buf, cases[i].port);
+    }
+    assert_int_equal(device_port_of_port_device("usb2-port3", buf, 3), -ENOSPC);
+}
+
+/* udev's ID_SERIAL_SHORT stands for the serial only when it holds no '_'. */
+static void serial_short_usable(void **state)
+{
+    assert_true(device_serial_short_usable("0012345"));
+    assert_true(device_serial_short_usable("C767F1C714174C309255F70E4A7B2EE2"));
+    assert_true(device_serial_short_usable("0000:00:14.0"));
+    /* "{BE81...}" rewritten, and a '_' that may be the device's own: read sysfs. */
+    assert_false(device_serial_short_usable("_BE815DAD-5F2A_"));
+    assert_false(device_serial_short_usable("AB_12"));
+    assert_false(device_serial_short_usable(""));
+    assert_false(device_serial_short_usable(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -602,6 +714,9 @@ int main(void)
         cmocka_unit_test(set_str_bounds),
         cmocka_unit_test(dup_is_deep),
         cmocka_unit_test(id_string_and_new),
+        cmocka_unit_test(serial_short_usable),
+        cmocka_unit_test(id_path_with_revision),
+        cmocka_unit_test(port_of_port_device),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,8 @@
  * Unit tests of logging and string escaping (src/log.c).
  *
  * log_escape: control characters, quotes and backslashes, invalid UTF-8
- * escaped; valid multi-byte UTF-8 kept; truncation with "..." at a
+ * escaped, line breaks of other readers and bidi controls as \uXXXX (and
+ * in JSON text); valid multi-byte UTF-8 kept; truncation with "..." at a
  * character (and escape) boundary; buffers of 0..5 bytes never overflow
  * (a canary after the buffer).  log_utf8: every invalid byte becomes
  * U+FFFD.  Both are also run on random bytes and their output checked with
@@ -221,6 +222,58 @@ static void escape_c1_controls(void **state)
     assert_string_equal(buf, "\xc2\xa0");
 }
 
+/*
+ * Line breaks to other readers (U+2028, U+2029) and bidi controls (U+202A to
+ * U+202E, U+2066 to U+2069) as \uXXXX; their neighbours kept.
+ */
+static void escape_hidden_breaks(void **state)
+{
+    static const struct {
+        const char *in, *out;
+        unsigned cp;
+    } cases[] = {
+        { "\xe2\x80\xa8", "\\u2028", 0x2028 },
+        { "\xe2\x80\xa9", "\\u2029", 0x2029 },
+        { "\xe2\x80\xaa", "\\u202a", 0x202a },
+        { "\xe2\x80\xae", "\\u202e", 0x202e },
+        { "\xe2\x81\xa6", "\\u2066", 0x2066 },
+        { "\xe2\x81\xa9", "\\u2069", 0x2069 },
+        { "\xe2\x80\xa7", "\xe2\x80\xa7", 0 },      /* U+2027 */
+        { "\xe2\x80\xaf", "\xe2\x80\xaf", 0 },      /* U+202F */
+        { "\xe2\x81\xa5", "\xe2\x81\xa5", 0 },      /* U+2065 */
+        { "\xe2\x81\xaa", "\xe2\x81\xaa", 0 },      /* U+206A */
+        { "\xe2\x82\xac", "\xe2\x82\xac", 0 },      /* the euro sign */
+    };
+    char buf[64], *json;
+
+    for (size_t i = 0; i < N(cases); i++) {
+        assert_int_equal(utf8_hidden_break((const unsigned char *)cases[i].in), cases[i].cp);
+        log_escape(cases[i].in, buf, sizeof(buf));
+        assert_string_equal(buf, cases[i].out);
+    }
+    /* A truncated sequence is not one (and is read no further than its NUL). */
+    assert_int_equal(utf8_hidden_break((const unsigned char *)"\xe2\x80"), 0);
+    assert_int_equal(utf8_hidden_break((const unsigned char *)"\xe2"), 0);
+    log_escape("a\xe2\x80\xa8" "b\xe2\x80\xae" "c", buf, sizeof(buf));
+    assert_string_equal(buf, "a\\u2028b\\u202ec");
+    /* Cut at an escape's boundary, never inside one. */
+    log_escape("ab\xe2\x80\xa8", buf, 8);
+    assert_string_equal(buf, "ab...");
+
+    /* JSON text: the same characters and C1 controls as \uXXXX, the rest as is. */
+    json = log_json_escape_breaks("{\"p\":\"a\xe2\x80\xa8" "b\xe2\x81\xa9" "c\xc2\x85"
+                                  "d\xc2\xa0\xe2\x82\xac\"}");
+    assert_non_null(json);
+    assert_string_equal(json, "{\"p\":\"a\\u2028b\\u2069c\\u0085d\xc2\xa0\xe2\x82\xac\"}");
+    free(json);
+    json = log_json_escape_breaks("\xe2\x80\xa9");
+    assert_string_equal(json, "\\u2029");
+    free(json);
+    json = log_json_escape_breaks("");
+    assert_string_equal(json, "");
+    free(json);
+}
+
 /* ---- random input ---- */
 
 static uint32_t rnd(uint64_t *s)
@@ -238,6 +291,7 @@ static void random_string(uint64_t *seed, char *out, size_t max)
         "a", "Z", " ", "\"", "\\", "\n", "\x1b", "\x7f", "\xc3\xa9", "\xe2\x82\xac",
         "\xf0\x9f\x98\x80", "\x80", "\xbf", "\xc0", "\xc3", "\xe2\x82", "\xed\xa0\x80",
         "\xf4\x90\x80\x80", "\xff", "\xfe", "\xf0\x9f", "%", "x",
+        "\xe2\x80\xa8", "\xe2\x80\xae", "\xe2\x81\xa6", "\xe2\x80\xa7", "\xe2\x80",
     };
     size_t len = 0, n = rnd(seed) % 24;
 
@@ -268,6 +322,17 @@ static bool unescape(const char *s, char *out)
 
             *out++ = (char)strtoul(hex, NULL, 16);
             s += 4;
+        } else if (s[1] == 'u' && strlen(s) >= 6) {
+            /* U+2000..U+207F: three bytes of UTF-8. */
+            char hex[5] = { s[2], s[3], s[4], s[5], 0 };
+            unsigned long cp = strtoul(hex, NULL, 16);
+
+            if (cp < 0x2000 || cp > 0x207f)
+                return false;
+            *out++ = (char)0xe2;
+            *out++ = (char)(0x80 | (cp >> 6 & 0x3f));
+            *out++ = (char)(0x80 | (cp & 0x3f));
+            s += 6;
         } else {
             return false;
         }
@@ -493,6 +558,7 @@ int main(void)
         cmocka_unit_test(escape_exact_fit),
         cmocka_unit_test(escape_tiny_buffers),
         cmocka_unit_test(escape_c1_controls),
+        cmocka_unit_test(escape_hidden_breaks),
         cmocka_unit_test(escape_random),
         cmocka_unit_test(utf8_table),
         cmocka_unit_test(utf8_random),

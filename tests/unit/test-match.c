@@ -67,6 +67,23 @@ static void set_path(struct usb_device *dev, const char *port)
     else
         snprintf(path, sizeof(path), "pci-%s", pci);
     assert_int_equal(device_set_str(&dev->id_path, path), 0);
+    /* Bus 2 is the chipset xHCI's USB 3 root hub, bus 3 the card's: usbv3. */
+    if (dash) {
+        snprintf(path, sizeof(path), "pci-%s-usbv%d-0:%s", pci, bus == 2 || bus == 3 ? 3 : 2,
+                 dash + 1);
+        assert_int_equal(device_set_str(&dev->id_path_rev, path), 0);
+    }
+    /*
+     * Root ports of bus 1 pair with bus 2's one number up (1-10 with 2-11),
+     * the card's USB 3 ports with its USB 2 ones one number down.
+     */
+    if (dash && !strchr(port, '.') && (bus == 1 || bus == 3)) {
+        unsigned long n = strtoul(dash + 1, NULL, 10);
+
+        snprintf(path, sizeof(path), "pci-%s-usbv%d-0:%lu", pci, bus == 1 ? 3 : 2,
+                 bus == 1 ? n + 1 : n - 1);
+        assert_int_equal(device_set_str(&dev->peer_path, path), 0);
+    }
 }
 
 static const struct dev_spec devices[] = {
@@ -107,6 +124,11 @@ static struct usb_device *make_dev(const struct dev_spec *s)
     dev->dev_class = (struct usb_class){ s->cls, s->subclass, s->protocol };
     if (s->ifaces)
         assert_true(device_parse_interfaces(dev, s->ifaces) >= 0);
+    /* The keyboard on bus 3 is a laptop's, wired in; the stick's port a socket. */
+    if (s == &devices[KEYBOARD])
+        dev->connect_type = DEVICE_CONNECT_HARDWIRED;
+    else if (s == &devices[STORAGE])
+        dev->connect_type = DEVICE_CONNECT_HOTPLUG;
     return dev;
 }
 
@@ -243,6 +265,44 @@ static const struct key_case key_cases[] = {
     { "hub: \"pci-0000:00:14.0-usb-0:1.4\"", YUBIKEY, false },
     { "hub: \"pci-0000:03:00.0-usb-0:1\"", YUBIKEY, false },
     { "hub: \"pci-0000:00:14.0-usb-0:1.1.1.1.1.1\"", DEEP, true },
+    /* path and hub with the USB revision: the USB 2 and USB 3 root hubs apart */
+    { "path: \"pci-0000:00:14.0-usbv2-0:1.2\"", YUBIKEY, true },
+    { "path: \"pci-0000:00:14.0-usbv3-0:1.2\"", YUBIKEY, false },
+    { "path: \"pci-0000:00:14.0-usbv2-0:1\"", BUS11, true },
+    { "path: \"pci-0000:00:14.0-usbv3-0:1.1.1.1.1.1.1\"", DEEP, true },
+    { "path: \"pci-0000:00:14.0-usbv2-0:1.1.1.1.1.1.1\"", DEEP, false },
+    { "path: \"pci-0000:00:14.0-usbv2-*\"", NESTED, true },
+    { "path: \"pci-0000:00:14.0-usbv2-*\"", DEEP, false },
+    { "path: \"pci-0000:00:14.0-usbv?-0:1.2\"", YUBIKEY, true },
+    { "path: \"pci-0000:00:14.0-usbv2-0:1.2\"", BARE, false },
+    { "hub: \"pci-0000:00:14.0-usbv2\"", YUBIKEY, true },
+    { "hub: \"pci-0000:00:14.0-usbv2\"", HUB_ITSELF, true },
+    { "hub: \"pci-0000:00:14.0-usbv2\"", DEEP, false },
+    { "hub: \"pci-0000:00:14.0-usbv3\"", DEEP, true },
+    { "hub: \"pci-0000:00:14.0-usbv3\"", KEYBOARD, false },   /* the card's */
+    { "hub: \"pci-0000:03:00.0-usbv3\"", KEYBOARD, true },
+    { "hub: \"pci-0000:00:14.0-usbv2-0:1\"", YUBIKEY, true },
+    { "hub: \"pci-0000:00:14.0-usbv2-0:1\"", HUB_ITSELF, false },
+    { "hub: \"pci-0000:00:14.0-usbv3-0:1\"", YUBIKEY, false },
+    { "hub: \"pci-0000:00:14.0-usbv3-0:1\"", DEEP, true },
+    { "hub: \"pci-0000:00:14.0-usbv2-0:1\"", DEEP, false },
+    { "hub: \"pci-0000:00:14.0-usbv2-0:1\"", BARE, false },
+    /* connector: the port, by either half of the socket (its peer) */
+    { "connector: \"pci-0000:00:14.0-usbv2-0:10\"", STORAGE, true },
+    { "connector: \"pci-0000:00:14.0-usbv3-0:11\"", STORAGE, true },
+    { "connector: \"pci-0000:00:14.0-usbv3-0:10\"", STORAGE, false },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:11\"", STORAGE, false },
+    { "connector: \"pci-0000:00:14.0-usbv3-0:2\"", HUB_ITSELF, true },
+    { "connector: \"pci-0000:03:00.0-usbv2-0:1\"", KEYBOARD, true },
+    { "connector: \"pci-0000:03:00.0-usbv3-0:2\"", KEYBOARD, true },
+    { "connector: \"pci-0000:00:14.0-usbv3-0:2\"", KEYBOARD, false },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:1.2\"", YUBIKEY, true },
+    { "connector: \"pci-0000:00:14.0-usbv3-0:1.2\"", YUBIKEY, false },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:1\"", YUBIKEY, false },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:1\"", BUS11, true },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:1\"", BARE, false },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:10\", id: \"0781:*\"", STORAGE, true },
+    { "connector: \"pci-0000:00:14.0-usbv2-0:10\", id: \"1050:*\"", STORAGE, false },
     { "id: \"1050:0407\", hub: \"pci-0000:00:14.0-usb-0:1\"", YUBIKEY, true },
     { "id: \"1050:0407\", path: \"*:1.3\"", YUBIKEY, false },
     { "id: \"1050:0407\", path: \"*:1.3\"", YUBIKEY_NOSER, true },
@@ -276,6 +336,32 @@ static const struct key_case key_cases[] = {
     { "interface-class: audio", WEBCAM, true },
     { "interface-class: \"00\"", BARE, false },
     { "interface-class: vendor", DEEP, false },
+    /* connect-type: the port's wiring; unknown when the firmware says nothing */
+    { "connect-type: hardwired", KEYBOARD, true },
+    { "connect-type: hardwired", STORAGE, false },
+    { "connect-type: hotplug", STORAGE, true },
+    { "connect-type: hotplug", YUBIKEY, false },
+    { "connect-type: unknown", YUBIKEY, true },
+    { "connect-type: unknown", KEYBOARD, false },
+    /* every-interface-class: each interface in the set; none known: no */
+    { "every-interface-class: hid", KEYBOARD, true },
+    { "every-interface-class: [hid]", NESTED, true },
+    { "every-interface-class: hid", YUBIKEY, false },            /* and a CCID */
+    { "every-interface-class: [hid, smart-card]", YUBIKEY, true },
+    { "every-interface-class: \"03:01:01\"", KEYBOARD, false },  /* its 03:00:00 */
+    { "every-interface-class: [\"03:01:01\", \"03:00\"]", KEYBOARD, true },
+    { "every-interface-class: [hid, storage]", STORAGE, true },
+    { "every-interface-class: [hid, storage]", WEBCAM, false },
+    { "every-interface-class: hid", BARE, false },
+    { "every-interface-class: vendor", DEEP, false },
+    /* no-interface-class: none in the set; none known: no */
+    { "no-interface-class: hid", STORAGE, true },
+    { "no-interface-class: hid", YUBIKEY, false },
+    { "no-interface-class: [storage, hid]", WEBCAM, true },
+    { "no-interface-class: \"03:01:01\"", KEYBOARD, false },
+    { "no-interface-class: \"03:01:02\"", KEYBOARD, true },
+    { "no-interface-class: hid", BARE, false },
+    { "interface-class: storage, no-interface-class: hid", STORAGE, true },
     /* several keys: all must hold */
     { "id: \"1050:0407\", serial: \"999*\"", YUBIKEY, false },
     { "id: \"1050:0407\", hub: usb1", YUBIKEY, true },
@@ -316,6 +402,133 @@ static void every_key(void **state)
         policy_free(p);
         device_free(dev);
     }
+}
+
+/* ---- rules that can never match ---- */
+
+struct cover_case {
+    const char *earlier, *later;    /* bodies of flow mappings */
+    bool covers;
+};
+
+static const struct cover_case cover_cases[] = {
+    /* the same keys and values; match: {} before anything */
+    { "id: \"1050:0407\"", "id: \"1050:0407\"", true },
+    { "", "id: \"1050:0407\", serial: \"12\"", true },
+    { "", "", true },
+    /* fewer keys, the same values: wider */
+    { "id: \"1050:0407\"", "id: \"1050:0407\", serial: \"0012345\"", true },
+    { "id: \"1050:0407\", serial: \"0012345\"", "id: \"1050:0407\"", false },
+    { "interface-class: hid", "interface-class: hid, port: \"1-2\"", true },
+    /* a glob over the later literal */
+    { "vendor: \"10*\"", "id: \"1050:0407\"", true },
+    { "id: \"1050:*\"", "id: \"1050:0407\"", true },
+    { "id: \"1050:*\"", "id: \"1051:0407\"", false },
+    { "serial: \"00*\"", "serial: \"0012345\"", true },
+    { "serial: \"00*\"", "serial: \"00?2345\"", false },     /* a glob: unknown */
+    { "serial: \"00?2345\"", "serial: \"00?2345\"", true },  /* the same glob */
+    { "vendor: \"1050\"", "vendor: \"10*\"", false },
+    { "port: \"1-1.*\"", "port: \"1-1.4\"", true },
+    { "path: \"pci-0000:00:14.0-usb*\"", "path: \"pci-0000:00:14.0-usbv3-0:1\"", true },
+    { "manufacturer: \"Logi*\"", "manufacturer: \"Logitech\", class: \"00\"", true },
+    { "product-name: \"*Key*\"", "product-name: \"YubiKey\"", true },
+    /* hubs above hubs, in one form */
+    { "hub: usb1", "hub: \"1-1.4\"", true },
+    { "hub: \"1-1\"", "hub: \"1-1.4\"", true },
+    { "hub: \"1-1.4\"", "hub: \"1-1\"", false },
+    { "hub: \"1-1\"", "hub: \"1-10\"", false },
+    { "hub: usb1", "hub: usb11", false },
+    { "hub: \"pci-0000:00:14.0\"", "hub: \"pci-0000:00:14.0-usb-0:1\"", true },
+    { "hub: \"pci-0000:00:14.0\"", "hub: \"pci-0000:00:14.0-usbv3-0:1\"", true },
+    { "hub: \"pci-0000:00:14.0-usbv3\"", "hub: \"pci-0000:00:14.0-usbv3-0:1\"", true },
+    { "hub: \"pci-0000:00:14.0-usbv2\"", "hub: \"pci-0000:00:14.0-usbv3-0:1\"", false },
+    { "hub: \"pci-0000:00:14.0-usb-0:1\"", "hub: \"pci-0000:00:14.0-usbv3-0:1\"", false },
+    { "hub: usb1", "hub: \"pci-0000:00:14.0\"", false },   /* forms differ: unknown */
+    /* connector: the same socket only */
+    { "connector: \"pci-0000:00:14.0-usbv3-0:1\"", "connector: \"pci-0000:00:14.0-usbv3-0:1\", "
+      "id: \"1050:*\"", true },
+    { "connector: \"pci-0000:00:14.0-usbv3-0:1\"", "connector: \"pci-0000:00:14.0-usbv2-0:1\"",
+      false },
+    /* classes: fewer parts are wider */
+    { "interface-class: \"03\"", "interface-class: \"03:01:01\"", true },
+    { "interface-class: \"03:*:01\"", "interface-class: \"03:01:01\"", true },
+    { "interface-class: \"03:01:01\"", "interface-class: \"03\"", false },
+    { "class: hid", "class: \"03:00\"", true },
+    { "class: hid", "interface-class: hid", false },
+    /* connect-type and interface sets */
+    { "connect-type: hotplug", "connect-type: hotplug, id: \"1050:*\"", true },
+    { "connect-type: hotplug", "connect-type: hardwired", false },
+    { "every-interface-class: [hid, storage]", "every-interface-class: hid", true },
+    { "every-interface-class: hid", "every-interface-class: [hid, storage]", false },
+    { "every-interface-class: hid", "every-interface-class: \"03:01:01\"", true },
+    { "no-interface-class: hid", "no-interface-class: [hid, storage]", true },
+    { "no-interface-class: [hid, storage]", "no-interface-class: hid", false },
+    { "no-interface-class: \"03:01:01\"", "no-interface-class: hid", true },
+    { "no-interface-class: hid", "no-interface-class: \"03:01:01\"", false },
+    /* a key the later rule lacks: never covered */
+    { "serial: \"*\"", "id: \"1050:0407\"", false },
+    { "hub: usb1", "port: \"1-1.2\"", false },
+};
+
+static void covers(void **state)
+{
+    for (size_t i = 0; i < sizeof(cover_cases) / sizeof(cover_cases[0]); i++) {
+        const struct cover_case *c = &cover_cases[i];
+        char rules[512];
+        struct policy *p;
+        bool got;
+
+        snprintf(rules, sizeof(rules),
+                 "  - match: {%s}\n    domain: a\n  - match: {%s}\n    domain: b\n",
+                 c->earlier, c->later);
+        p = load(rules);
+        got = match_rule_covers(&p->rules[0].match, &p->rules[1].match);
+        if (got != c->covers)
+            print_message("case %zu: {%s} before {%s}: %d\n", i, c->earlier, c->later, got);
+        assert_int_equal(got, c->covers);
+        policy_free(p);
+    }
+}
+
+struct shadow_rec {
+    unsigned dead[8], by[8], n;
+};
+
+static void record_shadow(void *arg, const struct policy_rule *dead,
+                          const struct policy_rule *by)
+{
+    struct shadow_rec *r = arg;
+
+    r->dead[r->n] = dead->index;
+    r->by[r->n++] = by->index;
+}
+
+/* Each dead rule once, named with the first rule that covers it. */
+static void shadowed(void **state)
+{
+    struct shadow_rec r = { .n = 0 };
+    struct policy *p = load("  - match: {id: \"1050:0407\", serial: \"0012*\"}\n"
+                            "    domain: a\n"
+                            "  - match: {vendor: \"1050\"}\n"
+                            "    domain: a\n"
+                            "  - match: {id: \"1050:0407\"}\n"
+                            "    action: ignore\n"
+                            "  - match: {id: \"1050:0407\", serial: \"0012345\"}\n"
+                            "    domain: b\n"
+                            "  - match: {id: \"046d:c31c\"}\n"
+                            "    domain: b\n"
+                            "  - match: {id: \"046d:c31c\"}\n"
+                            "    domain: a\n");
+
+    assert_int_equal(match_shadowed(p, record_shadow, &r), 3);
+    assert_int_equal(r.n, 3);
+    assert_int_equal(r.dead[0], 3);
+    assert_int_equal(r.by[0], 2);
+    assert_int_equal(r.dead[1], 4);
+    assert_int_equal(r.by[1], 1);
+    assert_int_equal(r.dead[2], 6);
+    assert_int_equal(r.by[2], 5);
+    policy_free(p);
 }
 
 /* ---- order ---- */
@@ -422,12 +635,24 @@ static void why_not(void **state)
         { "port: \"1-1.*\"", KEYBOARD, "port 3-2 does not match 1-1.*" },
         { "hub: usb1", KEYBOARD, "port 3-2 is not below hub usb1" },
         { "path: \"pci-0000:03:00.0-*\"", YUBIKEY,
-          "path pci-0000:00:14.0-usb-0:1.2 does not match pci-0000:03:00.0-*" },
+          "path pci-0000:00:14.0-usb-0:1.2 or pci-0000:00:14.0-usbv2-0:1.2 does not match "
+          "pci-0000:03:00.0-*" },
         { "path: \"*\"", BARE, "the device has no path to match *" },
         { "hub: \"pci-0000:00:14.0-usb-0:1\"", STORAGE,
           "path pci-0000:00:14.0-usb-0:10 is not below hub pci-0000:00:14.0-usb-0:1" },
         { "hub: \"pci-0000:00:14.0\"", BARE,
           "the device has no path to be below hub pci-0000:00:14.0" },
+        { "connector: \"pci-0000:00:14.0-usbv2-0:11\"", STORAGE,
+          "port pci-0000:00:14.0-usbv2-0:10 and its peer pci-0000:00:14.0-usbv3-0:11 are not "
+          "connector pci-0000:00:14.0-usbv2-0:11" },
+        { "connector: \"pci-0000:00:14.0-usbv3-0:1.2\"", YUBIKEY,
+          "port pci-0000:00:14.0-usbv2-0:1.2 (no peer) is not connector "
+          "pci-0000:00:14.0-usbv3-0:1.2" },
+        { "connector: \"pci-0000:00:14.0-usbv3-0:1\"", BARE,
+          "the device has no path with a USB revision to be in connector "
+          "pci-0000:00:14.0-usbv3-0:1" },
+        { "hub: \"pci-0000:00:14.0-usbv3-0:1\"", YUBIKEY,
+          "path pci-0000:00:14.0-usbv2-0:1.2 is not below hub pci-0000:00:14.0-usbv3-0:1" },
         { "serial: \"0012*\"", KEYBOARD, "serial \"(none)\" does not match \"0012*\"" },
         { "manufacturer: Yubico", KEYBOARD,
           "manufacturer \"Logitech\" does not match \"Yubico\"" },
@@ -436,6 +661,13 @@ static void why_not(void **state)
         { "class: \"ef:02:02\"", WEBCAM, "device class ef:02:01 does not match ef:02:02" },
         { "interface-class: smart-card", KEYBOARD, "no interface of class 0b" },
         { "interface-class: \"03:01\"", STORAGE, "no interface of class 03:01" },
+        { "connect-type: hotplug", KEYBOARD, "its port is hardwired, not hotplug" },
+        { "every-interface-class: hid", YUBIKEY,
+          "interface 2 is of class 0b:00:00, not one of every-interface-class" },
+        { "no-interface-class: smart-card", YUBIKEY,
+          "interface 2 is of class 0b:00:00, one of no-interface-class" },
+        { "no-interface-class: hid", BARE,
+          "its interfaces are unknown: none can be shown to be outside no-interface-class" },
         { "vendor: \"046d\", interface-class: \"03:01:02\"", KEYBOARD,
           "no interface of class 03:01:02" },
     };
@@ -626,6 +858,20 @@ static void add_filter(struct rng *r, struct rule_match *m)
     }
 }
 
+/* Sometimes the same path in the form with the USB revision ("-usbv3-0:..."). */
+static void maybe_revision(struct rng *r, char *buf, size_t len)
+{
+    char rev[96];
+    unsigned v = 2 + rnd(r, 2);
+
+    if (rnd(r, 3))
+        return;
+    if (device_id_path_with_revision(buf, v, rev, sizeof(rev)) == 0 && strlen(rev) < len)
+        memcpy(buf, rev, strlen(rev) + 1);
+    else if (!strchr(buf + 4, '-'))
+        snprintf(buf + strlen(buf), len - strlen(buf), "-usbv%u", v);
+}
+
 static enum rule_kind random_rule(struct rng *r, struct rule_match *m)
 {
     enum rule_kind kind = (enum rule_kind)rnd(r, KIND_ALL);
@@ -679,6 +925,13 @@ static enum rule_kind random_rule(struct rng *r, struct rule_match *m)
     case KIND_PATH:
         random_port(r, port, sizeof(port), 4);
         random_path(r, port, buf, sizeof(buf));
+        maybe_revision(r, buf, sizeof(buf));
+        if (strstr(buf, "-usbv") && rnd(r, 2)) {
+            /* A connector: the same port, or its peer. */
+            m->keys = MATCH_CONNECTOR;
+            m->connector = xstrdup(buf);
+            break;
+        }
         m->keys = MATCH_PATH;
         m->path = xstrdup(buf);
         break;
@@ -691,6 +944,7 @@ static enum rule_kind random_rule(struct rng *r, struct rule_match *m)
             random_port(r, port, sizeof(port), 3);
             random_path(r, port, buf, sizeof(buf));
         }
+        maybe_revision(r, buf, sizeof(buf));
         m->hub = xstrdup(buf);
         break;
     case KIND_PATH_GLOB:
@@ -739,6 +993,20 @@ static struct usb_device *random_device(struct rng *r, unsigned i)
     default:
         random_path(r, port, devpath, sizeof(devpath));
         assert_int_equal(device_set_str(&dev->id_path, devpath), 0);
+        /* Mostly with the revision too, as the udev source computes it. */
+        if (rnd(r, 4)) {
+            char rev[96];
+
+            if (device_id_path_with_revision(devpath, 2 + rnd(r, 2), rev, sizeof(rev)) == 0)
+                assert_int_equal(device_set_str(&dev->id_path_rev, rev), 0);
+            /* Some ports have a peer: another port's path. */
+            if (rnd(r, 2)) {
+                random_port(r, port, sizeof(port), 2);
+                random_path(r, port, devpath, sizeof(devpath));
+                if (device_id_path_with_revision(devpath, 2 + rnd(r, 2), rev, sizeof(rev)) == 0)
+                    assert_int_equal(device_set_str(&dev->peer_path, rev), 0);
+            }
+        }
     }
     dev->vendor = rnd(r, 8) ? vendor_pool[rnd(r, N_VENDORS)] : (uint16_t)rnd(r, 0x10000);
     dev->product = rnd(r, 8) ? product_pool[rnd(r, N_PRODUCTS)] : (uint16_t)rnd(r, 0x10000);
@@ -828,6 +1096,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_key),
+        cmocka_unit_test(covers),
+        cmocka_unit_test(shadowed),
         cmocka_unit_test(first_match_wins),
         cmocka_unit_test(index_keeps_file_order),
         cmocka_unit_test(no_rule_matches),

@@ -393,10 +393,12 @@ static const struct bad_args bad_args[] = {
       "(in a policy file: allow-dom0-lockout: true)" },
     { { "-d", "vm", "-u", "1-0" },
       "-u: bad hub '1-0': expected a root hub such as usb3, a hub's port path such as "
-      "1-1.4, or a path such as pci-0000:00:14.0 or pci-0000:00:14.0-usb-0:1" },
+      "1-1.4, or a path such as pci-0000:00:14.0, pci-0000:00:14.0-usb-0:1, "
+      "pci-0000:00:14.0-usbv3 or pci-0000:00:14.0-usbv3-0:1" },
     { { "-d", "vm", "--hub", "usb" },
       "-u: bad hub 'usb': expected a root hub such as usb3, a hub's port path such as "
-      "1-1.4, or a path such as pci-0000:00:14.0 or pci-0000:00:14.0-usb-0:1" },
+      "1-1.4, or a path such as pci-0000:00:14.0, pci-0000:00:14.0-usb-0:1, "
+      "pci-0000:00:14.0-usbv3 or pci-0000:00:14.0-usbv3-0:1" },
     { { "-d", "vm", "-x", "1050" },
       "-x: bad device id '1050': expected VID:PID such as 1050:0407" },
     { { "-d", "vm", "-x", "zz:0407" },

@@ -33,6 +33,9 @@
 
 #define POLICIES FIXTURES "/policies"
 #define EXAMPLE FIXTURES "/../../policy/example.yaml"
+#define WHY_CONNECTOR                                                                      \
+    "expected the path of a port with its USB revision, such as pci-0000:00:14.0-usbv3-0:1 " \
+    "(--once --json shows each device's path_with_revision)"
 
 /* ---- helpers ---- */
 
@@ -550,7 +553,7 @@ static void validators(void **state)
 struct bad_case {
     const char *name;
     const char *yaml;
-    const char *want[5];
+    const char *want[8];
 };
 
 /* Lines 1-3 of most bad cases. */
@@ -589,8 +592,8 @@ static const struct bad_case bad_cases[] = {
       "      colour: red\n"
       "    domain: vault\n",
       { "t.yaml:7:7: unknown key 'colour' in 'match' (expected one of: id, vendor, "
-        "product, serial, manufacturer, product-name, hub, port, path, class, "
-        "interface-class)" } },
+        "product, serial, manufacturer, product-name, hub, port, path, connector, "
+        "connect-type, class, interface-class, every-interface-class, no-interface-class)" } },
     { "unknown_key_in_controller",
       "version: 1\n"
       "domains:\n"
@@ -701,8 +704,8 @@ static const struct bad_case bad_cases[] = {
       "  - match: {class: \"0x123\"}\n"
       "    domain: vault\n",
       { "t.yaml:5:18: bad hub '1-0': expected a root hub such as usb3, a hub's port "
-        "path such as 1-1.4, or a path such as pci-0000:00:14.0 or "
-        "pci-0000:00:14.0-usb-0:1",
+        "path such as 1-1.4, or a path such as pci-0000:00:14.0, "
+        "pci-0000:00:14.0-usb-0:1, pci-0000:00:14.0-usbv3 or pci-0000:00:14.0-usbv3-0:1",
         "t.yaml:7:19: bad port 'x-1': expected a port path such as 1-1.4, or a glob",
         "t.yaml:9:20: bad class '0x123': expected a class name (hid, storage, "
         "smart-card, audio, video...) or hex class[:subclass[:protocol]] such as 03 "
@@ -715,11 +718,53 @@ static const struct bad_case bad_cases[] = {
       "  - match: {hub: \"pci-0000:00:14.0-usb-0:*\"}\n"
       "    domain: vault\n"
       "  - match: {hub: \"pci-0000:00:14.0-usb-0:1\", path: \"pci-*\"}\n"
+      "    domain: vault\n"
+      "  - match: {hub: \"pci-0000:00:14.0-usbv4-0:1\"}\n"
+      "    domain: vault\n"
+      "  - match: {hub: \"pci-0000:00:14.0-usbv3-0:1\"}\n"
+      "    domain: vault\n"
+      "  - match: {hub: \"pci-0000:00:14.0-usbv2\"}\n"
+      "    domain: vault\n"
+      "  - match: {connector: \"pci-0000:00:14.0-usb-0:1\"}\n"
+      "    domain: vault\n"
+      "  - match: {connector: \"pci-0000:00:14.0-usbv3\"}\n"
+      "    domain: vault\n"
+      "  - match: {connector: \"pci-0000:00:14.0-usbv3-0:*\"}\n"
+      "    domain: vault\n"
+      "  - match: {connector: \"pci-0000:00:14.0-usbv3-0:1.4\"}\n"
       "    domain: vault\n",
       { "t.yaml:5:19: bad glob 'pci-[0000' for 'path': a '[' in a glob has no closing ']'",
         "t.yaml:7:18: bad hub 'pci-0000:00:14.0-usb-0:*': expected a root hub such as usb3, "
-        "a hub's port path such as 1-1.4, or a path such as pci-0000:00:14.0 or "
-        "pci-0000:00:14.0-usb-0:1" } },
+        "a hub's port path such as 1-1.4, or a path such as pci-0000:00:14.0, "
+        "pci-0000:00:14.0-usb-0:1, pci-0000:00:14.0-usbv3 or pci-0000:00:14.0-usbv3-0:1",
+        "t.yaml:11:18: bad hub 'pci-0000:00:14.0-usbv4-0:1': expected a root hub such as usb3, "
+        "a hub's port path such as 1-1.4, or a path such as pci-0000:00:14.0, "
+        "pci-0000:00:14.0-usb-0:1, pci-0000:00:14.0-usbv3 or pci-0000:00:14.0-usbv3-0:1",
+        "t.yaml:17:24: bad connector 'pci-0000:00:14.0-usb-0:1': " WHY_CONNECTOR,
+        "t.yaml:19:24: bad connector 'pci-0000:00:14.0-usbv3': " WHY_CONNECTOR,
+        "t.yaml:21:24: bad connector 'pci-0000:00:14.0-usbv3-0:*': " WHY_CONNECTOR } },
+    { "bad_connect_type_and_class_sets",
+      HEAD
+      "rules:\n"
+      "  - match: {connect-type: \"not used\"}\n"
+      "    domain: vault\n"
+      "  - match: {every-interface-class: []}\n"
+      "    domain: vault\n"
+      "  - match: {no-interface-class: [hid, keyboard, {a: b}]}\n"
+      "    domain: vault\n"
+      "  - match: {every-interface-class: [hid, hid, hid, hid, hid, hid, hid, hid, hid, hid, hid, "
+      "hid, hid, hid, hid, hid, hid]}\n"
+      "    domain: vault\n"
+      "  - match: {every-interface-class: [hid, \"08:06:50\"], no-interface-class: \"03:01:01\", "
+      "connect-type: hotplug}\n"
+      "    domain: vault\n",
+      { "t.yaml:5:27: bad connect-type 'not used': expected hotplug, hardwired or unknown",
+        "t.yaml:7:36: 'every-interface-class' takes 1 to 16 classes, not 0",
+        "t.yaml:9:39: bad class 'keyboard' in 'no-interface-class': expected a class name (hid, "
+        "storage, smart-card, audio, video...) or hex class[:subclass[:protocol]] such as 03 "
+        "or 03:01:01",
+        "t.yaml:9:49: 'no-interface-class' must be a string, not a mapping",
+        "t.yaml:11:36: 'every-interface-class' takes 1 to 16 classes, not 17" } },
     { "unknown_domain_reference",
       HEAD
       "rules:\n"

@@ -7,8 +7,8 @@
  * prints for it).  Covered: add and remove decisions and their fields,
  * present (cold plug) events, hubs never routed, removes of unknown devices
  * ignored, duplicate adds ignored, a new device at a known place, reloads
- * that move a device (detach, then attach, event reload) and leave
- * unchanged devices alone, controller capacity (a device waits for a free
+ * that move a device (detach naming the rule that attached it, then attach,
+ * event reload) and leave unchanged devices alone, controller capacity (a device waits for a free
  * port), a guest restart, and the references left after a shutdown with
  * work in flight (run the binary under valgrind too).  Stale ports of a
  * guest the policy does not name (a backend that lists every guest): swept
@@ -554,7 +554,11 @@ static void reload_moves_only_changed(void **state)
     router_set_policy(fx->router, unit_policy(moved));
     /* In port order: 1-2, then 3-1. */
     assert_n_recs(fx, 3);
-    assert_rec(fx, 0, EVENT_RELOAD, "detach", "1-2", "vault", 2);
+    /* The detach names the rule that attached it, as an unplug does. */
+    assert_rec(fx, 0, EVENT_RELOAD, "detach", "1-2", "vault", 1);
+    assert_string_equal(fx->recs[0].line,
+                        "detach 1-2 1050:0407 \"Yubico YubiKey OTP+FIDO+CCID\" serial 0012345 "
+                        "<- vault (rule 1 \"yubikeys go to the vault\")");
     assert_rec(fx, 1, EVENT_RELOAD, "attach", "1-2", "win10", 2);
     assert_string_equal(fx->recs[1].rule_name, "keys to windows");
     assert_rec(fx, 2, EVENT_RELOAD, "attach", "3-1", "vault", 3);
@@ -610,7 +614,8 @@ static void reload_to_none(void **state)
     fx->n = 0;
     router_set_policy(fx->router, unit_policy("version: 1\ndomains: {vault: {}}\n"));
     assert_n_recs(fx, 2);
-    assert_rec(fx, 0, EVENT_RELOAD, "detach", "1-2", "vault", 0);
+    assert_rec(fx, 0, EVENT_RELOAD, "detach", "1-2", "vault", 1);
+    assert_string_equal(fx->recs[0].rule_name, "yubikeys go to the vault");
     assert_rec(fx, 1, EVENT_RELOAD, "none", "1-2", "", 0);
     settle(fx);
     assert_state(fx, "1-2", DEV_IDLE, NULL);
@@ -1196,7 +1201,7 @@ static void guard_by_hand(void **state)
     /* Keeping 3-1 in dom0 by hand lets the held one go. */
     assert_int_equal(router_override(fx->router, other, NULL), 0);
     assert_n_recs(fx, 5);
-    assert_rec(fx, 2, EVENT_MANUAL, "detach", "3-1", "sys-usb", 0);
+    assert_rec(fx, 2, EVENT_MANUAL, "detach", "3-1", "sys-usb", 1);
     assert_rec(fx, 3, EVENT_MANUAL, "none", "3-1", "", 0);
     assert_rec(fx, 4, EVENT_MANUAL, "attach", "1-1", "sys-usb", 2);
     settle(fx);
@@ -1257,7 +1262,7 @@ static void guard_reload_moves_through_dom0(void **state)
     /* Out of sys-usb, it stays in dom0: the last keyboard. */
     router_set_policy(fx->router, unit_policy(to_vault));
     assert_n_recs(fx, 3);
-    assert_rec(fx, 1, EVENT_RELOAD, "detach", "1-1", "sys-usb", 1);
+    assert_rec(fx, 1, EVENT_RELOAD, "detach", "1-1", "sys-usb", 2);
     assert_rec(fx, 2, EVENT_RELOAD, "hold", "1-1", "vault", 1);
     assert_true(e->held);
     settle(fx);
@@ -1278,7 +1283,7 @@ static void guard_reload_moves_through_dom0(void **state)
     router_keyboard_removed(fx->router, LAPTOP_KBD);
     router_set_policy(fx->router, unit_policy(guard_policy));
     assert_n_recs(fx, 6);
-    assert_rec(fx, 4, EVENT_RELOAD, "detach", "1-1", "vault", 2);
+    assert_rec(fx, 4, EVENT_RELOAD, "detach", "1-1", "vault", 1);
     assert_rec(fx, 5, EVENT_RELOAD, "hold", "1-1", "sys-usb", 2);
     assert_int_equal(e->state, DEV_DETACHING);
     router_keyboard_added(fx->router, LAPTOP_KBD);
