@@ -86,6 +86,7 @@ struct domain {
     unsigned ops_out;               /* operations the backend has not answered */
     bool full_logged;
     bool closing;
+    bool ctrls_changed;             /* read the controllers again before the next operation */
     ev_timer retry_timer;
 };
 
@@ -414,6 +415,7 @@ static int read_ctrls(struct domain *dom, bool report)
     struct hv_controller *list = NULL;
     size_t n = 0;
     int learnt = 0;
+    bool freed = false;
 
     if (dom->hv->ops->list_controllers(dom->hv, dom->domid, &list, &n) < 0)
         return 0;
@@ -432,12 +434,17 @@ static int read_ctrls(struct domain *dom, bool report)
         for (int p = 0; p < c->n_ports; p++) {
             if (c->slot[p])
                 continue;
+            if (report && list[i].ports[p].used && !c->foreign[p])
+                log_notice("%s: controller %d port %d holds %s, which the daemon did not "
+                           "attach: left there, the port counted as taken", dom->name, c->id,
+                           p + 1, list[i].ports[p].busid[0] ? list[i].ports[p].busid : "a device");
+            freed |= c->foreign[p] && !list[i].ports[p].used;
             c->foreign[p] = list[i].ports[p].used;
             memcpy(c->busid[p], list[i].ports[p].busid, sizeof(c->busid[p]));
         }
     }
     free(list);
-    if (learnt)
+    if (learnt || freed)
         unpark(dom, false);
     return learnt;
 }
@@ -825,6 +832,10 @@ static void kick(struct domain *dom)
 
     if (dom->busy || dom->domid < 0 || dom->closing)
         return;
+    if (dom->ctrls_changed) {
+        dom->ctrls_changed = false;
+        read_ctrls(dom, true);
+    }
     adopt(dom);
     if (dom->detaches) {
         start_detach(dom);
@@ -924,6 +935,14 @@ void domain_detach(struct domain *dom, struct dev_entry *entry)
     default:
         break;
     }
+}
+
+void domain_controllers_changed(struct domain *dom)
+{
+    if (dom->domid < 0)
+        return;
+    dom->ctrls_changed = true;
+    kick(dom);
 }
 
 void domain_started(struct domain *dom, int domid)

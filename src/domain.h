@@ -30,6 +30,13 @@ void domain_attach(struct domain *dom, struct dev_entry *entry);
 void domain_detach(struct domain *dom, struct dev_entry *entry);
 
 /* The backend says the guest runs now (as domid) or has stopped. */
+/*
+ * The guest's controllers changed outside the worker (a device or a
+ * controller given by hand): read again now, or after the operation in
+ * flight; a port someone filled is counted as taken and never given to a
+ * device of ours, one they emptied is free again.
+ */
+void domain_controllers_changed(struct domain *dom);
 void domain_started(struct domain *dom, int domid);
 void domain_stopped(struct domain *dom);
 /*

@@ -298,10 +298,40 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 
 /* ---- guests coming and going ---- */
 
+/*
+ * The xenstore paths watched for changes to a guest's USB controllers made
+ * by someone else (xl usbdev-attach, usbctrl-attach): libxl's record of its
+ * controllers, and the PV USB backend's directory, where libxl writes a qusb
+ * controller's ports.  The token names the domid.
+ */
+static void vusb_paths(int domid, char libxl_path[64], char be_path[64], char token[32])
+{
+    snprintf(libxl_path, 64, "/libxl/%d/device/vusb", domid);
+    snprintf(be_path, 64, "/local/domain/0/backend/qusb/%d", domid);
+    snprintf(token, 32, "vusb:%d", domid);
+}
+
+static void watch_vusb(struct libxl_hv *lx, int domid, bool on)
+{
+    char lpath[64], bpath[64], token[32];
+
+    vusb_paths(domid, lpath, bpath, token);
+    if (on) {
+        if (!xs_watch(lx->xs, lpath, token) || !xs_watch(lx->xs, bpath, token))
+            log_warnx("domain %d: cannot watch its USB controllers in xenstore: devices "
+                      "given by hand are seen only when the daemon next looks", domid);
+    } else {
+        xs_unwatch(lx->xs, lpath, token);
+        xs_unwatch(lx->xs, bpath, token);
+    }
+}
+
 static void guest_free(struct libxl_hv *lx, struct guest *g)
 {
     if (g && g->death)
         libxl_evdisable_domain_death(lx->ctx, g->death);
+    if (g)
+        watch_vusb(lx, g->domid, false);
     free(g);
 }
 
@@ -335,6 +365,7 @@ static void report_started(struct libxl_hv *lx, const char *name, int domid)
         return;
     }
     g->domid = domid;
+    watch_vusb(lx, domid, true);
     /* libxl says when it shuts down or dies, beside xenstore's watches. */
     if (libxl_evenable_domain_death(lx->ctx, (uint32_t)domid, 0, &g->death) != 0) {
         log_warnx("%s: cannot follow the guest's shutdown through libxl", name);
@@ -432,19 +463,68 @@ static void rescan_cb(struct ev_loop *loop, ev_timer *w, int revents)
     rescan(w->data);
 }
 
+/* Tells the owner that the controllers of the guest running as domid changed. */
+static void report_controllers(struct libxl_hv *lx, int domid)
+{
+    size_t pos = 0;
+    const char *key;
+    void *value;
+
+    while (strmap_next(lx->running, &pos, &key, &value) == 0) {
+        if (((const struct guest *)value)->domid != domid)
+            continue;
+        if (lx->hv.events.controllers_changed)
+            lx->hv.events.controllers_changed(lx->hv.events.arg, key, domid);
+        return;
+    }
+}
+
 static void xs_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct libxl_hv *lx = w->data;
     char **ev;
     bool changed = false;
+    int vusb[8];
+    size_t n_vusb = 0;
+    bool all_vusb = false;
 
-    /* Drain the watch events; one rescan answers them all. */
+    /*
+     * Drain the watch events: one rescan answers all the domain events, one
+     * report per guest all of its controllers' (a burst of xenstore writes
+     * by xl is one change).
+     */
     while ((ev = xs_check_watch(lx->xs))) {
-        changed = true;
+        int domid;
+
+        if (sscanf(ev[XS_WATCH_TOKEN], "vusb:%d", &domid) == 1) {
+            bool seen = false;
+
+            for (size_t i = 0; i < n_vusb; i++)
+                seen |= vusb[i] == domid;
+            if (!seen && n_vusb < sizeof(vusb) / sizeof(vusb[0]))
+                vusb[n_vusb++] = domid;
+            else if (!seen)
+                all_vusb = true;    /* more guests than kept: tell for each */
+        } else {
+            changed = true;
+        }
         free(ev);
     }
     if (changed)
         rescan(lx);
+    if (all_vusb) {
+        size_t pos = 0;
+        const char *key;
+        void *value;
+
+        while (strmap_next(lx->running, &pos, &key, &value) == 0)
+            if (lx->hv.events.controllers_changed)
+                lx->hv.events.controllers_changed(lx->hv.events.arg, key,
+                                                  ((const struct guest *)value)->domid);
+        return;
+    }
+    for (size_t i = 0; i < n_vusb; i++)
+        report_controllers(lx, vusb[i]);
 }
 
 /* How often the xenstore connection is checked while nothing else uses it. */

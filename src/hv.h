@@ -95,6 +95,12 @@ struct hv_domain {
 struct hv_events {
     void (*domain_started)(void *arg, const char *name, int domid);
     void (*domain_stopped)(void *arg, const char *name, int domid);
+    /*
+     * Someone changed the guest's controllers or what their ports hold (xl
+     * usbdev-attach, usbctrl-attach by hand; the daemon's own changes too):
+     * they should be read again.  NULL: not told.
+     */
+    void (*controllers_changed)(void *arg, const char *name, int domid);
     void *arg;
 };
 

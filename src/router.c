@@ -116,6 +116,14 @@ static void domain_stopped_cb(void *arg, const char *name, int domid)
         domain_stopped(dom);
 }
 
+static void controllers_changed_cb(void *arg, const char *name, int domid)
+{
+    struct domain *dom = router_domain(arg, name);
+
+    if (dom && domain_domid(dom) == domid)
+        domain_controllers_changed(dom);
+}
+
 /*
  * A worker the policy does not name (made for an attach by hand, or left by
  * a reload) is freed once no device is routed to it and it holds nothing.
@@ -205,6 +213,7 @@ struct router *router_new(struct ev_loop *loop, struct hv *hv, struct policy *po
     router->gc.data = router;
     hv->events.domain_started = domain_started_cb;
     hv->events.domain_stopped = domain_stopped_cb;
+    hv->events.controllers_changed = controllers_changed_cb;
     hv->events.arg = router;
     if (!router->devices || !router->domains || !router->keyboards ||
         sync_domains(router) < 0) {
