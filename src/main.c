@@ -48,6 +48,7 @@ struct daemon {
     struct udev_source *udev;
     struct state *state;        /* NULL in dry-run: nothing is attached */
     ev_timer state_retry;       /* the state file could not be written: again later */
+    ev_timer state_soon;        /* the table changed: written once this loop turn ends */
     double state_retry_after;   /* seconds; doubled at each failure, up to a minute */
     struct control *control;    /* NULL: no control socket */
     struct commands commands;
@@ -189,6 +190,19 @@ static void state_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     write_state(w->data);
 }
 
+/*
+ * The router calls this at every change.  The file is written once per loop
+ * turn, however many changes it saw: a guest that stops releases all its
+ * devices at once, and a hostile QEMU could make that happen in a loop.
+ */
+static void state_changed(void *arg)
+{
+    struct daemon *d = arg;
+
+    if (!ev_is_active(&d->state_soon))
+        ev_timer_start(d->loop, &d->state_soon);
+}
+
 static int open_state(struct daemon *d)
 {
     struct state_record *recs;
@@ -206,7 +220,9 @@ static int open_state(struct daemon *d)
     ev_timer_init(&d->state_retry, state_retry_cb, STATE_RETRY_MIN, 0.);
     d->state_retry.data = d;
     d->state_retry_after = STATE_RETRY_MIN;
-    router_set_state_hook(d->router, write_state, d);
+    ev_timer_init(&d->state_soon, state_retry_cb, 0., 0.);
+    d->state_soon.data = d;
+    router_set_state_hook(d->router, state_changed, d);
     return 0;
 }
 
@@ -500,6 +516,11 @@ static void shutdown_daemon(struct daemon *d)
     /* The backend answers what is in flight before the workers go. */
     if (d->hv)
         d->hv->ops->free(d->hv);
+    /* What changed in the last turn (or in the answers above) is recorded. */
+    if (d->state && ev_is_active(&d->state_soon)) {
+        ev_timer_stop(d->loop, &d->state_soon);
+        write_state(d);
+    }
     router_free(d->router);
     if (d->state)
         ev_timer_stop(d->loop, &d->state_retry);
