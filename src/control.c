@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "trust.h"
 
 /* Bytes read from one client per wakeup, so a chatty client waits its turn. */
 #define READ_CHUNK 16384
@@ -545,24 +547,29 @@ static void control_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ------------------------------------------------------------- the path */
 
-/* Creates the socket's directory when it is missing (its parent must exist). */
-static int control_make_dir(const char *path)
+/*
+ * Opens the socket's directory, created when it is missing (its parent must
+ * exist), and checks it: root's, writable by no one else, not a symbolic
+ * link.  Another user who could write there could swap the socket for a
+ * link, and make the chown below land on a file of theirs.
+ */
+static int control_open_dir(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    char *dir;
-    int r = 0;
+    char *dir, why[512];
+    int fd;
 
-    if (!slash || slash == path)
-        return 0;
-    dir = strndup(path, (size_t)(slash - path));
+    if (!slash)
+        dir = strdup(".");
+    else
+        dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
     if (!dir)
         return -ENOMEM;
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-        r = -errno;
-        log_warn("control: cannot create the directory %s", dir);
-    }
+    fd = trust_open_dir(dir, 0755, why, sizeof(why));
+    if (fd < 0)
+        log_error("control: socket directory %s: %s", dir, why);
     free(dir);
-    return r;
+    return fd;
 }
 
 /*
@@ -613,10 +620,16 @@ static int control_clear_path(const char *path, const struct sockaddr_un *sa)
     return 0;
 }
 
-/* Binds with the final mode from the first instant: no window where it is 0777. */
-static int control_bind(struct control *ctl, const struct sockaddr_un *sa)
+/*
+ * Binds with the final mode from the first instant: no window where it is
+ * 0777.  The group is set below the checked directory's descriptor, not
+ * following a symbolic link (fchmod on a socket's descriptor would not reach
+ * the file).
+ */
+static int control_bind(struct control *ctl, const struct sockaddr_un *sa, int dfd)
 {
-    mode_t old = umask(0177);
+    const char *slash = strrchr(ctl->path, '/'), *base = slash ? slash + 1 : ctl->path;
+    mode_t old = umask(ctl->group != (gid_t)-1 ? 0117 : 0177);
     struct stat st;
     int r;
 
@@ -628,13 +641,13 @@ static int control_bind(struct control *ctl, const struct sockaddr_un *sa)
         return r;
     }
     if (ctl->group != (gid_t)-1 &&
-        (chown(ctl->path, (uid_t)-1, ctl->group) < 0 || chmod(ctl->path, 0660) < 0)) {
+        fchownat(dfd, base, (uid_t)-1, ctl->group, AT_SYMLINK_NOFOLLOW) < 0) {
         r = -errno;
         log_warn("control: cannot give %s to group %u", ctl->path, (unsigned)ctl->group);
         unlink(ctl->path);
         return r;
     }
-    if (stat(ctl->path, &st) < 0) {
+    if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode)) {
         r = -errno;
         log_warn("control: stat %s", ctl->path);
         unlink(ctl->path);
@@ -652,7 +665,7 @@ struct control *control_new(struct ev_loop *loop, const char *path, gid_t group,
 {
     struct sockaddr_un sa;
     struct control *ctl;
-    int r;
+    int r, dfd = -1;
 
     if (socket_address(path, &sa) < 0) {
         log_error("control: socket path %s is too long (limit %zu bytes)", path,
@@ -674,9 +687,8 @@ struct control *control_new(struct ev_loop *loop, const char *path, gid_t group,
     ctl->arg = arg;
     ctl->idle_timeout = CONTROL_IDLE_TIMEOUT;
 
-    r = control_make_dir(path);
-    if (r == 0)
-        r = control_clear_path(path, &sa);
+    dfd = control_open_dir(path);
+    r = dfd < 0 ? dfd : control_clear_path(path, &sa);
     if (r < 0)
         goto fail;
     ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -685,7 +697,9 @@ struct control *control_new(struct ev_loop *loop, const char *path, gid_t group,
         log_warn("control: socket");
         goto fail;
     }
-    r = control_bind(ctl, &sa);
+    r = control_bind(ctl, &sa, dfd);
+    close(dfd);
+    dfd = -1;
     if (r < 0)
         goto fail;
     if (listen(ctl->fd, SOMAXCONN) < 0) {
@@ -705,6 +719,8 @@ struct control *control_new(struct ev_loop *loop, const char *path, gid_t group,
     return ctl;
 
 fail:
+    if (dfd >= 0)
+        close(dfd);
     if (ctl->fd >= 0)
         close(ctl->fd);
     free(ctl->path);

@@ -67,31 +67,6 @@ static void print_diag(const struct policy_diag *diag)
 }
 
 /*
- * The daemon acts as root on what the policy says: a file that someone else
- * could have written is refused (in dry-run nothing is attached: no check).
- */
-static bool policy_file_trusted(const struct daemon *d, json_t **errors)
-{
-    struct stat st;
-    char msg[512];
-
-    if (d->opt.insecure_policy || d->opt.dry_run || d->opt.once || stat(d->policy_path, &st) < 0)
-        return true;    /* a missing file is policy_load's to report */
-    if (st.st_uid == 0 && !(st.st_mode & (S_IWGRP | S_IWOTH)))
-        return true;
-    snprintf(msg, sizeof(msg),
-             "%s:1:1: refused: the file is %s (mode %04o, owner uid %u); make it root's "
-             "and writable by root only (or start with --insecure-policy)",
-             d->policy_path,
-             st.st_uid != 0 ? "not owned by root" : "writable by others than root",
-             (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
-    log_error("%s", msg);
-    if (errors && (*errors = json_array()))
-        json_array_append_new(*errors, json_string(msg));
-    return false;
-}
-
-/*
  * Loads the policy the command line names.  NULL after logging every error;
  * then *errors (when not NULL) is a new array of the messages.
  */
@@ -100,10 +75,13 @@ static struct policy *load_policy(const struct daemon *d, json_t **errors)
     struct policy_diag diag = { 0 };
     struct policy *policy;
 
-    if (d->policy_path && !policy_file_trusted(d, errors))
-        return NULL;
+    /*
+     * The daemon acts as root on what the policy says: a file that someone
+     * else could have written is refused (in dry-run nothing is attached).
+     */
     if (d->policy_path)
-        policy = policy_load(d->policy_path, &diag);
+        policy = policy_load(d->policy_path,
+                             !d->opt.insecure_policy && !d->opt.dry_run && !d->opt.once, &diag);
     else
         policy = options_policy(&d->opt, &diag);
     print_diag(&diag);
@@ -209,6 +187,8 @@ static int open_state(struct daemon *d)
     size_t n;
 
     d->state = state_new(d->opt.state_dir ? d->opt.state_dir : OPTIONS_DEFAULT_STATE_DIR);
+    if (!d->state && errno != ENOMEM)
+        return -errno;  /* what is wrong with the directory is logged */
     if (!d->state || state_read(d->state, &recs, &n) < 0) {
         log_error("out of memory");
         return -ENOMEM;
