@@ -325,6 +325,7 @@ static int open_control(struct daemon *d)
         .started = time(NULL),
         .reload = reload_cb,
         .reload_arg = d,
+        .group_changes = d->opt.control_group_changes,
     };
     d->control = control_new(d->loop, path, group, commands_handle, &d->commands);
     return d->control ? 0 : -EIO;
