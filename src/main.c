@@ -34,6 +34,7 @@
 #include "report.h"
 #include "router.h"
 #include "state.h"
+#include "xmalloc.h"
 #include "udev-source.h"
 #include "domain.h"
 #include "generate.h"
@@ -664,6 +665,7 @@ int main(int argc, char **argv)
                   d.opt.generate ||
                   options_legacy(&d.opt);
     log_init("auto-usb-attach", level, interactive);
+    xmalloc_init();
     if (!options_legacy(&d.opt))
         d.policy_path = d.opt.policy_file ? d.opt.policy_file : options_default_policy();
 
