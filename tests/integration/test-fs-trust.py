@@ -124,8 +124,8 @@ def test():
     os.mkfifo(record, 0o600)
     with start(tmp, tb, good, state, sock, "--control-group", grp.getgrgid(0).gr_name) as d:
         d.wait_ready(t)
-        aua.check("state.json: ignored: not a regular file" in d.stderr(),
-                  "the FIFO is said: %s" % d.stderr())
+        aua.wait_until(lambda: "state.json: ignored: not a regular file" in d.stderr(), t,
+                       "the FIFO said")
         st = os.lstat(sock)
         aua.check_equal(oct(st.st_mode & 0o777), oct(0o660), "the socket's mode")
         daemon.stop_clean(d)
@@ -137,14 +137,16 @@ def test():
     os.symlink(other, record)
     with start(tmp, tb, good, state, sock) as d:
         d.wait_ready(t)
-        aua.check("state.json: ignored: a symbolic link" in d.stderr(), d.stderr())
+        aua.wait_until(lambda: "state.json: ignored: a symbolic link" in d.stderr(), t,
+                       "the link said")
         rc, err = d.stop()
     os.unlink(record)
     with open(record, "w") as f:
         f.write('{"version": 1, "attachments": [%s]}' % ("0," * (3 * 1024 * 1024)))
     with start(tmp, tb, good, state, sock) as d:
         d.wait_ready(t)
-        aua.check("state.json: ignored: larger than any record" in d.stderr(), d.stderr())
+        aua.wait_until(lambda: "state.json: ignored: larger than any record" in d.stderr(), t,
+                       "the size said")
         daemon.stop_clean(d)
 
 
