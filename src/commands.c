@@ -349,15 +349,18 @@ static json_t *cmd_log_level(json_t *request)
 }
 
 /*
- * The commands that change what the daemon does, as opposed to those that
- * only read: root's, unless --control-group-changes gives them to the group.
+ * The commands that only read.  Every other one (attach, detach, reload,
+ * log-level, and any added later unless it is listed here) changes what the
+ * daemon does: root's, unless --control-group-changes gives them to the
+ * group.
  */
-static bool changes(const char *name)
+static bool only_reads(const char *name)
 {
-    static const char *const changing[] = { "attach", "detach", "reload", "log-level" };
+    static const char *const reading[] = { "status", "devices", "domains", "explain",
+                                           "watch" };
 
-    for (size_t i = 0; i < sizeof(changing) / sizeof(changing[0]); i++)
-        if (strcmp(name, changing[i]) == 0)
+    for (size_t i = 0; i < sizeof(reading) / sizeof(reading[0]); i++)
+        if (strcmp(name, reading[i]) == 0)
             return true;
     return false;
 }
@@ -373,10 +376,11 @@ json_t *commands_handle(void *arg_, json_t *request, const struct control_peer *
     if (!json_is_string(cmd))
         return error_reply("'command' is missing or not a string");
     name = json_string_value(cmd);
-    if (changes(name) && peer && !control_peer_is_root(peer) && !c->group_changes)
-        return error_reply("permission denied: '%s' changes what the daemon does, which only "
-                           "root may (the daemon's --control-group-changes lets its group)",
-                           name);
+    if (!only_reads(name) && peer && !control_peer_is_root(peer) && !c->group_changes)
+        return error_reply("permission denied: '%s' is not one of the commands that only "
+                           "read, which are all the group may use (the daemon's "
+                           "--control-group-changes lets it use the others)",
+                           log_escape(name, esc, sizeof(esc)));
     if (strcmp(name, "status") == 0)
         reply = cmd_status(c);
     else if (strcmp(name, "devices") == 0)

@@ -57,10 +57,11 @@ def test():
                         {"command": "detach", "device": "1-1.2"}, {"command": "reload"},
                         {"command": "log-level", "level": "debug"}):
             reply = as_member(sock, request)
-            aua.check_equal(reply, {"ok": False, "error": "permission denied: '%s' changes what "
-                                    "the daemon does, which only root may (the daemon's "
-                                    "--control-group-changes lets its group)"
-                                    % request["command"]}, "a member's %s" % request)
+            aua.check_equal(reply, {"ok": False, "error": "permission denied: '%s' is not one "
+                                    "of the commands that only read, which are all the group "
+                                    "may use (the daemon's --control-group-changes lets it use "
+                                    "the others)" % request["command"]},
+                            "a member's %s" % request)
         c = ctl.Control(sock)
         devs = {x["port"]: x for x in c("devices")["devices"]}
         aua.check_equal((devs["1-1.3"]["state"], devs["1-1.2"]["state"]),
