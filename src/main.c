@@ -178,8 +178,11 @@ static void state_changed(void *arg)
 {
     struct daemon *d = arg;
 
-    if (!ev_is_active(&d->state_soon))
+    if (!ev_is_active(&d->state_soon)) {
+        /* A one-shot timer that fired keeps its expiry, not its delay. */
+        ev_timer_set(&d->state_soon, 0., 0.);
         ev_timer_start(d->loop, &d->state_soon);
+    }
 }
 
 static int open_state(struct daemon *d)
