@@ -156,6 +156,7 @@ struct router *router_new(struct ev_loop *loop, struct hv *hv, struct policy *po
     hv->events.arg = router;
     if (!router->devices || !router->domains || !router->keyboards ||
         sync_domains(router) < 0) {
+        router->policy = NULL;  /* still the caller's, who frees it */
         router_free(router);
         return NULL;
     }
