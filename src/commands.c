@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "control.h"
 #include "device.h"
 #include "domain.h"
 #include "log.h"
@@ -312,6 +313,27 @@ static json_t *cmd_detach(struct commands *c, json_t *request)
 static json_t *cmd_reload(struct commands *c)
 {
     json_t *errors = NULL;
+    struct timespec ts;
+    double now;
+
+    /*
+     * Each reload reads and decides everything again: not in a loop.  A
+     * bucket of COMMANDS_RELOAD_BURST reloads, refilled one a second, lets
+     * a user fix a typo and reload at once.
+     */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    if (c->reload_at == 0)
+        c->reload_tokens = COMMANDS_RELOAD_BURST;
+    else
+        c->reload_tokens += now - c->reload_at;
+    if (c->reload_tokens > COMMANDS_RELOAD_BURST)
+        c->reload_tokens = COMMANDS_RELOAD_BURST;
+    c->reload_at = now;
+    if (c->reload_tokens < 1)
+        return error_reply("too many reloads: at most %d in a row, then one a second; "
+                           "try again later", COMMANDS_RELOAD_BURST);
+    c->reload_tokens -= 1;
 
     if (c->reload(c->reload_arg, &errors) == 0) {
         json_decref(errors);
@@ -337,6 +359,23 @@ static json_t *cmd_log_level(json_t *request)
     return ok_message("log level is %s", log_level_name((enum log_level)level));
 }
 
+/*
+ * The commands that only read.  Every other one (attach, detach, reload,
+ * log-level, and any added later unless it is listed here) changes what the
+ * daemon does: root's, unless --control-group-changes gives them to the
+ * group.
+ */
+static bool only_reads(const char *name)
+{
+    static const char *const reading[] = { "status", "devices", "domains", "explain",
+                                           "watch" };
+
+    for (size_t i = 0; i < sizeof(reading) / sizeof(reading[0]); i++)
+        if (strcmp(name, reading[i]) == 0)
+            return true;
+    return false;
+}
+
 json_t *commands_handle(void *arg_, json_t *request, const struct control_peer *peer)
 {
     struct commands *c = arg_;
@@ -348,6 +387,11 @@ json_t *commands_handle(void *arg_, json_t *request, const struct control_peer *
     if (!json_is_string(cmd))
         return error_reply("'command' is missing or not a string");
     name = json_string_value(cmd);
+    if (!only_reads(name) && peer && !control_peer_is_root(peer) && !c->group_changes)
+        return error_reply("permission denied: '%s' is not one of the commands that only "
+                           "read, which are all the group may use (the daemon's "
+                           "--control-group-changes lets it use the others)",
+                           log_escape(name, esc, sizeof(esc)));
     if (strcmp(name, "status") == 0)
         reply = cmd_status(c);
     else if (strcmp(name, "devices") == 0)

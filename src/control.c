@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "trust.h"
 
 /* Bytes read from one client per wakeup, so a chatty client waits its turn. */
 #define READ_CHUNK 16384
@@ -45,6 +47,7 @@ struct client {
     ev_io rio;
     ev_io wio;
     ev_timer idle;
+    ev_timer more;              /* another request waits: answered next loop turn */
     char *in;                   /* bytes after the last complete line */
     size_t in_len, in_size;
     size_t in_scanned;          /* the first in_scanned bytes hold no '\n' */
@@ -109,6 +112,7 @@ static void client_close(struct client *c)
     ev_io_stop(ctl->loop, &c->rio);
     ev_io_stop(ctl->loop, &c->wio);
     ev_timer_stop(ctl->loop, &c->idle);
+    ev_timer_stop(ctl->loop, &c->more);
     close(c->fd);
     if (c->prev)
         c->prev->next = c->next;
@@ -193,9 +197,21 @@ static int client_append(struct client *c, const char *text, size_t len)
 }
 
 /*
+ * Bytes queued behind the first reply not sent whole yet.  A reply of any
+ * size (an explain of a large policy) is sent to a client that reads it;
+ * only replies piling up behind it show a client that does not read.
+ */
+static size_t client_backlog(const struct client *c)
+{
+    const char *nl = memchr(c->out + c->out_off, '\n', c->out_len - c->out_off);
+
+    return nl ? c->out_len - (size_t)(nl + 1 - c->out) : 0;
+}
+
+/*
  * Queues one reply (consuming the reference) and sends what the socket
- * takes.  0, or -1 when the client is gone: it went away, or has more unread
- * replies than CONTROL_OUTPUT_MAX.
+ * takes.  0, or -1 when the client is gone: it went away, or has more than
+ * CONTROL_OUTPUT_MAX bytes of replies queued behind one it has not read.
  */
 static int client_reply(struct client *c, json_t *reply)
 {
@@ -231,7 +247,7 @@ static int client_reply(struct client *c, json_t *reply)
     /* While the write watcher runs the socket is full: no use trying. */
     if (!ev_is_active(&c->wio) && client_flush(c) < 0)
         return -1;
-    if (c->out_len - c->out_off > CONTROL_OUTPUT_MAX) {
+    if (c->out_len - c->out_off > CONTROL_OUTPUT_MAX && client_backlog(c) > CONTROL_OUTPUT_MAX) {
         log_warnx("control: pid %ld uid %u does not read its replies (%zu bytes waiting): "
                   "dropped", (long)c->peer.pid, (unsigned)c->peer.uid,
                   c->out_len - c->out_off);
@@ -289,24 +305,34 @@ static int client_request(struct client *c, const char *line, size_t len)
 }
 
 /*
- * Answers every complete line in the input buffer and keeps the rest.
+ * Answers the first complete line in the input buffer and keeps the rest.
+ * One request per client per loop turn: when more lines wait, nothing more
+ * is read from this client and the next line is answered at the next turn,
+ * after the other clients and the devices had theirs.
  * 0, or -1 when the client is gone or closing.
  */
 static int client_input(struct client *c)
 {
-    size_t start = 0;
-    char *nl;
+    struct ev_loop *loop = c->ctl->loop;
+    char *nl = memchr(c->in + c->in_scanned, '\n', c->in_len - c->in_scanned);
 
-    while ((nl = memchr(c->in + c->in_scanned, '\n', c->in_len - c->in_scanned))) {
+    if (nl) {
         size_t end = (size_t)(nl - c->in);
 
-        if (client_request(c, c->in + start, end - start) < 0)
+        if (client_request(c, c->in, end) < 0)
             return -1;
-        start = end + 1;
-        c->in_scanned = start;
+        memmove(c->in, c->in + end + 1, c->in_len - end - 1);
+        c->in_len -= end + 1;
+        if (memchr(c->in, '\n', c->in_len)) {
+            c->in_scanned = 0;
+            ev_io_stop(loop, &c->rio);
+            ev_timer_set(&c->more, 0., 0.);
+            ev_timer_start(loop, &c->more);
+            return 0;
+        }
+        if (!c->closing)
+            ev_io_start(loop, &c->rio);
     }
-    memmove(c->in, c->in + start, c->in_len - start);
-    c->in_len -= start;
     c->in_scanned = c->in_len;
     if (c->in_len > CONTROL_LINE_MAX) {
         log_warnx("control: pid %ld uid %u sent a request longer than %d bytes: closed",
@@ -380,6 +406,11 @@ static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 static void client_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     client_flush(w->data);
+}
+
+static void client_more_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    client_input(w->data);
 }
 
 static void client_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -458,8 +489,7 @@ static void control_accept_one(struct control *ctl, int fd)
         return;
     }
     peer = (struct control_peer){ .pid = cred.pid, .uid = cred.uid, .gid = cred.gid };
-    /* Our own uid matters only for a daemon run unprivileged in development. */
-    if (peer.uid != 0 && peer.uid != geteuid() &&
+    if (!control_peer_is_root(&peer) &&
         (ctl->group == (gid_t)-1 || !peer_in_group(fd, &peer, ctl->group))) {
         if (ctl->group == (gid_t)-1)
             log_warnx("control: refused pid %ld uid %u gid %u: not root", (long)peer.pid,
@@ -480,6 +510,30 @@ static void control_accept_one(struct control *ctl, int fd)
         close(fd);
         return;
     }
+    /*
+     * A member of the group cannot take every connection: root keeps
+     * CONTROL_ROOT_SLOTS of them, and each other user CONTROL_MAX_PER_UID.
+     */
+    if (!control_peer_is_root(&peer)) {
+        size_t mine = 0;
+
+        for (const struct client *o = ctl->clients; o; o = o->next)
+            mine += o->peer.uid == peer.uid;
+        if (mine >= CONTROL_MAX_PER_UID ||
+            ctl->n_clients >= CONTROL_MAX_CLIENTS - CONTROL_ROOT_SLOTS) {
+            log_warnx("control: refused pid %ld uid %u: %s", (long)peer.pid,
+                      (unsigned)peer.uid,
+                      mine >= CONTROL_MAX_PER_UID ? "too many clients of this uid"
+                                                  : "the last clients are kept for root");
+            send_last_line(fd, mine >= CONTROL_MAX_PER_UID
+                                   ? error_reply("too many clients of uid %u (limit %d)",
+                                                 (unsigned)peer.uid, CONTROL_MAX_PER_UID)
+                                   : error_reply("too many clients (the last %d are kept "
+                                                 "for root)", CONTROL_ROOT_SLOTS));
+            close(fd);
+            return;
+        }
+    }
     c = calloc(1, sizeof(*c));
     if (!c) {
         log_error("control: out of memory for pid %ld uid %u: closed", (long)peer.pid,
@@ -493,7 +547,8 @@ static void control_accept_one(struct control *ctl, int fd)
     ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
     ev_init(&c->idle, client_idle_cb);
-    c->rio.data = c->wio.data = c->idle.data = c;
+    ev_init(&c->more, client_more_cb);
+    c->rio.data = c->wio.data = c->idle.data = c->more.data = c;
     c->idle.repeat = ctl->idle_timeout;
     ev_io_start(ctl->loop, &c->rio);
     ev_timer_again(ctl->loop, &c->idle);
@@ -552,24 +607,29 @@ static void control_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ------------------------------------------------------------- the path */
 
-/* Creates the socket's directory when it is missing (its parent must exist). */
-static int control_make_dir(const char *path)
+/*
+ * Opens the socket's directory, created when it is missing (its parent must
+ * exist), and checks it: root's, writable by no one else, not a symbolic
+ * link.  Another user who could write there could swap the socket for a
+ * link, and make the chown below land on a file of theirs.
+ */
+static int control_open_dir(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    char *dir;
-    int r = 0;
+    char *dir, why[512];
+    int fd;
 
-    if (!slash || slash == path)
-        return 0;
-    dir = strndup(path, (size_t)(slash - path));
+    if (!slash)
+        dir = strdup(".");
+    else
+        dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
     if (!dir)
         return -ENOMEM;
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-        r = -errno;
-        log_warn("control: cannot create the directory %s", dir);
-    }
+    fd = trust_open_dir(dir, 0755, why, sizeof(why));
+    if (fd < 0)
+        log_error("control: socket directory %s: %s", dir, why);
     free(dir);
-    return r;
+    return fd;
 }
 
 /*
@@ -620,10 +680,16 @@ static int control_clear_path(const char *path, const struct sockaddr_un *sa)
     return 0;
 }
 
-/* Binds with the final mode from the first instant: no window where it is 0777. */
-static int control_bind(struct control *ctl, const struct sockaddr_un *sa)
+/*
+ * Binds with the final mode from the first instant: no window where it is
+ * 0777.  The group is set below the checked directory's descriptor, not
+ * following a symbolic link (fchmod on a socket's descriptor would not reach
+ * the file).
+ */
+static int control_bind(struct control *ctl, const struct sockaddr_un *sa, int dfd)
 {
-    mode_t old = umask(0177);
+    const char *slash = strrchr(ctl->path, '/'), *base = slash ? slash + 1 : ctl->path;
+    mode_t old = umask(ctl->group != (gid_t)-1 ? 0117 : 0177);
     struct stat st;
     int r;
 
@@ -635,13 +701,13 @@ static int control_bind(struct control *ctl, const struct sockaddr_un *sa)
         return r;
     }
     if (ctl->group != (gid_t)-1 &&
-        (chown(ctl->path, (uid_t)-1, ctl->group) < 0 || chmod(ctl->path, 0660) < 0)) {
+        fchownat(dfd, base, (uid_t)-1, ctl->group, AT_SYMLINK_NOFOLLOW) < 0) {
         r = -errno;
         log_warn("control: cannot give %s to group %u", ctl->path, (unsigned)ctl->group);
         unlink(ctl->path);
         return r;
     }
-    if (stat(ctl->path, &st) < 0) {
+    if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode)) {
         r = -errno;
         log_warn("control: stat %s", ctl->path);
         unlink(ctl->path);
@@ -654,12 +720,18 @@ static int control_bind(struct control *ctl, const struct sockaddr_un *sa)
 
 /* ------------------------------------------------------------- interface */
 
+bool control_peer_is_root(const struct control_peer *peer)
+{
+    /* Our own uid matters only for a daemon run unprivileged in development. */
+    return peer->uid == 0 || peer->uid == geteuid();
+}
+
 struct control *control_new(struct ev_loop *loop, const char *path, gid_t group,
                             control_handler_fn handler, void *arg)
 {
     struct sockaddr_un sa;
     struct control *ctl;
-    int r;
+    int r, dfd = -1;
 
     if (socket_address(path, &sa) < 0) {
         log_error("control: socket path %s is too long (limit %zu bytes)", path,
@@ -681,9 +753,8 @@ struct control *control_new(struct ev_loop *loop, const char *path, gid_t group,
     ctl->arg = arg;
     ctl->idle_timeout = CONTROL_IDLE_TIMEOUT;
 
-    r = control_make_dir(path);
-    if (r == 0)
-        r = control_clear_path(path, &sa);
+    dfd = control_open_dir(path);
+    r = dfd < 0 ? dfd : control_clear_path(path, &sa);
     if (r < 0)
         goto fail;
     ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -692,7 +763,9 @@ struct control *control_new(struct ev_loop *loop, const char *path, gid_t group,
         log_warn("control: socket");
         goto fail;
     }
-    r = control_bind(ctl, &sa);
+    r = control_bind(ctl, &sa, dfd);
+    close(dfd);
+    dfd = -1;
     if (r < 0)
         goto fail;
     if (listen(ctl->fd, SOMAXCONN) < 0) {
@@ -712,6 +785,8 @@ struct control *control_new(struct ev_loop *loop, const char *path, gid_t group,
     return ctl;
 
 fail:
+    if (dfd >= 0)
+        close(dfd);
     if (ctl->fd >= 0)
         close(ctl->fd);
     free(ctl->path);

@@ -9,6 +9,7 @@
 #define AUA_CONTROL_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -18,7 +19,9 @@
 /* The limits; a client past one gets an error line, or is dropped. */
 #define CONTROL_LINE_MAX 65536              /* bytes of one request line */
 #define CONTROL_MAX_CLIENTS 64              /* connections at once */
-#define CONTROL_OUTPUT_MAX (1024 * 1024)    /* unread reply bytes per client */
+#define CONTROL_ROOT_SLOTS 4                /* of which only root may take these */
+#define CONTROL_MAX_PER_UID 8               /* connections of one uid but root's */
+#define CONTROL_OUTPUT_MAX (1024 * 1024)    /* reply bytes behind an unread one */
 #define CONTROL_IDLE_TIMEOUT 30.0           /* seconds without a request */
 
 struct ev_loop;
@@ -48,6 +51,9 @@ typedef json_t *(*control_handler_fn)(void *arg, json_t *request,
  */
 struct control *control_new(struct ev_loop *loop, const char *path, gid_t group,
                             control_handler_fn handler, void *arg);
+
+/* Root, or the daemon's own uid: may do anything over the socket. */
+bool control_peer_is_root(const struct control_peer *peer);
 
 /* Closes every client, stops listening and unlinks the socket (if still ours). */
 void control_free(struct control *ctl);

@@ -26,6 +26,7 @@
 #include <ev.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,23 @@
 #define REPLY_TIMEOUT 30.0
 #define MAX_CTRLS 16
 #define MAX_DEVS 256
+/*
+ * What one discovery may cost, whatever QEMU's qom-list says: the entries
+ * looked at.  The qom-get commands it sends are bounded by MAX_DEVS (four
+ * each) and MAX_CTRLS (one each), a name listed twice being looked at once.
+ */
+#define MAX_LIST_ENTRIES 4096
+/*
+ * Bytes queued for a QEMU that does not read them.  A discovery of
+ * MAX_DEVS devices queues about 100 KiB at once, which a QEMU that reads
+ * takes at once; past this, it reads nothing and the connection goes.
+ */
+#define MAX_OUT (256 * 1024)
+/* A RESET within this long of the last discovery waits for its end. */
+#define RESET_INTERVAL 1.0
+/* Lines a guest's QEMU can make the daemon log per LOG_WINDOW seconds. */
+#define LOG_BURST 20
+#define LOG_WINDOW 10.0
 
 struct qmp_hv;
 struct guest;
@@ -75,6 +93,12 @@ struct cmd {
 struct qdev {
     char id[64];
     bool usb_host;
+    /*
+     * Attached by this daemon.  Only these count as held by the guest when
+     * another guest asks for the device: what a QEMU says it holds is its
+     * own word, and a guest can make its QEMU say anything.
+     */
+    bool ours;
     int ctrl;               /* -1: not on one of our controllers (yet) */
     int port;
     unsigned busnum;
@@ -112,6 +136,7 @@ struct guest {
     ev_timer reconnect;
     ev_timer reply_timer;
     ev_timer drop_timer;    /* a failure seen inside a call, handled from the loop */
+    const char *drop_why;   /* what drop_timer says; NULL: "the connection failed" */
     double backoff;
     struct qmp_reader reader;
     char *out;
@@ -119,7 +144,13 @@ struct guest {
     size_t out_off;
     long long next_id;
     struct cmd *cmds;
+    struct cmd **cmds_tail; /* the link a new command goes to: sending is O(1) */
     unsigned discovering;   /* discovery answers still to come */
+    ev_timer reset_timer;   /* a RESET that came too soon after the last one */
+    double last_discovery;
+    double log_window;      /* start of the current window of LOG_BURST lines */
+    unsigned log_lines;
+    unsigned log_dropped;
     struct qctrl ctrls[MAX_CTRLS];
     size_t n_ctrls;
     struct qdev *devs;
@@ -144,6 +175,41 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents);
 
 /* What QEMU sends is untrusted: escaped before it reaches a log line. */
 #define ESC(s) log_escape((s), (char[160]){ 0 }, 160)
+
+/*
+ * Logs a line that a guest's QEMU can cause at will (events, replies to no
+ * command, odd QOM): LOG_BURST lines per LOG_WINDOW seconds, then one line
+ * saying that the rest are left out, so that a hostile QEMU cannot flood
+ * the journal.  Lines of a level not shown do not count.
+ */
+static void guest_log(struct guest *g, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void guest_log(struct guest *g, enum log_level level, const char *fmt, ...)
+{
+    double now = ev_now(g->q->loop);
+    va_list ap;
+
+    if (now - g->log_window >= LOG_WINDOW) {
+        if (g->log_dropped)
+            log_notice("%s: %u message(s) caused by its QEMU were left out", g->name,
+                       g->log_dropped);
+        g->log_window = now;
+        g->log_lines = g->log_dropped = 0;
+    }
+    if (level > log_get_level())
+        return;
+    if (g->log_lines >= LOG_BURST) {
+        if (!g->log_dropped++)
+            log_warnx("%s: its QEMU causes more than %d messages in %.0f s: the rest are "
+                      "left out", g->name, LOG_BURST, LOG_WINDOW);
+        return;
+    }
+    g->log_lines++;
+    va_start(ap, fmt);
+    log_vmsg(level, fmt, ap);
+    va_end(ap);
+}
 
 static struct guest *guest_by_domid(struct qmp_hv *q, int domid)
 {
@@ -338,6 +404,7 @@ static void cancel_cmds(struct guest *g, int err)
             c->done(c->arg, err);
         free(c);
     }
+    g->cmds_tail = &g->cmds;
 }
 
 static void close_conn(struct guest *g)
@@ -350,6 +417,8 @@ static void close_conn(struct guest *g)
     ev_set_cb(&g->wio, write_cb);
     ev_timer_stop(loop, &g->reply_timer);
     ev_timer_stop(loop, &g->drop_timer);
+    ev_timer_stop(loop, &g->reset_timer);
+    g->drop_why = NULL;
     if (g->fd >= 0)
         close(g->fd);
     g->fd = -1;
@@ -378,7 +447,9 @@ static void guest_drop(struct guest *g, const char *why)
 
 static void drop_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    guest_drop(w->data, "the connection failed");
+    struct guest *g = w->data;
+
+    guest_drop(g, g->drop_why ? g->drop_why : "the connection failed");
 }
 
 static void reply_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -423,15 +494,14 @@ static void send_cmd(struct guest *g, struct cmd *c, const char *execute, json_t
 {
     size_t len;
     char *line;
-    struct cmd **tail;
 
     c->id = ++g->next_id;
     line = qmp_command_line(execute, args, c->id, &len);
     json_decref(args);
     /* Queued first: a failure below answers it from the loop like any other. */
-    for (tail = &g->cmds; *tail; tail = &(*tail)->next)
-        ;
-    *tail = c;
+    c->next = NULL;
+    *g->cmds_tail = c;
+    g->cmds_tail = &c->next;
     if (!ev_is_active(&g->reply_timer)) {
         ev_timer_set(&g->reply_timer, REPLY_TIMEOUT, 0.);
         ev_timer_start(g->q->loop, &g->reply_timer);
@@ -440,6 +510,16 @@ static void send_cmd(struct guest *g, struct cmd *c, const char *execute, json_t
         log_error("%s: out of memory", g->name);
         if (!ev_is_active(&g->drop_timer))
             ev_timer_start(g->q->loop, &g->drop_timer);
+        return;
+    }
+    if (ev_is_active(&g->drop_timer)) {
+        free(line);     /* the connection goes: nothing more is sent on it */
+        return;
+    }
+    if (g->out_len - g->out_off + len > MAX_OUT) {
+        free(line);
+        g->drop_why = "QEMU reads nothing of what is sent to it: dropping the connection";
+        ev_timer_start(g->q->loop, &g->drop_timer);
         return;
     }
     log_debug("%s: QMP -> %.*s", g->name, (int)len - 1, line);
@@ -476,9 +556,13 @@ static void discovery_step(struct guest *g)
         struct qdev *d = &g->devs[i];
         struct qdev *old;
 
-        if (!d->usb_host || d->busid[0])
+        if (!d->usb_host)
             continue;
         old = dev_find(g->old_devs, g->n_old_devs, d->id);
+        if (old && old->busnum == d->busnum && old->devnum == d->devnum)
+            d->ours = old->ours;
+        if (d->busid[0])
+            continue;
         if (old && old->busnum == d->busnum && old->devnum == d->devnum && old->busid[0])
             memcpy(d->busid, old->busid, sizeof(d->busid));
         else
@@ -566,12 +650,19 @@ static void list_answer(struct guest *g, struct cmd *c, const struct qmp_msg *m)
     }
     g->discovering = 1;     /* this answer's own step, taken last */
     json_array_foreach(m->ret, i, child) {
-        json_t *jn = json_object_get(child, "name"), *jt = json_object_get(child, "type");
+        json_t *jn, *jt;
         const char *name, *type;
         char driver[64];
         size_t n;
         int version, n_ports = 0, id;
 
+        if (i >= MAX_LIST_ENTRIES) {
+            guest_log(g, LOG_LEVEL_WARNING, "%s: QMP qom-list /machine/peripheral: more "
+                      "than %d entries: the rest are ignored", g->name, MAX_LIST_ENTRIES);
+            break;
+        }
+        jn = json_object_get(child, "name");
+        jt = json_object_get(child, "type");
         if (!json_is_string(jn) || !json_is_string(jt))
             continue;
         name = json_string_value(jn);
@@ -586,8 +677,8 @@ static void list_answer(struct guest *g, struct cmd *c, const struct qmp_msg *m)
         if (version) {
             id = ctrl_id_of(name);
             if (id < 0) {
-                log_info("%s: USB controller '%s' is not one of ours (xenusb-N): left alone",
-                         g->name, ESC(name));
+                guest_log(g, LOG_LEVEL_INFO, "%s: USB controller '%s' is not one of ours "
+                          "(xenusb-N): left alone", g->name, ESC(name));
                 continue;
             }
             if (g->n_ctrls >= MAX_CTRLS || ctrl_find(g, id))
@@ -599,7 +690,12 @@ static void list_answer(struct guest *g, struct cmd *c, const struct qmp_msg *m)
         }
         /* Anything else may sit on one of our buses and take a port. */
         {
-            struct qdev *d = dev_add(g, name);
+            struct qdev *d;
+
+            /* Listed twice: looked at once (a QEMU could list it 100,000 times). */
+            if (dev_find(g->devs, g->n_devs, name))
+                continue;
+            d = dev_add(g, name);
 
             if (!d)
                 continue;
@@ -632,8 +728,14 @@ static void discover(struct guest *g)
         return;
     }
     g->state = CONN_DISCOVERY;
+    g->last_discovery = ev_now(g->q->loop);
     c->fn = list_answer;
     send_cmd(g, c, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"));
+}
+
+static void reset_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    discover(w->data);
 }
 
 static void caps_answer(struct guest *g, struct cmd *c, const struct qmp_msg *m)
@@ -651,15 +753,29 @@ static void caps_answer(struct guest *g, struct cmd *c, const struct qmp_msg *m)
 static void on_event(struct guest *g, const struct qmp_msg *m)
 {
     if (strcmp(m->event, "SHUTDOWN") == 0) {
-        log_notice("%s: QEMU reports a shutdown", g->name);
+        guest_log(g, LOG_LEVEL_NOTICE, "%s: QEMU reports a shutdown", g->name);
         if (g->state == CONN_UP)
             g->state = CONN_SHUT;
         report_stopped(g);
     } else if (strcmp(m->event, "RESET") == 0) {
+        double wait = g->last_discovery + RESET_INTERVAL - ev_now(g->q->loop);
+
         if (g->state != CONN_UP && g->state != CONN_SHUT)
             return;     /* a discovery is under way; it sees the reset's result */
-        log_notice("%s: QEMU reports a reset: the guest starts again", g->name);
+        guest_log(g, LOG_LEVEL_NOTICE, "%s: QEMU reports a reset: the guest starts again",
+                  g->name);
         report_stopped(g);
+        if (wait > 0) {
+            /*
+             * Resets in a row (a guest can make its QEMU send any number):
+             * one discovery per RESET_INTERVAL, so that neither the workers
+             * nor the state file follow each one.
+             */
+            g->state = CONN_DISCOVERY;
+            ev_timer_set(&g->reset_timer, wait, 0.);
+            ev_timer_start(g->q->loop, &g->reset_timer);
+            return;
+        }
         discover(g);
     } else if (strcmp(m->event, "DEVICE_DELETED") == 0) {
         json_t *dev = m->data ? json_object_get(m->data, "device") : NULL;
@@ -667,12 +783,12 @@ static void on_event(struct guest *g, const struct qmp_msg *m)
 
         /* Ours were forgotten at device_del's reply; someone else's go now. */
         if (id) {
-            log_debug("%s: QEMU deleted %s%s", g->name, ESC(id),
+            guest_log(g, LOG_LEVEL_DEBUG, "%s: QEMU deleted %s%s", g->name, ESC(id),
                       dev_find(g->devs, g->n_devs, id) ? " (not by us)" : "");
             dev_remove(g, id);
         }
     } else {
-        log_debug("%s: QMP event %s", g->name, ESC(m->event));
+        guest_log(g, LOG_LEVEL_DEBUG, "%s: QMP event %s", g->name, ESC(m->event));
     }
 }
 
@@ -706,11 +822,14 @@ static int on_msg(void *arg, json_t *msg)
              link = &(*link)->next)
             ;
         if (!m.has_id || !*link) {
-            log_warnx("%s: QMP %s: a reply to no command of ours: ignored", g->name, g->path);
+            guest_log(g, LOG_LEVEL_WARNING, "%s: QMP %s: a reply to no command of ours: "
+                      "ignored", g->name, g->path);
             return 0;
         }
         c = *link;
         *link = c->next;
+        if (!c->next)
+            g->cmds_tail = link;
         ev_timer_stop(g->q->loop, &g->reply_timer);
         if (g->cmds) {
             ev_timer_set(&g->reply_timer, REPLY_TIMEOUT, 0.);
@@ -938,18 +1057,23 @@ static void attach_answer(struct guest *g, struct cmd *c, const struct qmp_msg *
         d->busnum = c->busnum;
         d->devnum = c->devnum;
         memcpy(d->busid, c->busid, sizeof(d->busid));
+        d->ours = true;
     }
     c->done(c->arg, 0);
 }
 
-/* Which guest's QEMU holds host device bus:addr already; NULL when none. */
+/*
+ * Which guest's QEMU this daemon gave host device bus:addr to; NULL when
+ * none.  What another QEMU claims to hold does not count: a guest could
+ * claim every device and keep them from the guests the policy names.
+ */
 static struct guest *holder(struct qmp_hv *q, unsigned busnum, unsigned devnum)
 {
     for (size_t i = 0; i < q->n_guests; i++)
         for (size_t k = 0; k < q->guests[i].n_devs; k++) {
             const struct qdev *d = &q->guests[i].devs[k];
 
-            if (d->usb_host && d->busnum == busnum && d->devnum == devnum)
+            if (d->usb_host && d->ours && d->busnum == busnum && d->devnum == devnum)
                 return &q->guests[i];
         }
     return NULL;
@@ -1097,7 +1221,10 @@ static int guest_init(struct qmp_hv *q, struct guest *g, const char *name, const
     ev_timer_init(&g->reconnect, reconnect_cb, 0., 0.);
     ev_timer_init(&g->reply_timer, reply_timeout_cb, REPLY_TIMEOUT, 0.);
     ev_timer_init(&g->drop_timer, drop_cb, 0., 0.);
+    ev_timer_init(&g->reset_timer, reset_cb, 0., 0.);
     g->rio.data = g->wio.data = g->reconnect.data = g->reply_timer.data = g->drop_timer.data = g;
+    g->reset_timer.data = g;
+    g->cmds_tail = &g->cmds;
     g->name = strdup(name);
     g->path = strdup(path);
     if (!g->name || !g->path) {

@@ -68,14 +68,43 @@ int log_level_parse(const char *name)
 static void log_vwrite(enum log_level level, const char *suffix, const char *fmt,
                        va_list ap) __attribute__((format(printf, 3, 0)));
 
+/*
+ * Copies in to out (len bytes, NUL-terminated) with every control character
+ * (C0, DEL, C1) written as \xNN.  Untrusted strings are log_escape()d where
+ * they are known, but not all are: libxl relays QEMU's error text, which a
+ * guest controls.  A newline there must not forge a line of its own.
+ */
+static void escape_controls(const char *in, char *out, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)in;
+    size_t o = 0;
+
+    while (*p && o + 1 < len) {
+        size_t n = p[0] == 0xc2 && p[1] >= 0x80 && p[1] < 0xa0 ? 2
+                   : *p < 0x20 || *p == 0x7f                   ? 1
+                                                               : 0;
+
+        if (n == 0) {
+            out[o++] = (char)*p++;
+            continue;
+        }
+        if (o + 4 * n + 1 > len)
+            break;
+        for (size_t i = 0; i < n; i++, p++)
+            o += (size_t)snprintf(out + o, 5, "\\x%02x", *p);
+    }
+    out[o] = '\0';
+}
+
 static void log_vwrite(enum log_level level, const char *suffix, const char *fmt,
                        va_list ap)
 {
-    char msg[2048];
+    char raw[2048], msg[2048];
 
     if (level > log_level)
         return;
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    escape_controls(raw, msg, sizeof(msg));
     if (log_stderr)
         fprintf(stderr, "%s%s%s\n", msg, suffix ? ": " : "", suffix ? suffix : "");
     else
@@ -90,6 +119,11 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     log_vwrite(level, NULL, fmt, ap);
     va_end(ap);
+}
+
+void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+{
+    log_vwrite(level, NULL, fmt, ap);
 }
 
 void log_warn(const char *fmt, ...)

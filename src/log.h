@@ -2,7 +2,8 @@
  * Logging and the escaping of untrusted strings.
  *
  * Messages go to stderr when the daemon runs in the foreground and to syslog
- * otherwise.  Strings that come from devices (serials, manufacturer and
+ * otherwise.  Every control character that reaches a message, from any
+ * source, is written as \xNN: one call, one line.  Strings that come from devices (serials, manufacturer and
  * product names) are untrusted: log_escape() turns them into something that
  * cannot break a log line, and log_utf8() into valid UTF-8 for JSON.
  */
@@ -38,6 +39,8 @@ void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

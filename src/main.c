@@ -34,6 +34,7 @@
 #include "report.h"
 #include "router.h"
 #include "state.h"
+#include "xmalloc.h"
 #include "udev-source.h"
 #include "domain.h"
 #include "generate.h"
@@ -48,6 +49,7 @@ struct daemon {
     struct udev_source *udev;
     struct state *state;        /* NULL in dry-run: nothing is attached */
     ev_timer state_retry;       /* the state file could not be written: again later */
+    ev_timer state_soon;        /* the table changed: written once this loop turn ends */
     double state_retry_after;   /* seconds; doubled at each failure, up to a minute */
     struct control *control;    /* NULL: no control socket */
     struct commands commands;
@@ -66,31 +68,6 @@ static void print_diag(const struct policy_diag *diag)
 }
 
 /*
- * The daemon acts as root on what the policy says: a file that someone else
- * could have written is refused (in dry-run nothing is attached: no check).
- */
-static bool policy_file_trusted(const struct daemon *d, json_t **errors)
-{
-    struct stat st;
-    char msg[512];
-
-    if (d->opt.insecure_policy || d->opt.dry_run || d->opt.once || stat(d->policy_path, &st) < 0)
-        return true;    /* a missing file is policy_load's to report */
-    if (st.st_uid == 0 && !(st.st_mode & (S_IWGRP | S_IWOTH)))
-        return true;
-    snprintf(msg, sizeof(msg),
-             "%s:1:1: refused: the file is %s (mode %04o, owner uid %u); make it root's "
-             "and writable by root only (or start with --insecure-policy)",
-             d->policy_path,
-             st.st_uid != 0 ? "not owned by root" : "writable by others than root",
-             (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
-    log_error("%s", msg);
-    if (errors && (*errors = json_array()))
-        json_array_append_new(*errors, json_string(msg));
-    return false;
-}
-
-/*
  * Loads the policy the command line names.  NULL after logging every error;
  * then *errors (when not NULL) is a new array of the messages.
  */
@@ -99,10 +76,13 @@ static struct policy *load_policy(const struct daemon *d, json_t **errors)
     struct policy_diag diag = { 0 };
     struct policy *policy;
 
-    if (d->policy_path && !policy_file_trusted(d, errors))
-        return NULL;
+    /*
+     * The daemon acts as root on what the policy says: a file that someone
+     * else could have written is refused (in dry-run nothing is attached).
+     */
     if (d->policy_path)
-        policy = policy_load(d->policy_path, &diag);
+        policy = policy_load(d->policy_path,
+                             !d->opt.insecure_policy && !d->opt.dry_run && !d->opt.once, &diag);
     else
         policy = options_policy(&d->opt, &diag);
     print_diag(&diag);
@@ -191,12 +171,30 @@ static void state_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     write_state(w->data);
 }
 
+/*
+ * The router calls this at every change.  The file is written once per loop
+ * turn, however many changes it saw: a guest that stops releases all its
+ * devices at once, and a hostile QEMU could make that happen in a loop.
+ */
+static void state_changed(void *arg)
+{
+    struct daemon *d = arg;
+
+    if (!ev_is_active(&d->state_soon)) {
+        /* A one-shot timer that fired keeps its expiry, not its delay. */
+        ev_timer_set(&d->state_soon, 0., 0.);
+        ev_timer_start(d->loop, &d->state_soon);
+    }
+}
+
 static int open_state(struct daemon *d)
 {
     struct state_record *recs;
     size_t n;
 
     d->state = state_new(d->opt.state_dir ? d->opt.state_dir : OPTIONS_DEFAULT_STATE_DIR);
+    if (!d->state && errno != ENOMEM)
+        return -errno;  /* what is wrong with the directory is logged */
     if (!d->state || state_read(d->state, &recs, &n) < 0) {
         log_error("out of memory");
         return -ENOMEM;
@@ -208,7 +206,9 @@ static int open_state(struct daemon *d)
     ev_timer_init(&d->state_retry, state_retry_cb, STATE_RETRY_MIN, 0.);
     d->state_retry.data = d;
     d->state_retry_after = STATE_RETRY_MIN;
-    router_set_state_hook(d->router, write_state, d);
+    ev_timer_init(&d->state_soon, state_retry_cb, 0., 0.);
+    d->state_soon.data = d;
+    router_set_state_hook(d->router, state_changed, d);
     return 0;
 }
 
@@ -331,6 +331,7 @@ static int open_control(struct daemon *d)
         .started = time(NULL),
         .reload = reload_cb,
         .reload_arg = d,
+        .group_changes = d->opt.control_group_changes,
     };
     d->control = control_new(d->loop, path, group, commands_handle, &d->commands);
     return d->control ? 0 : -EIO;
@@ -513,6 +514,11 @@ static void shutdown_daemon(struct daemon *d)
     /* The backend answers what is in flight before the workers go. */
     if (d->hv)
         d->hv->ops->free(d->hv);
+    /* What changed in the last turn (or in the answers above) is recorded. */
+    if (d->state && ev_is_active(&d->state_soon)) {
+        ev_timer_stop(d->loop, &d->state_soon);
+        write_state(d);
+    }
     router_free(d->router);
     if (d->state)
         ev_timer_stop(d->loop, &d->state_retry);
@@ -676,6 +682,7 @@ int main(int argc, char **argv)
                   d.opt.generate || d.opt.json ||
                   options_legacy(&d.opt);
     log_init("auto-usb-attach", level, interactive);
+    xmalloc_init();
     if (!options_legacy(&d.opt))
         d.policy_path = d.opt.policy_file ? d.opt.policy_file : options_default_policy();
 

@@ -29,6 +29,7 @@ enum {
     OPT_VERSION,
     OPT_CONTROL_SOCKET,
     OPT_CONTROL_GROUP,
+    OPT_CONTROL_GROUP_CHANGES,
     OPT_STATE_DIR,
     OPT_GENERATE,
     OPT_INSECURE_POLICY,
@@ -53,6 +54,7 @@ static const struct option long_options[] = {
     { "foreground", no_argument, NULL, OPT_FOREGROUND },
     { "control-socket", required_argument, NULL, OPT_CONTROL_SOCKET },
     { "control-group", required_argument, NULL, OPT_CONTROL_GROUP },
+    { "control-group-changes", no_argument, NULL, OPT_CONTROL_GROUP_CHANGES },
     { "state-dir", required_argument, NULL, OPT_STATE_DIR },
     { "generate-policy", optional_argument, NULL, OPT_GENERATE },
     { "insecure-policy", no_argument, NULL, OPT_INSECURE_POLICY },
@@ -108,7 +110,10 @@ static void usage(FILE *out)
             "                           the control socket (default %s;\n"
             "                           none in --dry-run unless given; 'none': no socket)\n"
             "      --control-group GROUP\n"
-            "                           members of GROUP may use the control socket too\n"
+            "                           members of GROUP may use the control socket too,\n"
+            "                           for the commands that only read\n"
+            "      --control-group-changes\n"
+            "                           ...and for attach, detach, reload and log-level\n"
             "      --state-dir DIR      where what is attached is recorded (default %s)\n"
             "  -v, --verbose            log more (twice: debug)\n"
             "  -q, --quiet              log errors only\n"
@@ -254,6 +259,9 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
                 return fail("--control-group: a group name is needed");
             o->control_group = optarg;
             break;
+        case OPT_CONTROL_GROUP_CHANGES:
+            o->control_group_changes = true;
+            break;
         case OPT_INSECURE_POLICY:
             o->insecure_policy = true;
             break;
@@ -288,6 +296,8 @@ enum options_result options_parse(int argc, char **argv, struct options *o)
     }
     if (optind < argc)
         return fail("unexpected argument '%s'", argv[optind]);
+    if (o->control_group_changes && !o->control_group)
+        return fail("--control-group-changes goes with --control-group GROUP");
     if (o->policy_file && options_legacy(o))
         return fail("-c/--policy cannot be combined with -d, -u or -x: "
                     "put those rules in the policy file instead");

@@ -21,6 +21,7 @@ struct options {
     const char *qmp_socket;     /* -s */
     const char *control_socket; /* NULL: the default (none in dry-run) */
     const char *control_group;  /* may also use the control socket */
+    bool control_group_changes; /* ...and its commands that change something */
     const char *state_dir;
     int usb_version;            /* --usb-version; 0 when not given */
     bool no_wait;               /* -n */

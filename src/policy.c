@@ -29,6 +29,7 @@
 
 #include "log.h"
 #include "match.h"
+#include "trust.h"
 
 /* xHCI: the one controller type that takes devices of every speed. */
 const struct controller_spec policy_default_controller = {
@@ -1662,22 +1663,23 @@ struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
     return policy;
 }
 
-struct policy *policy_load(const char *path, struct policy_diag *diag)
+struct policy *policy_load(const char *path, bool check_owner, struct policy_diag *diag)
 {
     struct parse ps = { .file = path, .diag = diag, .first = diag->n };
     struct policy *policy;
     struct stat st;
-    char *buf;
+    char *buf, why[512];
     size_t len = 0;
     int fd;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* Opened once, then checked on the descriptor: nothing can be swapped in. */
+    fd = trust_open_file(path, check_owner, why, sizeof(why));
     if (fd < 0) {
-        perr(&ps, 1, 1, "cannot open: %s", strerror(errno));
+        perr(&ps, 1, 1, "%s", why);
         return NULL;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        perr(&ps, 1, 1, "not a regular file");
+    if (fstat(fd, &st) < 0) {
+        perr(&ps, 1, 1, "cannot open: %s", strerror(errno));
         close(fd);
         return NULL;
     }

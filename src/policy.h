@@ -134,9 +134,12 @@ void policy_diag_free(struct policy_diag *diag);
 
 /*
  * Reads and validates a policy file.  Returns a new policy (free it with
- * policy_free) or NULL with every error appended to diag.
+ * policy_free) or NULL with every error appended to diag.  The file is
+ * opened as trust.h's trust_open_file does (never a symbolic link or a
+ * FIFO); with check_owner, it and every directory above it must be root's
+ * and writable by no one else.
  */
-struct policy *policy_load(const char *path, struct policy_diag *diag);
+struct policy *policy_load(const char *path, bool check_owner, struct policy_diag *diag);
 
 /* The same for a buffer; name is used in the messages. */
 struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,

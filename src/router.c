@@ -217,6 +217,7 @@ struct router *router_new(struct ev_loop *loop, struct hv *hv, struct policy *po
     hv->events.arg = router;
     if (!router->devices || !router->domains || !router->keyboards ||
         sync_domains(router) < 0) {
+        router->policy = NULL;  /* still the caller's, who frees it */
         router_free(router);
         return NULL;
     }
@@ -330,15 +331,23 @@ static bool lockout_allowed(const struct router *router, const struct dev_entry 
            router->policy->rules[e->rule - 1].allow_lockout;
 }
 
-/* The last run attached this very device to e's guest: the guest has it already. */
+/*
+ * The last run attached this very device to e's guest: the guest has it
+ * already.  The record must name what is plugged in there now, its
+ * vendor:product too, not only a place and a number that another device
+ * can have.
+ */
 static bool attached_before(const struct router *router, const struct dev_entry *e)
 {
+    char id[10];
+
+    device_id_string(e->dev, id);
     for (size_t i = 0; i < router->n_previous; i++) {
         const struct state_record *r = &router->previous[i];
 
         if (strcmp(r->domain, domain_name(e->domain)) == 0 &&
             strcmp(r->busid, e->dev->port) == 0 && r->busnum == e->dev->busnum &&
-            r->devnum == e->dev->devnum)
+            r->devnum == e->dev->devnum && strcmp(r->id, id) == 0)
             return true;
     }
     return false;

@@ -79,7 +79,9 @@ struct router;
 
 /*
  * Returns a router that owns policy (freed with the router) and uses hv.
- * report (may be NULL) is called for every decision.
+ * report (may be NULL) is called for every decision.  NULL when out of
+ * memory (never in the daemon: src/xmalloc.c); the policy is then still the
+ * caller's.
  */
 struct router *router_new(struct ev_loop *loop, struct hv *hv, struct policy *policy,
                           decision_fn report, void *report_arg);

@@ -2,6 +2,12 @@
  * The state file: JSON, written to a temporary file, synced and renamed over
  * the old one, so that a daemon killed at any moment leaves either the old
  * record or the new one, never half of one.
+ *
+ * The lock-out guard believes what the file says, so only root may have
+ * written it: the directory is opened with O_NOFOLLOW and checked (root's,
+ * writable by no one else) before each use, and the files in it are opened
+ * below that descriptor, the record with O_NOFOLLOW|O_NONBLOCK (a FIFO put
+ * there does not hang the start), and must be a regular file of sane size.
  */
 #include "config.h"
 
@@ -17,10 +23,26 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "trust.h"
+
+/* Far more than a record of every USB device a host can have. */
+#define STATE_MAX_BYTES (4 * 1024 * 1024)
+
+/* The directory, created 0700 when missing; a negative errno, logged. */
+static int open_dir(struct state *state)
+{
+    char why[512];
+    int fd = trust_open_dir(state->dir, 0700, why, sizeof(why));
+
+    if (fd < 0 && !state->failing)
+        log_error("state directory %s: %s", state->dir, why);
+    return fd;
+}
 
 struct state *state_new(const char *dir)
 {
     struct state *state = calloc(1, sizeof(*state));
+    int fd;
 
     if (!state)
         return NULL;
@@ -29,6 +51,13 @@ struct state *state_new(const char *dir)
         free(state);
         return NULL;
     }
+    fd = open_dir(state);
+    if (fd < 0) {
+        state_free(state);
+        errno = -fd;
+        return NULL;
+    }
+    close(fd);
     return state;
 }
 
@@ -70,35 +99,36 @@ static int write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
+#define TMP_FILE "." STATE_FILE ".tmp"
+
 static int write_file(struct state *state, const char *text)
 {
-    char tmp[4096], path[4096];
     int fd, r, dfd;
 
-    snprintf(path, sizeof(path), "%s/%s", state->dir, STATE_FILE);
-    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", state->dir, STATE_FILE);
-    if (mkdir(state->dir, 0755) < 0 && errno != EEXIST)
-        return -errno;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return -errno;
+    dfd = open_dir(state);
+    if (dfd < 0)
+        return dfd;
+    fd = openat(dfd, TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        r = -errno;
+        close(dfd);
+        return r;
+    }
     r = write_all(fd, text, strlen(text));
     if (r == 0 && fsync(fd) < 0)
         r = -errno;
     if (close(fd) < 0 && r == 0)
         r = -errno;
-    if (r == 0 && rename(tmp, path) < 0)
+    if (r == 0 && renameat(dfd, TMP_FILE, dfd, STATE_FILE) < 0)
         r = -errno;
     if (r < 0) {
-        unlink(tmp);
+        unlinkat(dfd, TMP_FILE, 0);
+        close(dfd);
         return r;
     }
     /* The rename itself must reach the disk too. */
-    dfd = open(state->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    fsync(dfd);
+    close(dfd);
     return 0;
 }
 
@@ -203,9 +233,62 @@ static int parse(json_t *root, struct state_record **records, size_t *n, const c
     return 0;
 }
 
+/*
+ * The record's bytes into *buf (NUL-terminated, free it), or NULL when
+ * there is none; what is not a sane record is logged and read as none.
+ */
+static int read_file(struct state *state, const char *path, char **buf, size_t *len)
+{
+    struct stat st = { 0 };
+    ssize_t got;
+    int dfd, fd, r;
+
+    *buf = NULL;
+    *len = 0;
+    dfd = open_dir(state);
+    if (dfd < 0)
+        return dfd;
+    fd = openat(dfd, STATE_FILE, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    r = -errno;
+    close(dfd);
+    if (fd < 0) {
+        if (r != -ENOENT)
+            log_warnx("%s: ignored: %s", path,
+                      r == -ELOOP ? "a symbolic link" : strerror(-r));
+        return 0;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > STATE_MAX_BYTES) {
+        log_warnx("%s: ignored: %s", path,
+                  !S_ISREG(st.st_mode) ? "not a regular file" : "larger than any record");
+        close(fd);
+        return 0;
+    }
+    *buf = malloc((size_t)st.st_size + 1);
+    if (!*buf) {
+        close(fd);
+        return -ENOMEM;
+    }
+    /* One byte more than the size: a file that grows meanwhile is refused. */
+    do
+        got = pread(fd, *buf + *len, (size_t)st.st_size + 1 - *len, (off_t)*len);
+    while ((got > 0 && (*len += (size_t)got) <= (size_t)st.st_size) ||
+           (got < 0 && errno == EINTR));
+    close(fd);
+    if (got != 0) {
+        log_warnx("%s: ignored: %s", path, got < 0 ? strerror(errno) : "it changed while read");
+        free(*buf);
+        *buf = NULL;
+        *len = 0;
+        return 0;
+    }
+    (*buf)[*len] = '\0';
+    return 0;
+}
+
 int state_read(struct state *state, struct state_record **records, size_t *n)
 {
-    char path[4096];
+    char path[4096], *buf;
+    size_t len;
     json_error_t err;
     json_t *root;
     const char *why = NULL;
@@ -214,10 +297,12 @@ int state_read(struct state *state, struct state_record **records, size_t *n)
     *records = NULL;
     *n = 0;
     snprintf(path, sizeof(path), "%s/%s", state->dir, STATE_FILE);
-    root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    r = read_file(state, path, &buf, &len);
+    if (r < 0 || !buf)
+        return r == -ENOMEM ? r : 0;
+    root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &err);
+    free(buf);
     if (!root) {
-        if (access(path, F_OK) < 0 && errno == ENOENT)
-            return 0;
         log_warnx("%s: corrupt, ignored: %s (line %d, column %d)", path, err.text, err.line,
                   err.column);
         return 0;

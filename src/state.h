@@ -29,7 +29,11 @@ struct state {
     bool failing;           /* the last write failed: say so once, not each time */
 };
 
-/* Returns a state kept in dir (created 0755 if missing); NULL on ENOMEM. */
+/*
+ * Returns a state kept in dir (created 0700 if missing), or NULL with errno:
+ * ENOMEM, or (logged) a directory that is not root's, is writable by others
+ * or is a symbolic link.
+ */
 struct state *state_new(const char *dir);
 void state_free(struct state *state);
 

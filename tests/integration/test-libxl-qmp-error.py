@@ -1,7 +1,9 @@
 """A device model that refuses an attach: the failure is logged with the
 device and the guest, the device is not lost (it waits and is retried with
 backoff), and once the device model accepts, it is attached exactly once.
-An unplug while the device waits for its retry leaves nothing behind."""
+An unplug while the device waits for its retry leaves nothing behind.
+QEMU's error text, which libxl relays into the log as it is, holds a
+newline and a forged line: it stays one line, the newline written \x0a."""
 
 import os
 
@@ -15,7 +17,8 @@ def test():
     policy = daemon.write_policy(tmp, "policy.yaml", xen.KEY_AND_STICK_TO_VAULT)
     rules = os.path.join(tmp, "inject")
     xen.inject(rules, [{"execute": "device_add", "id": "xenusb-1-5",
-                        "error": "failed to open host usb device 1:5"},
+                        "error": "failed to open host usb device 1:5\n"
+                                 "auto-usb-attach[1]: vault: 1-1.2 attached (forged)"},
                        {"execute": "device_add", "id": "xenusb-1-7",
                         "error": "failed to open host usb device 1:7"}])
     tb = aua.Testbed()
@@ -30,6 +33,10 @@ def test():
         aua.wait_until(lambda: "vault: attaching 1-1.4.2 failed (attempt 1)" in d.stderr(), t,
                        "the second failure in the log")
         aua.check_equal(xen.attached(7), [], "nothing attached while QEMU refuses")
+        aua.wait_until(lambda: "1:5\\x0aauto-usb-attach[1]: vault" in d.stderr(), t,
+                       "QEMU's text in the log, escaped")
+        aua.check(not any(line.startswith("auto-usb-attach[1]")
+                          for line in d.stderr().splitlines()), "a forged log line")
         # The stick is unplugged while it waits for its retry: forgotten cleanly.
         tb.remove("1-1.4.2")
         # QEMU accepts again: the key is attached at the next retry.

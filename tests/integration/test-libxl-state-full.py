@@ -41,7 +41,7 @@ def test():
     filler = os.path.join(state_dir, "filler")
     os.mkdir(state_dir)
     # (inside xenenv's own mount namespace: nothing outside sees it)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "aua-state", state_dir],
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "aua-state", state_dir],
                    check=True)
     aua.on_cleanup(lambda: subprocess.run(["umount", state_dir], stderr=subprocess.DEVNULL))
     tb = aua.Testbed()

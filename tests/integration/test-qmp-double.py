@@ -4,8 +4,10 @@
   a string, on bus xenusb-<n>.0, after a controller made where none was
   (version 1: piix3-usb-uhci xenusb-0, which takes the full-speed key), from
   the double's command log.
-- A host device another guest's QEMU holds already (found in its QOM at
-  connect) is not added a second time.
+- A host device another guest's QEMU says it holds (found in its QOM at
+  connect, given there by hand) does not keep it from the guest the policy
+  names: that is the other guest's word, and only the daemon's own record
+  of what it attached counts (test-qmp-hostile.py has a guest lying).
 - A peer that is not a sane QEMU: garbage, a message of the wrong shape, a
   reply to no command, an event of the wrong type, a line over 1 MiB, a
   qom-list that is no list.  Each is logged and the connection dropped and
@@ -158,16 +160,17 @@ def test():
         qemu.wait_log(d, r"other: guest is running", t)
         vault.start()
         pos = qemu.wait_log(d, r"vault: 1-1\.2 attached at controller 0 port 1", t)
-        qemu.wait_log(d, r"vault: bus 1 device 6 \(1-1\.3\) is held by other's QEMU "
-                         r"already: not added again", t)
-        qemu.wait_log(d, r"vault: attaching 1-1\.3 failed \(attempt 1\): Device or "
-                         r"resource busy; retrying in 60 s", t)
+        qemu.wait_log(d, r"vault: 1-1\.3 attached at controller 0 port 2", t)
+        aua.check("held by other's QEMU" not in d.stderr(), "the other guest's word counted")
         adds = [c["arguments"] for c in vault.commands("device_add")]
         aua.check_equal(adds, [{"driver": "piix3-usb-uhci", "id": "xenusb-0"},
                                {"driver": "usb-host", "id": "xenusb-1-5",
                                 "bus": "xenusb-0.0", "port": "1", "hostbus": 1,
-                                "hostaddr": 5}],
-                        "vault's device_adds: integers for hostbus/hostaddr, no keyboard")
+                                "hostaddr": 5},
+                               {"driver": "usb-host", "id": "xenusb-1-6",
+                                "bus": "xenusb-0.0", "port": "2", "hostbus": 1,
+                                "hostaddr": 6}],
+                        "vault's device_adds: integers for hostbus/hostaddr")
         aua.check_equal([c["arguments"] for c in other.commands("device_add")][1:], [],
                         "nothing added to the other guest")
         aua.check(vault.commands("qmp_capabilities"), "the handshake")

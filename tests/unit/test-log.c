@@ -8,7 +8,8 @@
  * (a canary after the buffer).  log_utf8: every invalid byte becomes
  * U+FFFD.  Both are also run on random bytes and their output checked with
  * a UTF-8 validator written here, independent of utf8_seq_len.  Then the
- * level names and what log_* print on stderr.
+ * level names and what log_* print on stderr: one line per call, whatever
+ * the message holds (a newline in QEMU's text relayed by libxl is \x0a).
  */
 #include "config.h"
 
@@ -550,6 +551,24 @@ static void output_and_level(void **state)
     assert_string_equal(out, "");
 }
 
+static void write_forged(void)
+{
+    /* What libxl relays from a guest's QEMU: its own text, not escaped. */
+    log_msg(LOG_LEVEL_ERROR, "libxl: qmp error: %s",
+            "failed\nauto-usb-attach: vault: attached\r\x1b[2J\xc2\x85" "end\ttab");
+}
+
+/* Whatever a message holds, it is one line: no string can forge another. */
+static void output_one_line(void **state)
+{
+    char out[1024];
+
+    log_init("test-log", LOG_LEVEL_NOTICE, true);
+    capture_stderr(write_forged, out, sizeof(out));
+    assert_string_equal(out, "libxl: qmp error: failed\\x0aauto-usb-attach: vault: "
+                             "attached\\x0d\\x1b[2J\\xc2\\x85end\\x09tab\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -565,6 +584,7 @@ int main(void)
         cmocka_unit_test(seq_len),
         cmocka_unit_test(levels),
         cmocka_unit_test(output_and_level),
+        cmocka_unit_test(output_one_line),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -92,7 +92,7 @@ static void assert_bad(const char *text, const char *const *want)
 static struct policy *load_good(const char *path)
 {
     struct policy_diag diag = { 0 };
-    struct policy *p = policy_load(path, &diag);
+    struct policy *p = policy_load(path, false, &diag);
 
     dump_diag(&diag);
     assert_int_equal(diag.n, 0);
@@ -1135,7 +1135,7 @@ static void huge_file(void **state)
     /* 100 MB, sparse: no disk space, and the parser must not read it. */
     r = ftruncate(fd, 100 << 20);
     close(fd);
-    p = policy_load(path, &diag);
+    p = policy_load(path, false, &diag);
     unlink(path);
     rmdir(dir);
     free(dir);
@@ -1171,11 +1171,11 @@ static void file_errors(void **state)
     struct policy_diag diag = { 0 };
 
     snprintf(path, sizeof(path), "%s/missing.yaml", dir);
-    assert_null(policy_load(path, &diag));
+    assert_null(policy_load(path, false, &diag));
     snprintf(msg, sizeof(msg), "%s:1:1: cannot open: No such file or directory", path);
     assert_diag(&diag, want);
 
-    assert_null(policy_load(dir, &diag));
+    assert_null(policy_load(dir, false, &diag));
     snprintf(msg, sizeof(msg), "%s:1:1: not a regular file", dir);
     rmdir(dir);
     free(dir);
@@ -1197,7 +1197,7 @@ static void file_error_names_path(void **state)
     assert_non_null(f);
     assert_int_equal(fwrite(text, 1, sizeof(text) - 1, f), sizeof(text) - 1);
     fclose(f);
-    p = policy_load(path, &diag);
+    p = policy_load(path, false, &diag);
     unlink(path);
     rmdir(dir);
     free(dir);

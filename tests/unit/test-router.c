@@ -1304,6 +1304,7 @@ static void guard_spares_what_a_guest_has(void **state)
     assert_non_null(rec);
     snprintf(rec->domain, sizeof(rec->domain), "sys-usb");
     snprintf(rec->busid, sizeof(rec->busid), "1-1");
+    snprintf(rec->id, sizeof(rec->id), "046d:c31c");
     rec->busnum = 1;
     rec->devnum = 3;
     router_set_previous(fx->router, rec, 1);
@@ -1693,6 +1694,28 @@ static void transient_failure_retried(void **state)
     assert_int_equal(info.failed, 0);
 }
 
+/*
+ * A record of another device at the keyboard's place and number (a forged
+ * or stale state file): the guard does not take its word.
+ */
+static void guard_checks_the_record(void **state)
+{
+    struct fx *fx = *state;
+    struct state_record *rec = calloc(1, sizeof(*rec));
+
+    assert_non_null(rec);
+    snprintf(rec->domain, sizeof(rec->domain), "sys-usb");
+    snprintf(rec->busid, sizeof(rec->busid), "1-1");
+    snprintf(rec->id, sizeof(rec->id), "0781:5581");
+    rec->busnum = 1;
+    rec->devnum = 3;
+    router_set_previous(fx->router, rec, 1);
+    router_device_added(fx->router, keyboard("1-1", 3), EVENT_PRESENT);
+    router_coldplug_done(fx->router);
+    assert_n_recs(fx, 1);
+    assert_rec(fx, 0, EVENT_PRESENT, "hold", "1-1", "sys-usb", 2);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 #define G(f) cmocka_unit_test_setup_teardown(f, setup_guard, teardown)
 #define S(f) cmocka_unit_test_setup_teardown(f, setup_stale, teardown_stale)
@@ -1720,6 +1743,7 @@ int main(void)
         S(stale_swept_at_start),
         S(stale_swept_on_removal),
         G(guard_holds_last_keyboard),
+        G(guard_checks_the_record),
         G(guard_second_keyboard_releases),
         G(guard_unplug_held),
         G(guard_policy_allows),
