@@ -330,7 +330,7 @@ static void guest_free(struct libxl_hv *lx, struct guest *g)
 {
     if (g && g->death)
         libxl_evdisable_domain_death(lx->ctx, g->death);
-    if (g)
+    if (g && lx->xs)
         watch_vusb(lx, g->domid, false);
     free(g);
 }
@@ -1048,6 +1048,7 @@ static void lx_free(struct hv *hv)
     if (lx->xs) {
         ev_io_stop(lx->loop, &lx->xs_io);
         xs_close(lx->xs);
+        lx->xs = NULL;      /* the guests' watches went with it (guest_free) */
     }
     ev_timer_stop(lx->loop, &lx->rescan_timer);
     ev_timer_stop(lx->loop, &lx->xs_check);

@@ -42,8 +42,8 @@ def test():
                      r"USB controller 'usb0' is not one of ours",
                      r"full: guest is running \(domid 1000\)",
                      r"bare: guest is running \(domid 1001\)",
-                     r"full: created USB controller 1 \(version 3, 2 ports\)",
-                     r"bare: created USB controller 0 \(version 3, 4 ports\)"):
+                     r"full: created USB controller 1 \(xHCI, version 3, 2 ports\)",
+                     r"bare: created USB controller 0 \(xHCI, version 3, 4 ports\)"):
             qemu.wait_log(d, line, t)
         aua.check_equal(full.peripherals(),
                         {"xenusb-0": "nec-usb-xhci", "kbd0": "usb-kbd", "usb0": "usb-ehci",

@@ -229,7 +229,7 @@ def test():
     silent = Peer(os.path.join(tmp, "mute.qmp"), mute)
     vault = qemu.Guest(tmp, "vault", kind="double")
     policy = daemon.write_policy(tmp, "policy.yaml", qemu.policy(
-        [("vault", vault.sock, {"version": 2}), ("repeat", repeat.path, None),
+        [("vault", vault.sock, {"version": 3}), ("repeat", repeat.path, None),
          ("flood", flood.path, None), ("mute", silent.path, None)], RULES))
     with aua.Daemon(qemu.daemon_args(tmp, policy), testbed=tb) as d:
         d.wait_ready(t)
