@@ -31,6 +31,7 @@
 #include "notify.h"
 #include "options.h"
 #include "policy.h"
+#include "policy-files.h"
 #include "report.h"
 #include "router.h"
 #include "state.h"
@@ -66,31 +67,6 @@ static void print_diag(const struct policy_diag *diag)
 }
 
 /*
- * The daemon acts as root on what the policy says: a file that someone else
- * could have written is refused (in dry-run nothing is attached: no check).
- */
-static bool policy_file_trusted(const struct daemon *d, json_t **errors)
-{
-    struct stat st;
-    char msg[512];
-
-    if (d->opt.insecure_policy || d->opt.dry_run || d->opt.once || stat(d->policy_path, &st) < 0)
-        return true;    /* a missing file is policy_load's to report */
-    if (st.st_uid == 0 && !(st.st_mode & (S_IWGRP | S_IWOTH)))
-        return true;
-    snprintf(msg, sizeof(msg),
-             "%s:1:1: refused: the file is %s (mode %04o, owner uid %u); make it root's "
-             "and writable by root only (or start with --insecure-policy)",
-             d->policy_path,
-             st.st_uid != 0 ? "not owned by root" : "writable by others than root",
-             (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
-    log_error("%s", msg);
-    if (errors && (*errors = json_array()))
-        json_array_append_new(*errors, json_string(msg));
-    return false;
-}
-
-/*
  * Loads the policy the command line names.  NULL after logging every error;
  * then *errors (when not NULL) is a new array of the messages.
  */
@@ -98,11 +74,14 @@ static struct policy *load_policy(const struct daemon *d, json_t **errors)
 {
     struct policy_diag diag = { 0 };
     struct policy *policy;
+    /*
+     * The daemon acts as root on what the policy says: files someone else
+     * could have written are refused (in dry-run nothing is attached).
+     */
+    bool any_owner = d->opt.insecure_policy || d->opt.dry_run || d->opt.once;
 
-    if (d->policy_path && !policy_file_trusted(d, errors))
-        return NULL;
     if (d->policy_path)
-        policy = policy_load(d->policy_path, &diag);
+        policy = policy_load_files(d->policy_path, any_owner ? 0 : POLICY_ROOT_ONLY, &diag);
     else
         policy = options_policy(&d->opt, &diag);
     print_diag(&diag);
@@ -429,6 +408,8 @@ static int check_policy(struct daemon *d)
     printf("%s: OK (%u domain%s, %u rule%s)\n", name, policy->n_domains,
            policy->n_domains == 1 ? "" : "s", policy->n_rules,
            policy->n_rules == 1 ? "" : "s");
+    for (unsigned i = 0; i < policy->n_dropins; i++)
+        printf("%s: OK (drop-in)\n", policy->dropins[i]);
     fflush(stdout);
     check_keyboards(policy);
     policy_free(policy);

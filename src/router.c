@@ -85,6 +85,7 @@ void dev_entry_unref(struct dev_entry *entry)
         return;
     device_free(entry->dev);
     free(entry->rule_name);
+    free(entry->rule_file);
     free(entry);
 }
 
@@ -226,6 +227,9 @@ static void report(struct router *router, enum router_event event, const char *a
         .domain = dom ? domain_name(dom) : NULL,
         .rule = entry->rule,
         .rule_name = entry->rule_name,
+        .rule_file = entry->rule_file,
+        .rule_line = entry->rule_line,
+        .rule_dropin = entry->rule_dropin,
     };
 
     if (router->report)
@@ -236,12 +240,20 @@ static void report(struct router *router, enum router_event event, const char *a
 static int decide(struct router *router, struct dev_entry *entry)
 {
     const struct policy_rule *rule = match_device(router->policy, entry->dev);
-    char *name = NULL;
+    char *name = NULL, *file = NULL;
 
     if (rule && rule->name && !(name = strdup(rule->name)))
         return -ENOMEM;
+    if (rule && !(file = strdup(rule->file))) {
+        free(name);
+        return -ENOMEM;
+    }
     free(entry->rule_name);
     entry->rule_name = name;
+    free(entry->rule_file);
+    entry->rule_file = file;
+    entry->rule_line = rule ? rule->line : 0;
+    entry->rule_dropin = rule && rule->dropin;
     entry->rule = rule ? rule->index : 0;
     entry->decision = !rule ? DECISION_NONE
                       : rule->action == RULE_IGNORE ? DECISION_IGNORE
@@ -817,6 +829,10 @@ int router_override(struct router *router, struct dev_entry *e, const char *doma
         return -ENOMEM;
     free(e->rule_name);
     e->rule_name = name;
+    free(e->rule_file);
+    e->rule_file = NULL;
+    e->rule_line = 0;
+    e->rule_dropin = false;
     e->rule = 0;
     e->override = true;
     e->decision = domain ? DECISION_ATTACH : DECISION_NONE;
