@@ -9,7 +9,10 @@
  * tree in memory.  Checking goes on after a semantic error so that one run
  * reports every mistake of a file, in file order; only a YAML syntax error
  * stops it, and is then the one message.  The structure that comes out is
- * never changed again: a reload builds a new one and swaps it in.
+ * never changed again: a reload builds a new one and swaps it in.  Drop-ins
+ * (policy-files.c says which) are read into it after the main file, before
+ * it is finished: their rules are appended, each rule and domain keeps the
+ * file it came from, and the main file's defaults apply to them all.
  */
 #include "config.h"
 
