@@ -92,10 +92,12 @@ static int list_dropins(int dirfd, const char *dir, char ***names, size_t *n,
     size_t k = 0;
 
     if (!d) {
+        int e = errno;
+
         if (fd >= 0)
             close(fd);
-        policy_diag_file(diag, dir, "cannot read the directory: %s", strerror(errno));
-        return -errno;
+        policy_diag_file(diag, dir, "cannot read the directory: %s", strerror(e));
+        return -e;
     }
     while ((errno = 0, de = readdir(d))) {
         size_t len = strlen(de->d_name);
