@@ -546,12 +546,32 @@ static const char *rule_label(json_t *obj, const char *key, char *buf, size_t le
     return buf;
 }
 
+/*
+ * " at FILE:LINE" for a drop-in's rule; "" for the main file's, which are
+ * named by their number alone.
+ */
+static const char *rule_where(json_t *rule, char *buf, size_t len)
+{
+    char file[1024];        /* a path, escaped: longer than a table cell */
+    json_int_t line = 0;
+
+    if (!json_is_true(json_object_get(rule, "dropin")) || !get_str(rule, "file") ||
+        !get_int(rule, "line", &line)) {
+        buf[0] = '\0';
+        return buf;
+    }
+    snprintf(buf, len, " at %s:%" JSON_INTEGER_FORMAT,
+             cell(json_object_get(rule, "file"), file, sizeof(file)), line);
+    return buf;
+}
+
 static void print_explain(json_t *reply)
 {
     json_t *dev = json_object_get(reply, "device"), *rules = json_object_get(reply, "rules");
-    json_t *domain = json_object_get(reply, "domain"), *r;
+    json_t *domain = json_object_get(reply, "domain"), *r, *won = NULL;
     const char *decision = get_str(reply, "decision");
     char a[CELL_MAX], b[CELL_MAX], c[2 * CELL_MAX + 2], d[CELL_MAX + 16], label[CELL_MAX + 4];
+    char where[1024 + 32];
     json_int_t winner = 0;
     bool have_winner = get_int(reply, "rule", &winner);
     size_t i;
@@ -573,9 +593,13 @@ static void print_explain(json_t *reply)
     printf("decision: %s", decision ? log_escape(decision, a, sizeof(a)) : "-");
     if (json_is_string(domain))
         printf(" -> %s", cell(domain, b, sizeof(b)));
+    json_array_foreach(rules, i, r)
+        if (json_is_true(json_object_get(r, "decides")))
+            won = r;
     if (have_winner)
-        printf(" (rule %" JSON_INTEGER_FORMAT "%s)", winner,
-               rule_label(dev, "rule_name", label, sizeof(label)));
+        printf(" (rule %" JSON_INTEGER_FORMAT "%s%s)", winner,
+               rule_label(dev, "rule_name", label, sizeof(label)),
+               won ? rule_where(won, where, sizeof(where)) : "");
     else if (decision && strcmp(decision, "none") == 0)
         printf(" (no rule matched: the device stays in dom0)");
     if (json_is_true(json_object_get(reply, "override")))
@@ -595,8 +619,8 @@ static void print_explain(json_t *reply)
         const char *reason = get_str(r, "reason");
 
         get_int(r, "rule", &n);
-        printf("%s rule %" JSON_INTEGER_FORMAT "%s: %s", wins ? "*" : " ", n,
-               rule_label(r, "name", label, sizeof(label)),
+        printf("%s rule %" JSON_INTEGER_FORMAT "%s%s: %s", wins ? "*" : " ", n,
+               rule_label(r, "name", label, sizeof(label)), rule_where(r, where, sizeof(where)),
                matched ? "matches" : "does not match");
         if (reason) {
             fputs(": ", stdout);

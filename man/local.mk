@@ -56,13 +56,14 @@ dist_bashcompletion_DATA = \
 # ---- the example policy, as the policy of a new install ----
 # Installed only where there is no policy yet: an admin's file is never
 # overwritten.  Uninstalled only if it is still the example, unchanged.
+# policy.d/, the drop-ins' directory, is made empty (and removed if empty).
 
 aua_policydir = $(sysconfdir)/auto-usb-attach
 aua_policy = $(DESTDIR)$(aua_policydir)/policy.yaml
 
 install-data-local: aua-install-policy
 aua-install-policy:
-	$(MKDIR_P) '$(DESTDIR)$(aua_policydir)'
+	$(MKDIR_P) '$(DESTDIR)$(aua_policydir)' '$(DESTDIR)$(aua_policydir)/policy.d'
 	@if test -e '$(aua_policy)'; then \
 	  echo "$(aua_policy) exists: not overwritten"; \
 	else \
@@ -78,6 +79,7 @@ aua-uninstall-policy:
 	elif test -e '$(aua_policy)'; then \
 	  echo "$(aua_policy) was changed: kept"; \
 	fi
+	-@rmdir '$(DESTDIR)$(aua_policydir)/policy.d' 2>/dev/null || :
 	-@rmdir '$(DESTDIR)$(aua_policydir)' 2>/dev/null || :
 
 .PHONY: aua-install-policy aua-uninstall-policy

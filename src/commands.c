@@ -249,8 +249,11 @@ static json_t *cmd_explain(struct commands *c, json_t *request)
 
         if (matched && !first)
             first = r;
-        json_array_append_new(rules, json_pack("{s:i, s:o, s:b, s:b, s:o}", "rule",
-                                               (int)r->index, "name", str_or_null(r->name),
+        json_array_append_new(rules, json_pack("{s:i, s:o, s:s, s:i, s:b, s:b, s:b, s:o}",
+                                               "rule", (int)r->index,
+                                               "name", str_or_null(r->name),
+                                               "file", r->file, "line", (int)r->line,
+                                               "dropin", r->dropin,
                                                "matched", matched, "decides",
                                                matched && first == r, "reason",
                                                str_or_null(why)));

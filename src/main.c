@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -31,6 +30,7 @@
 #include "notify.h"
 #include "options.h"
 #include "policy.h"
+#include "policy-files.h"
 #include "report.h"
 #include "router.h"
 #include "state.h"
@@ -75,14 +75,14 @@ static struct policy *load_policy(const struct daemon *d, json_t **errors)
 {
     struct policy_diag diag = { 0 };
     struct policy *policy;
-
     /*
-     * The daemon acts as root on what the policy says: a file that someone
-     * else could have written is refused (in dry-run nothing is attached).
+     * The daemon acts as root on what the policy says: files someone else
+     * could have written are refused (in dry-run nothing is attached).
      */
+    bool any_owner = d->opt.insecure_policy || d->opt.dry_run || d->opt.once;
+
     if (d->policy_path)
-        policy = policy_load(d->policy_path,
-                             !d->opt.insecure_policy && !d->opt.dry_run && !d->opt.once, &diag);
+        policy = policy_load_files(d->policy_path, any_owner ? 0 : POLICY_ROOT_ONLY, &diag);
     else
         policy = options_policy(&d->opt, &diag);
     print_diag(&diag);
@@ -442,6 +442,8 @@ static int check_policy(struct daemon *d)
     printf("%s: OK (%u domain%s, %u rule%s)\n", name, policy->n_domains,
            policy->n_domains == 1 ? "" : "s", policy->n_rules,
            policy->n_rules == 1 ? "" : "s");
+    for (unsigned i = 0; i < policy->n_dropins; i++)
+        printf("%s: OK (drop-in)\n", policy->dropins[i]);
     fflush(stdout);
     match_shadowed(policy, warn_shadowed, policy);
     check_keyboards(policy);

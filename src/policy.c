@@ -9,7 +9,10 @@
  * tree in memory.  Checking goes on after a semantic error so that one run
  * reports every mistake of a file, in file order; only a YAML syntax error
  * stops it, and is then the one message.  The structure that comes out is
- * never changed again: a reload builds a new one and swaps it in.
+ * never changed again: a reload builds a new one and swaps it in.  Drop-ins
+ * (policy-files.c says which) are read into it after the main file, before
+ * it is finished: their rules are appended, each rule and domain keeps the
+ * file it came from, and the main file's defaults apply to them all.
  */
 #include "config.h"
 
@@ -255,6 +258,8 @@ struct parse {
     signed char *lockout;   /* per rule: its allow-dom0-lockout, -1 when not given */
     size_t cap_lockout;
     int dflt_lockout;       /* the defaults' allow-dom0-lockout, -1 when not given */
+    bool dropin;            /* a drop-in: appended to a policy read before */
+    unsigned first_rule;    /* the index of this file's first rule in policy->rules */
 };
 
 /* Line and column (1-based) of a byte offset into the text. */
@@ -901,6 +906,8 @@ struct policy *policy_new(const char *source)
         return NULL;
     }
     policy->loaded = time(NULL);
+    policy->defaults.version = policy->defaults.ports = policy->defaults.max = -1;
+    policy->defaults.lockout = -1;
     return policy;
 }
 
@@ -919,8 +926,18 @@ void policy_free(struct policy *policy)
         free(policy->domains[i].qmp_socket);
     }
     free(policy->domains);
+    for (unsigned i = 0; i < policy->n_dropins; i++)
+        free(policy->dropins[i]);
+    free(policy->dropins);
+    free(policy->defaults.qmp_socket);
     free(policy->source);
     free(policy);
+}
+
+/* The file being read: the last drop-in, else the main file. */
+static const char *current_file(const struct policy *policy)
+{
+    return policy->n_dropins ? policy->dropins[policy->n_dropins - 1] : policy->source;
 }
 
 int policy_find_domain(const struct policy *policy, const char *name)
@@ -945,6 +962,7 @@ int policy_add_domain(struct policy *policy, const char *name,
     d = &domains[policy->n_domains];
     memset(d, 0, sizeof(*d));
     d->name = strdup(name);
+    d->file = current_file(policy);
     d->controller = *controller;
     d->qmp_socket = qmp_socket ? strdup(qmp_socket) : NULL;
     if (!d->name || (qmp_socket && !d->qmp_socket)) {
@@ -977,6 +995,8 @@ int policy_add_rule(struct policy *policy, char *name, unsigned line, unsigned c
     r->name = name;
     r->line = line;
     r->column = column;
+    r->file = current_file(policy);
+    r->dropin = policy->n_dropins > 0;
     r->action = action;
     r->domain = action == RULE_IGNORE ? -1 : domain;
     r->match = *match;
@@ -1494,7 +1514,7 @@ static void resolve_rules(struct parse *ps, struct policy *policy)
         else if (ref->rule)
             policy->rules[ref->rule - 1].domain = d;
     }
-    for (unsigned i = 0; i < policy->n_rules; i++) {
+    for (unsigned i = ps->first_rule; i < policy->n_rules; i++) {
         struct policy_rule *r = &policy->rules[i];
 
         r->allow_lockout = ps->lockout[i] >= 0 ? ps->lockout[i] > 0
@@ -1525,11 +1545,49 @@ static void top_key(struct parse *ps, const struct node *key, const struct node 
         t->rules = value;
 }
 
+/* Keeps the main file's defaults for the drop-ins read after it. */
+static int keep_defaults(struct policy *policy, const struct domain_node *dflt,
+                         const char *qmp)
+{
+    struct policy_defaults *k = &policy->defaults;
+
+    k->controller = dflt->controller.where != NULL;
+    if (k->controller) {
+        k->version = dflt->controller.version;
+        k->ports = dflt->controller.ports;
+        k->max = dflt->controller.max;
+    }
+    k->lockout = dflt->lockout;
+    if (qmp && !(k->qmp_socket = strdup(qmp)))
+        return -ENOMEM;
+    return 0;
+}
+
+/*
+ * A drop-in's domains are built over the main file's defaults.  Their
+ * controller keys were checked in the main file: 'where' only says they
+ * were given (controller_merge reports at a domain's own keys).
+ */
+static void use_defaults(const struct policy *policy, struct domain_node *dflt,
+                         const struct node *root)
+{
+    const struct policy_defaults *k = &policy->defaults;
+
+    if (k->controller) {
+        dflt->controller.version = k->version;
+        dflt->controller.ports = k->ports;
+        dflt->controller.max = k->max;
+        dflt->controller.where = root;
+    }
+    dflt->lockout = k->lockout;
+}
+
 static void read_policy(struct parse *ps, struct policy *policy, const struct node *root)
 {
     static const char *const keys[] = { "version", "defaults", "domains", "rules", NULL };
     struct domain_node dflt;
     struct top t = { 0 };
+    const char *dflt_qmp;
     int version;
 
     if (root->type != NODE_MAP) {
@@ -1544,10 +1602,21 @@ static void read_policy(struct parse *ps, struct policy *policy, const struct no
         expect_int(ps, t.version, "version", 1, 1, &version);
     memset(&dflt, 0, sizeof(dflt));
     dflt.lockout = -1;
-    if (t.defaults)
+    if (t.defaults && ps->dropin)
+        perr_node(ps, t.defaults, "'defaults' may be set only in the main policy file (%s), "
+                                  "whose defaults a drop-in's domains use", policy->source);
+    else if (t.defaults)
         read_domain_entry(ps, t.defaults, &dflt, "'defaults'");
+    if (ps->dropin) {
+        use_defaults(policy, &dflt, root);
+        dflt_qmp = policy->defaults.qmp_socket;
+    } else {
+        dflt_qmp = dflt.qmp ? dflt.qmp->value : NULL;
+        if (keep_defaults(policy, &dflt, dflt_qmp) < 0)
+            perr_node(ps, root, "out of memory");
+    }
     ps->dflt_lockout = dflt.lockout;
-    if (dflt.controller.where)
+    if (dflt.controller.where && !ps->dropin)
         controller_merge(ps, NULL, &dflt.controller);
     if (t.domains && expect_map(ps, t.domains, "'domains'")) {
         for (size_t i = 0; i + 1 < t.domains->n; i += 2) {
@@ -1570,29 +1639,32 @@ static void read_policy(struct parse *ps, struct policy *policy, const struct no
             }
             prev = policy_find_domain(policy, key->value);
             if (prev >= 0) {
-                for (size_t j = 0; j < i; j += 2)
-                    if (t.domains->items[j]->type == NODE_SCALAR &&
-                        strcmp(t.domains->items[j]->value, key->value) == 0) {
-                        perr_node(ps, key, "duplicate domain '%s' (first at line %u)",
-                                  key->value, t.domains->items[j]->line);
-                        break;
-                    }
+                const struct policy_domain *first = &policy->domains[prev];
+
+                if (first->file == current_file(policy))
+                    perr_node(ps, key, "duplicate domain '%s' (first at line %u)",
+                              key->value, first->line);
+                else
+                    perr_node(ps, key, "domain '%s' is declared twice: here and at %s:%u",
+                              key->value, first->file, first->line);
                 continue;
             }
             snprintf(what, sizeof(what), "domain '%s'", key->value);
             read_domain_entry(ps, value, &d, what);
             spec = controller_merge(ps, dflt.controller.where ? &dflt.controller : NULL,
                                     d.controller.where ? &d.controller : NULL);
-            qmp = d.qmp ? d.qmp->value : dflt.qmp ? dflt.qmp->value : NULL;
+            qmp = d.qmp ? d.qmp->value : dflt_qmp;
             if (qmp && spec.type == CONTROLLER_QUSB)
                 perr_node(ps, key, "domain '%s': a 'qmp-socket' guest's controllers are its "
                           "device model's, not 'type: qusb'", key->value);
             prev = policy_add_domain(policy, key->value, &spec, qmp);
-            if (prev < 0)
+            if (prev < 0) {
                 perr_node(ps, key, "out of memory");
-            else
+            } else {
+                policy->domains[prev].line = key->line;
                 policy->domains[prev].allow_lockout =
                     d.lockout >= 0 ? d.lockout > 0 : dflt.lockout > 0;
+            }
         }
     }
     /* A list of rules has been read while it was parsed (stream_rules). */
@@ -1613,28 +1685,31 @@ static bool check_text(struct parse *ps, const char *buf, size_t len)
     return false;
 }
 
-struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
-                                  struct policy_diag *diag)
+/*
+ * Reads the text of one file into policy: the main file into a new policy,
+ * or a drop-in after the files read before.  Returns 0, or -EINVAL after
+ * reporting every error.
+ */
+static int read_text(struct policy *policy, bool dropin, const char *name, const char *buf,
+                     size_t len, struct policy_diag *diag)
 {
     size_t first = diag->n;
     struct parse ps = { .file = name, .diag = diag, .first = first, .buf = buf, .len = len,
-                        .dflt_lockout = -1 };
-    struct policy *policy = NULL;
+                        .dflt_lockout = -1, .dropin = dropin,
+                        .first_rule = policy->n_rules };
     struct node *root = NULL;
     bool empty = false;
 
     if (len > POLICY_MAX_BYTES) {
         perr(&ps, 1, 1, "the file is too large (%zu bytes; a policy may have at most %u)",
              len, POLICY_MAX_BYTES);
-        return NULL;
+        return -EINVAL;
     }
     if (!check_text(&ps, buf, len))
-        return NULL;
-    policy = policy_new(name);
-    if (!policy || !yaml_parser_initialize(&ps.parser)) {
-        policy_free(policy);
+        return -EINVAL;
+    if (!yaml_parser_initialize(&ps.parser)) {
         perr(&ps, 1, 1, "out of memory");
-        return NULL;
+        return -EINVAL;
     }
     ps.policy = policy;
     root = parse_document(&ps, buf, len, &empty);
@@ -1649,52 +1724,83 @@ struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
         diag_move(diag, first, &ps.rule_diag);
         read_policy(&ps, policy, root);
         resolve_rules(&ps, policy);
-        if (ps.errors == 0 && policy_finish(policy) < 0)
-            perr(&ps, 1, 1, "out of memory");
     }
     arena_free(ps.arena);
     free(ps.refs);
     free(ps.lockout);
     diag_sort(diag, first);
-    if (!root || ps.errors) {
+    return !root || ps.errors ? -EINVAL : 0;
+}
+
+struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
+                                  struct policy_diag *diag)
+{
+    struct policy *policy = policy_new(name);
+
+    if (!policy) {
+        policy_diag_file(diag, name, "out of memory");
+        return NULL;
+    }
+    if (read_text(policy, false, name, buf, len, diag) < 0) {
+        policy_free(policy);
+        return NULL;
+    }
+    if (policy_finish(policy) < 0) {
+        policy_diag_file(diag, name, "out of memory");
         policy_free(policy);
         return NULL;
     }
     return policy;
 }
 
-struct policy *policy_load(const char *path, bool check_owner, struct policy_diag *diag)
+int policy_append_buffer(struct policy *policy, const char *name, const char *buf,
+                         size_t len, struct policy_diag *diag)
+{
+    char **dropins = realloc(policy->dropins, (policy->n_dropins + 1) * sizeof(*dropins));
+
+    if (!dropins)
+        return -ENOMEM;
+    policy->dropins = dropins;
+    if (!(dropins[policy->n_dropins] = strdup(name)))
+        return -ENOMEM;
+    policy->n_dropins++;
+    return read_text(policy, true, name, buf, len, diag);
+}
+
+void policy_diag_file(struct policy_diag *diag, const char *file, const char *fmt, ...)
+{
+    struct parse ps = { .file = file, .diag = diag, .first = diag->n };
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    perr(&ps, 1, 1, "%s", msg);
+}
+
+int policy_read_fd(int fd, const char *path, char **bufp, size_t *lenp,
+                   struct policy_diag *diag)
 {
     struct parse ps = { .file = path, .diag = diag, .first = diag->n };
-    struct policy *policy;
     struct stat st;
-    char *buf, why[512];
+    char *buf;
     size_t len = 0;
-    int fd;
 
-    /* Opened once, then checked on the descriptor: nothing can be swapped in. */
-    fd = trust_open_file(path, check_owner, why, sizeof(why));
-    if (fd < 0) {
-        perr(&ps, 1, 1, "%s", why);
-        return NULL;
-    }
-    if (fstat(fd, &st) < 0) {
-        perr(&ps, 1, 1, "cannot open: %s", strerror(errno));
-        close(fd);
-        return NULL;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        perr(&ps, 1, 1, "not a regular file");
+        return -EINVAL;
     }
     if ((uintmax_t)st.st_size > POLICY_MAX_BYTES) {
         perr(&ps, 1, 1, "the file is too large (%jd bytes; a policy may have at most %u)",
              (intmax_t)st.st_size, POLICY_MAX_BYTES);
-        close(fd);
-        return NULL;
+        return -EFBIG;
     }
     /* One byte more than the size: a file that grows is caught below. */
     buf = malloc((size_t)st.st_size + 1);
     if (!buf) {
         perr(&ps, 1, 1, "out of memory");
-        close(fd);
-        return NULL;
+        return -ENOMEM;
     }
     for (;;) {
         ssize_t r = read(fd, buf + len, (size_t)st.st_size + 1 - len);
@@ -1702,10 +1808,11 @@ struct policy *policy_load(const char *path, bool check_owner, struct policy_dia
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            perr(&ps, 1, 1, "cannot read: %s", strerror(errno));
+            int e = errno;
+
+            perr(&ps, 1, 1, "cannot read: %s", strerror(e));
             free(buf);
-            close(fd);
-            return NULL;
+            return -e;
         }
         if (r == 0)
             break;
@@ -1713,11 +1820,31 @@ struct policy *policy_load(const char *path, bool check_owner, struct policy_dia
         if (len > (size_t)st.st_size) {
             perr(&ps, 1, 1, "the file changed while it was read; try again");
             free(buf);
-            close(fd);
-            return NULL;
+            return -EAGAIN;
         }
     }
+    *bufp = buf;
+    *lenp = len;
+    return 0;
+}
+
+struct policy *policy_load(const char *path, bool check_owner, struct policy_diag *diag)
+{
+    struct policy *policy;
+    char *buf, why[512];
+    size_t len;
+    int fd, r;
+
+    /* Opened once, then checked on the descriptor: nothing can be swapped in. */
+    fd = trust_open_file(path, check_owner, why, sizeof(why));
+    if (fd < 0) {
+        policy_diag_file(diag, path, "%s", why);
+        return NULL;
+    }
+    r = policy_read_fd(fd, path, &buf, &len, diag);
     close(fd);
+    if (r < 0)
+        return NULL;
     policy = policy_load_buffer(path, buf, len, diag);
     free(buf);
     return policy;

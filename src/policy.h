@@ -77,6 +77,8 @@ struct policy_rule {
     char *name;             /* NULL when the rule has none */
     unsigned line;          /* where the rule starts */
     unsigned column;
+    const char *file;       /* the file it was read from (policy->source or a drop-in) */
+    bool dropin;            /* read from a drop-in, not from the main file */
     enum rule_action action;
     int domain;             /* index in policy->domains; -1 for ignore */
     bool allow_lockout;     /* may take dom0's last keyboard (rule, domain or defaults) */
@@ -104,6 +106,8 @@ struct controller_spec {
 
 struct policy_domain {
     char *name;
+    const char *file;       /* where it is declared (policy->source or a drop-in) */
+    unsigned line;          /* 0: not declared in a file (the command line) */
     struct controller_spec controller;
     char *qmp_socket;       /* NULL: attach through libxl */
     bool allow_lockout;     /* its rules may take dom0's last keyboard */
@@ -111,8 +115,24 @@ struct policy_domain {
 
 struct match_index;
 
+/*
+ * The main file's 'defaults:' as given (-1, NULL: a key not given): the
+ * drop-ins' domains are built over them.
+ */
+struct policy_defaults {
+    int version;
+    int ports;
+    int max;
+    bool controller;        /* 'controller:' given */
+    char *qmp_socket;
+    int lockout;            /* allow-dom0-lockout */
+};
+
 struct policy {
     char *source;           /* file name, or "command line" */
+    char **dropins;         /* the drop-in files read after it, in order */
+    unsigned n_dropins;
+    struct policy_defaults defaults;
     time_t loaded;
     struct policy_domain *domains;
     unsigned n_domains;
@@ -144,6 +164,32 @@ struct policy *policy_load(const char *path, bool check_owner, struct policy_dia
 /* The same for a buffer; name is used in the messages. */
 struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
                                   struct policy_diag *diag);
+
+/*
+ * Reads a drop-in (the text of the file name) into policy, after what it
+ * holds: its domains are added (one declared before is an error), its rules
+ * appended; 'defaults:' is refused (the main file's apply).  Returns 0, or
+ * -EINVAL after appending every error to diag (policy is then only fit for
+ * policy_free), or -ENOMEM.  Call policy_finish after the last one.
+ */
+int policy_append_buffer(struct policy *policy, const char *name, const char *buf,
+                         size_t len, struct policy_diag *diag);
+
+/*
+ * Reads the file open on fd (path names it in the messages) into a new
+ * buffer *buf of *len bytes (free it).  Returns 0, or a negative errno
+ * after appending the reason to diag: not a regular file, too large, a
+ * read error, or a file that grew while it was read.
+ */
+int policy_read_fd(int fd, const char *path, char **buf, size_t *len,
+                   struct policy_diag *diag);
+
+/*
+ * Appends "FILE:1:1: message" to diag, the form of every message (for the
+ * files' own checks, made before their text is parsed).
+ */
+void policy_diag_file(struct policy_diag *diag, const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 void policy_free(struct policy *policy);
 

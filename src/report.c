@@ -7,6 +7,7 @@
 #include "report.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,8 @@ char *report_format(const struct decision_report *r, char *buf, size_t len)
     const struct usb_device *d = r->dev;
     char id[10], mfr[3 * DEVICE_STR_MAX + 8], prod[3 * DEVICE_STR_MAX + 8];
     char esc[3 * DEVICE_STR_MAX + 8], serial[3 * DEVICE_STR_MAX + 16];
-    char path[3 * DEVICE_STR_MAX + 16], rule_name[512], where[600], rule[600];
+    char path[3 * DEVICE_STR_MAX + 16], rule_name[512], where[600], rule[1200];
+    char file[PATH_MAX + 32];
     const char *why = "";
 
     log_escape(d->manufacturer, mfr, sizeof(mfr));
@@ -44,13 +46,19 @@ char *report_format(const struct decision_report *r, char *buf, size_t len)
         snprintf(path, sizeof(path), " path %s", log_escape(d->id_path, esc, sizeof(esc)));
     else
         path[0] = '\0';
+    /* The main file's rules are named by their number alone, as before drop-ins. */
+    if (r->rule && r->rule_dropin && r->rule_file)
+        snprintf(file, sizeof(file), " at %s:%u",
+                 log_escape(r->rule_file, esc, sizeof(esc)), r->rule_line);
+    else
+        file[0] = '\0';
     if (!r->rule)
         snprintf(rule, sizeof(rule), "(no rule matched)");
     else if (r->rule_name)
-        snprintf(rule, sizeof(rule), "(rule %u \"%s\")", r->rule,
-                 log_escape(r->rule_name, rule_name, sizeof(rule_name)));
+        snprintf(rule, sizeof(rule), "(rule %u \"%s\"%s)", r->rule,
+                 log_escape(r->rule_name, rule_name, sizeof(rule_name)), file);
     else
-        snprintf(rule, sizeof(rule), "(rule %u)", r->rule);
+        snprintf(rule, sizeof(rule), "(rule %u%s)", r->rule, file);
     if (strcmp(r->action, "attach") == 0 || strcmp(r->action, "hold") == 0)
         snprintf(where, sizeof(where), " -> %s", r->domain);
     else if (strcmp(r->action, "detach") == 0)
@@ -92,7 +100,7 @@ int report_print(FILE *out, bool json, const struct decision_report *r)
         return fflush(out) == 0 ? 0 : -errno;
     }
     json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:i, s:i, s:s, s:o, s:o, s:o, "
-                          "s:o, s:o, s:o, s:o}",
+                          "s:o, s:o, s:o, s:o, s:o, s:o}",
                           "event", report_event_name(r->event),
                           "action", r->action,
                           "port", json_str_or_null(d->port),
@@ -109,7 +117,9 @@ int report_print(FILE *out, bool json, const struct decision_report *r)
                           "devpath", json_str_or_null(d->devpath),
                           "domain", r->domain ? json_string(r->domain) : json_null(),
                           "rule", r->rule ? json_integer(r->rule) : json_null(),
-                          "rule_name", json_str_or_null(r->rule_name));
+                          "rule_name", json_str_or_null(r->rule_name),
+                          "rule_file", json_str_or_null(r->rule_file),
+                          "rule_line", r->rule_file ? json_integer(r->rule_line) : json_null());
     if (!o)
         return -ENOMEM;
     text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);

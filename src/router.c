@@ -87,6 +87,7 @@ void dev_entry_unref(struct dev_entry *entry)
         return;
     device_free(entry->dev);
     free(entry->rule_name);
+    free(entry->rule_file);
     free(entry);
 }
 
@@ -285,6 +286,7 @@ static void report_rule(struct router *router, enum router_event event, const ch
                         const struct dev_entry *entry, const struct domain *dom, unsigned rule,
                         const char *rule_name)
 {
+    bool same = rule == entry->rule && rule_name == entry->rule_name;
     struct decision_report r = {
         .event = event,
         .action = action,
@@ -292,6 +294,10 @@ static void report_rule(struct router *router, enum router_event event, const ch
         .domain = dom ? domain_name(dom) : NULL,
         .rule = rule,
         .rule_name = rule_name,
+        /* Where the rule is written: known for the entry's own rule only. */
+        .rule_file = same ? entry->rule_file : NULL,
+        .rule_line = same ? entry->rule_line : 0,
+        .rule_dropin = same && entry->rule_dropin,
     };
 
     if (router->report)
@@ -308,12 +314,20 @@ static void report(struct router *router, enum router_event event, const char *a
 static int decide(struct router *router, struct dev_entry *entry)
 {
     const struct policy_rule *rule = match_device(router->policy, entry->dev);
-    char *name = NULL;
+    char *name = NULL, *file = NULL;
 
     if (rule && rule->name && !(name = strdup(rule->name)))
         return -ENOMEM;
+    if (rule && !(file = strdup(rule->file))) {
+        free(name);
+        return -ENOMEM;
+    }
     free(entry->rule_name);
     entry->rule_name = name;
+    free(entry->rule_file);
+    entry->rule_file = file;
+    entry->rule_line = rule ? rule->line : 0;
+    entry->rule_dropin = rule && rule->dropin;
     entry->rule = rule ? rule->index : 0;
     entry->decision = !rule ? DECISION_NONE
                       : rule->action == RULE_IGNORE ? DECISION_IGNORE
@@ -915,6 +929,10 @@ int router_override(struct router *router, struct dev_entry *e, const char *doma
         return -ENOMEM;
     old_name = e->rule_name;
     e->rule_name = name;
+    free(e->rule_file);
+    e->rule_file = NULL;
+    e->rule_line = 0;
+    e->rule_dropin = false;
     e->rule = 0;
     e->override = true;
     e->decision = domain ? DECISION_ATTACH : DECISION_NONE;

@@ -46,6 +46,9 @@ struct dev_entry {
     enum decision decision;
     unsigned rule;          /* 1-based; 0 when no rule matched */
     char *rule_name;
+    char *rule_file;        /* the file of the rule (NULL: none), and its line */
+    unsigned rule_line;
+    bool rule_dropin;       /* the rule is a drop-in's */
     struct domain *domain;  /* the guest it is routed to, for DECISION_ATTACH */
     enum dev_state state;
     int ctrl;               /* where it is attached, when attached */
@@ -71,6 +74,9 @@ struct decision_report {
     const char *domain;     /* NULL unless attach/detach */
     unsigned rule;          /* 0: none */
     const char *rule_name;
+    const char *rule_file;  /* NULL: no rule */
+    unsigned rule_line;
+    bool rule_dropin;       /* the text names the file of a drop-in's rule */
 };
 
 typedef void (*decision_fn)(void *arg, const struct decision_report *report);

@@ -1,6 +1,7 @@
 /*
  * libFuzzer harness of the policy parser (src/policy.c): arbitrary bytes go
- * to policy_load_buffer(), as a policy file would after a reload.
+ * to policy_load_buffer(), as a policy file would after a reload, and then
+ * to policy_append_buffer() as a drop-in after a fixed main file.
  *
  * Beyond memory errors it checks what the parser promises its callers:
  * a policy comes back with no error, or NULL with at least one; every
@@ -11,6 +12,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,9 +123,9 @@ static void check_matching(const struct policy *policy)
     }
 }
 
-static void check_policy(const struct policy *policy)
+static void check_policy(const struct policy *policy, const char *source)
 {
-    CHECK(policy->source && strcmp(policy->source, NAME) == 0, "source \"%s\"",
+    CHECK(policy->source && strcmp(policy->source, source) == 0, "source \"%s\"",
           policy->source ? policy->source : "(null)");
     CHECK(policy->index, "a returned policy has no match index");
     CHECK((policy->n_rules == 0) == (policy->rules == NULL) || policy->rules,
@@ -176,6 +178,48 @@ static void check_policy(const struct policy *policy)
     check_matching(policy);
 }
 
+/*
+ * The same bytes as a drop-in after a good main file: every message names
+ * the drop-in (the main file has none), and a policy that comes out keeps
+ * the main file's rules first, the drop-in's after, each with its file.
+ */
+static void check_dropin(const char *buf, size_t size)
+{
+    static const char main_text[] =
+        "version: 1\n"
+        "defaults: { controller: { version: 3, ports: 4 }, allow-dom0-lockout: true }\n"
+        "domains: { vault: {}, win10: { qmp-socket: /run/q } }\n"
+        "rules:\n"
+        "  - { match: { id: \"1050:*\" }, domain: vault }\n"
+        "  - { match: { interface-class: hid }, action: ignore }\n";
+    struct policy_diag diag = { 0 };
+    struct policy *policy = policy_load_buffer("main.yaml", main_text, sizeof(main_text) - 1,
+                                               &diag);
+    int r;
+
+    CHECK(policy && diag.n == 0, "the fixed main file was refused: %s",
+          diag.n ? diag.msgs[0] : "");
+    r = policy_append_buffer(policy, NAME, buf, size, &diag);
+    check_diag(&diag);
+    if (r == 0) {
+        CHECK(diag.n == 0, "a drop-in was taken with %zu errors, the first: %s", diag.n,
+              diag.msgs[0]);
+        CHECK(policy_finish(policy) == 0, "policy_finish failed");
+        CHECK(policy->n_dropins == 1 && strcmp(policy->dropins[0], NAME) == 0,
+              "%u drop-ins", policy->n_dropins);
+        for (unsigned i = 0; i < policy->n_rules; i++)
+            CHECK(policy->rules[i].dropin == (i >= 2) &&
+                      strcmp(policy->rules[i].file, i >= 2 ? NAME : "main.yaml") == 0,
+                  "rule %u from %s (drop-in: %d)", i + 1, policy->rules[i].file,
+                  policy->rules[i].dropin);
+        check_policy(policy, "main.yaml");
+    } else {
+        CHECK(r == -EINVAL && diag.n > 0, "drop-in refused (%d) without a message", r);
+    }
+    policy_free(policy);
+    policy_diag_free(&diag);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct policy_diag diag = { 0 };
@@ -191,12 +235,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (policy) {
         CHECK(diag.n == 0, "a policy came back with %zu errors, the first: %s", diag.n,
               diag.msgs[0]);
-        check_policy(policy);
+        check_policy(policy, NAME);
         policy_free(policy);
     } else {
         CHECK(diag.n > 0, "NULL came back without an error message");
     }
     policy_diag_free(&diag);
+    check_dropin(buf, size);
     free(buf);
     return 0;
 }
