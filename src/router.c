@@ -281,23 +281,49 @@ static const char *decision_action(enum decision d)
     return "none";
 }
 
+/* A rule that decided a device before, kept across a new decision to name it. */
+struct old_rule {
+    unsigned rule;
+    char *name;
+    char *file;
+    unsigned line;
+    bool dropin;
+};
+
+/* Takes entry's rule: the strings are copies (old_rule_clear frees them); -ENOMEM. */
+static int old_rule_take(struct old_rule *o, const struct dev_entry *e)
+{
+    *o = (struct old_rule){ .rule = e->rule, .line = e->rule_line, .dropin = e->rule_dropin };
+    if ((e->rule_name && !(o->name = strdup(e->rule_name))) ||
+        (e->rule_file && !(o->file = strdup(e->rule_file)))) {
+        free(o->name);
+        free(o->file);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static void old_rule_clear(struct old_rule *o)
+{
+    free(o->name);
+    free(o->file);
+}
+
 /* Reports entry's decision made by rule (rule_name): an earlier one's for a detach. */
 static void report_rule(struct router *router, enum router_event event, const char *action,
-                        const struct dev_entry *entry, const struct domain *dom, unsigned rule,
-                        const char *rule_name)
+                        const struct dev_entry *entry, const struct domain *dom,
+                        const struct old_rule *rule)
 {
-    bool same = rule == entry->rule && rule_name == entry->rule_name;
     struct decision_report r = {
         .event = event,
         .action = action,
         .dev = entry->dev,
         .domain = dom ? domain_name(dom) : NULL,
-        .rule = rule,
-        .rule_name = rule_name,
-        /* Where the rule is written: known for the entry's own rule only. */
-        .rule_file = same ? entry->rule_file : NULL,
-        .rule_line = same ? entry->rule_line : 0,
-        .rule_dropin = same && entry->rule_dropin,
+        .rule = rule->rule,
+        .rule_name = rule->name,
+        .rule_file = rule->file,
+        .rule_line = rule->line,
+        .rule_dropin = rule->dropin,
     };
 
     if (router->report)
@@ -307,7 +333,11 @@ static void report_rule(struct router *router, enum router_event event, const ch
 static void report(struct router *router, enum router_event event, const char *action,
                    const struct dev_entry *entry, const struct domain *dom)
 {
-    report_rule(router, event, action, entry, dom, entry->rule, entry->rule_name);
+    struct old_rule own = { .rule = entry->rule, .name = entry->rule_name,
+                            .file = entry->rule_file, .line = entry->rule_line,
+                            .dropin = entry->rule_dropin };
+
+    report_rule(router, event, action, entry, dom, &own);
 }
 
 /* Asks the policy about entry and records the answer in it. */
@@ -776,7 +806,7 @@ size_t router_devices(const struct router *router, struct dev_entry ***out)
  * attached the device, as an unplug does.
  */
 static void apply(struct router *router, struct dev_entry *e, enum decision old,
-                  struct domain *old_dom, unsigned old_rule, const char *old_name,
+                  struct domain *old_dom, const struct old_rule *old_rule,
                   enum router_event event)
 {
     if (old == e->decision && old_dom == e->domain)
@@ -797,7 +827,7 @@ static void apply(struct router *router, struct dev_entry *e, enum decision old,
         }
     }
     if (old == DECISION_ATTACH)
-        report_rule(router, event, "detach", e, old_dom, old_rule, old_name);
+        report_rule(router, event, "detach", e, old_dom, old_rule);
     if (old == DECISION_ATTACH && e->state != DEV_IDLE) {
         /*
          * Released by the old guest, it goes on to the new one through dom0:
@@ -832,19 +862,20 @@ void router_set_policy(struct router *router, struct policy *policy)
         struct dev_entry *e = entries[i];
         enum decision old = e->decision;
         struct domain *old_dom = e->domain;
-        unsigned old_rule = e->rule;
-        char *old_name = NULL;
+        struct old_rule old_rule;
 
         /* A manual attach or detach holds until the device is unplugged. */
         if (e->override)
             continue;
-        if ((e->rule_name && !(old_name = strdup(e->rule_name))) || decide(router, e) < 0) {
+        if (old_rule_take(&old_rule, e) < 0)
+            fatal("out of memory");
+        if (decide(router, e) < 0) {
             log_error("%s: out of memory: decision kept", e->dev->port);
-            free(old_name);
+            old_rule_clear(&old_rule);
             continue;
         }
-        apply(router, e, old, old_dom, old_rule, old_name, EVENT_RELOAD);
-        free(old_name);
+        apply(router, e, old, old_dom, &old_rule, EVENT_RELOAD);
+        old_rule_clear(&old_rule);
     }
     free(entries);
     /* The new policy may allow what the old one held back. */
@@ -903,8 +934,8 @@ int router_override(struct router *router, struct dev_entry *e, const char *doma
 {
     enum decision old = e->decision;
     struct domain *old_dom = e->domain, *dom = NULL;
-    unsigned old_rule = e->rule;
-    char *name = NULL, *old_name = NULL;
+    struct old_rule old_rule;
+    char *name = NULL;
 
     if (domain) {
         dom = router_domain(router, domain);
@@ -927,9 +958,10 @@ int router_override(struct router *router, struct dev_entry *e, const char *doma
     name = strdup(domain ? "manual attach" : "manual detach");
     if (!name)
         return -ENOMEM;
-    old_name = e->rule_name;
+    /* The entry's strings become the old rule's: nothing to copy. */
+    old_rule = (struct old_rule){ .rule = e->rule, .name = e->rule_name, .file = e->rule_file,
+                                  .line = e->rule_line, .dropin = e->rule_dropin };
     e->rule_name = name;
-    free(e->rule_file);
     e->rule_file = NULL;
     e->rule_line = 0;
     e->rule_dropin = false;
@@ -937,8 +969,8 @@ int router_override(struct router *router, struct dev_entry *e, const char *doma
     e->override = true;
     e->decision = domain ? DECISION_ATTACH : DECISION_NONE;
     e->domain = dom;
-    apply(router, e, old, old_dom, old_rule, old_name, EVENT_MANUAL);
-    free(old_name);
+    apply(router, e, old, old_dom, &old_rule, EVENT_MANUAL);
+    old_rule_clear(&old_rule);
     release_held(router, EVENT_MANUAL);
     return 0;
 }

@@ -159,8 +159,8 @@ def test():
         changes = d.json_lines(2, daemon.timeout(5))
         got = [(o["event"], o["action"], o["port"], o["domain"], o["rule_line"])
                for o in changes]
-        # Both lines name the rule that moved it (as "rule" does on a reload).
-        aua.check_equal(got, [("reload", "detach", "1-1.3", "win10", 6),
+        # The detach names the rule that attached it (its line, 5), the attach the new one.
+        aua.check_equal(got, [("reload", "detach", "1-1.3", "win10", 5),
                               ("reload", "attach", "1-1.3", "vault", 6)], "reload decisions")
         c.close()
         daemon.stop_clean(d)
