@@ -167,12 +167,24 @@ struct hv *hv_libxl_new(struct ev_loop *loop, const char *version);
  * QMP_DOMID_BASE + their index among them.  NULL (logged) on a socket path
  * it refuses (libxl's own, too long) or ENOMEM.
  */
-#define QMP_DOMID_BASE 1000
+#define QMP_DOMID_BASE 0x10000     /* above every domid Xen gives (< 0x7ff0) */
 struct hv *hv_qmp_new(struct ev_loop *loop, const struct policy *policy);
 /*
  * True when the QMP backend hv follows guest name on socket path: its table
  * is made at start, so a reload can only use the sockets it already has.
  */
 bool hv_qmp_follows(const struct hv *hv, const char *name, const char *path);
+
+/*
+ * One backend for a policy that mixes guests with a qmp-socket (served by
+ * qmp, from hv_qmp_new) and guests without (served by xl, the libxl
+ * backend): it owns both from here, and frees them on failure.  NULL
+ * (logged) on ENOMEM.
+ */
+struct hv *hv_mux_new(struct hv *qmp, struct hv *xl, const struct policy *policy);
+/* The QMP backend inside a mixed one, or NULL when hv is not mixed. */
+struct hv *hv_mux_qmp(struct hv *hv);
+/* True when hv is mixed and its QMP backend serves the guest called name. */
+bool hv_mux_serves_by_qmp(const struct hv *hv, const char *name);
 
 #endif

@@ -249,7 +249,19 @@ static int backend_accepts(const struct daemon *d, const struct policy *policy,
     for (unsigned i = 0; i < policy->n_domains; i++) {
         const struct policy_domain *pd = &policy->domains[i];
 
-        if (strcmp(backend, "libxl") == 0 && pd->qmp_socket) {
+        if (strcmp(backend, "mixed") == 0) {
+            bool by_qmp = hv_mux_serves_by_qmp(d->hv, pd->name);
+
+            if (pd->qmp_socket ? !hv_qmp_follows(hv_mux_qmp(d->hv), pd->name, pd->qmp_socket)
+                               : by_qmp) {
+                reload_error(errors, "%s: domain '%s': %s: restart the daemon to use it",
+                             policy->source, pd->name,
+                             pd->qmp_socket ? "its qmp-socket is not one the daemon was "
+                                              "started with"
+                                            : "it had a qmp-socket when the daemon started");
+                r = -1;
+            }
+        } else if (strcmp(backend, "libxl") == 0 && pd->qmp_socket) {
             reload_error(errors, "%s: domain '%s' has a qmp-socket, but this daemon "
                          "attaches through libxl: restart it to change the backend",
                          policy->source, pd->name);
@@ -547,19 +559,14 @@ static int check_no_wait(const struct daemon *d)
  * Whether the policy's guests are reached over QMP sockets; -EINVAL (logged)
  * when some are and others are not, which no backend handles yet.
  */
-static int qmp_domains(const struct policy *policy)
+/* How many of the policy's domains have a qmp-socket. */
+static unsigned qmp_domains(const struct policy *policy)
 {
     unsigned n = 0;
 
     for (unsigned i = 0; i < policy->n_domains; i++)
         n += policy->domains[i].qmp_socket != NULL;
-    if (n && n != policy->n_domains) {
-        log_error("%u of the policy's %u domains have a qmp-socket: either every domain "
-                  "has one (QMP backend) or none (libxl); a mix is not supported yet",
-                  n, policy->n_domains);
-        return -EINVAL;
-    }
-    return n != 0;
+    return n;
 }
 
 /* For --no-wait over QMP: does anything listen on the guest's socket now? */
@@ -577,17 +584,32 @@ static bool qmp_socket_answers(const char *path)
     return ok;
 }
 
+/*
+ * Guests with a qmp-socket and guests without in one policy: the QMP
+ * backend for the ones, libxl for the others, behind one (hv-mux.c).
+ */
+static struct hv *mixed_backend(struct ev_loop *loop, const struct policy *policy)
+{
+    struct hv *qmp = hv_qmp_new(loop, policy), *xl;
+
+    if (!qmp)
+        return NULL;
+    xl = hv_libxl_load(loop);
+    if (!xl) {
+        qmp->ops->free(qmp);
+        return NULL;
+    }
+    return hv_mux_new(qmp, xl, policy);
+}
+
 static int run(struct daemon *d, struct policy *policy)
 {
-    int qmp = d->opt.dry_run || d->opt.once ? 0 : qmp_domains(policy);
+    unsigned qmp = d->opt.dry_run || d->opt.once ? 0 : qmp_domains(policy);
 
-    if (qmp < 0) {
-        policy_free(policy);
-        return 1;
-    }
     if (qmp && d->opt.no_wait) {
         for (unsigned i = 0; i < policy->n_domains; i++) {
-            if (!qmp_socket_answers(policy->domains[i].qmp_socket)) {
+            if (policy->domains[i].qmp_socket &&
+                !qmp_socket_answers(policy->domains[i].qmp_socket)) {
                 log_error("%s is not running (nothing answers on %s) and --no-wait was "
                           "given: exiting", policy->domains[i].name,
                           policy->domains[i].qmp_socket);
@@ -598,10 +620,12 @@ static int run(struct daemon *d, struct policy *policy)
     }
     if (d->opt.dry_run || d->opt.once)
         d->hv = hv_dryrun_new(d->loop);
-    else if (qmp)
+    else if (qmp == policy->n_domains)
         d->hv = hv_qmp_new(d->loop, policy);
-    else
+    else if (qmp == 0)
         d->hv = hv_libxl_load(d->loop);
+    else
+        d->hv = mixed_backend(d->loop, policy);
     if (!d->hv) {
         policy_free(policy);
         return 1;

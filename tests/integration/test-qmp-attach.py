@@ -31,7 +31,7 @@ def test():
         d.wait_ready(t)
         qemu.wait_log(d, r"QMP .*vault\.qmp: connected", t)
         qemu.wait_log(d, r"vault: QMP .*: 1 USB controller\(s\), 0 other device\(s\)", t)
-        qemu.wait_log(d, r"vault: guest is running \(domid 1000\)", t)
+        qemu.wait_log(d, r"vault: guest is running \(domid 65536\)", t)
         g.wait_usb_hosts([("xenusb-1-5", "xenusb-0", "1", 1, 5)], t)
         qemu.wait_log(d, r"vault: 1-1\.2 attached at controller 0 port 1", t)
         aua.check_equal(sorted(g.peripherals().items()),

@@ -40,8 +40,8 @@ def test():
         err = d.stderr()
         for line in (r"full: QMP .*: 1 USB controller\(s\), 1 other device\(s\)",
                      r"USB controller 'usb0' is not one of ours",
-                     r"full: guest is running \(domid 1000\)",
-                     r"bare: guest is running \(domid 1001\)",
+                     r"full: guest is running \(domid 65536\)",
+                     r"bare: guest is running \(domid 65537\)",
                      r"full: created USB controller 1 \(xHCI, version 3, 2 ports\)",
                      r"bare: created USB controller 0 \(xHCI, version 3, 4 ports\)"):
             qemu.wait_log(d, line, t)

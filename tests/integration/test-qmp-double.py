@@ -180,7 +180,7 @@ def test():
                      r"evil: QMP .*: a reply to no command of ours: ignored",
                      r"evil: QMP .*: a message longer than 1 MiB: dropping the connection",
                      r"evil: QMP qom-list /machine/peripheral: not a list",
-                     r"evil: guest is running \(domid 1002\)"):
+                     r"evil: guest is running \(domid 65538\)"):
             qemu.wait_log(d, line, t)
         aua.wait_until(lambda: hostile.connections >= 6, t, "the sixth connection")
         qemu.wait_log(d, r"evil: QMP .*: 0 USB controller\(s\), 0 other device\(s\)", t)

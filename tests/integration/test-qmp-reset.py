@@ -21,8 +21,8 @@ def test():
 
         g.qmp("system_reset")
         pos = qemu.wait_log(d, r"vault: QEMU reports a reset", t, pos)
-        pos = qemu.wait_log(d, r"vault: guest stopped \(was domid 1000\)", t, pos)
-        pos = qemu.wait_log(d, r"vault: guest is running \(domid 1000\)", t, pos)
+        pos = qemu.wait_log(d, r"vault: guest stopped \(was domid 65536\)", t, pos)
+        pos = qemu.wait_log(d, r"vault: guest is running \(domid 65536\)", t, pos)
         pos = qemu.wait_log(d, r"vault: 1-1\.2 is attached already at controller 0 port 1",
                             t, pos)
         aua.check_equal(g.usb_hosts(), [qemu.KEY], "the key once, after the reset")
@@ -32,7 +32,7 @@ def test():
         g.wait_usb_hosts([], t)
         pos = qemu.wait_log(d, r"vault: QEMU deleted xenusb-1-5 \(not by us\)", t, pos)
         g.qmp("system_reset")
-        pos = qemu.wait_log(d, r"vault: guest is running \(domid 1000\)", t, pos)
+        pos = qemu.wait_log(d, r"vault: guest is running \(domid 65536\)", t, pos)
         g.wait_usb_hosts([qemu.KEY], t)
         qemu.wait_log(d, r"vault: 1-1\.2 attached at controller 0 port 1", t, pos)
         daemon.stop_clean(d)

@@ -25,24 +25,24 @@ def test():
         g.kill()
         aua.check(os.path.exists(g.sock), "a killed QEMU leaves its socket file")
         pos = qemu.wait_log(d, r"vault: QMP .*: QEMU closed the connection", t, pos)
-        pos = qemu.wait_log(d, r"vault: guest stopped \(was domid 1000\)", t, pos)
+        pos = qemu.wait_log(d, r"vault: guest stopped \(was domid 65536\)", t, pos)
         pos = qemu.wait_log(d, r"vault: QMP .*: Connection refused; trying again", t, pos)
         time.sleep(2.0)         # a few refused tries
         aua.check_equal(d.stderr().count("Connection refused; trying again"), 1,
                         "the refused socket is logged once at info")
 
         g.start()
-        pos = qemu.wait_log(d, r"vault: guest is running \(domid 1000\)", t, pos)
+        pos = qemu.wait_log(d, r"vault: guest is running \(domid 65536\)", t, pos)
         g.wait_usb_hosts([qemu.KEY], t)
         pos = qemu.wait_log(d, r"vault: 1-1\.2 attached at controller 0 port 1", t, pos)
 
         g.qmp("quit", check=False)
         pos = qemu.wait_log(d, r"vault: QEMU reports a shutdown", t, pos)
-        pos = qemu.wait_log(d, r"vault: guest stopped \(was domid 1000\)", t, pos)
+        pos = qemu.wait_log(d, r"vault: guest stopped \(was domid 65536\)", t, pos)
         g.proc.wait(5)
         # QEMU removes its socket on a clean exit: absent, tried again.
         g.start()
-        pos = qemu.wait_log(d, r"vault: guest is running \(domid 1000\)", t, pos)
+        pos = qemu.wait_log(d, r"vault: guest is running \(domid 65536\)", t, pos)
         g.wait_usb_hosts([qemu.KEY], t)
         daemon.stop_clean(d)
 
