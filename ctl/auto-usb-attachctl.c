@@ -56,6 +56,7 @@ static void print_devices(json_t *reply);
 static void print_domains(json_t *reply);
 static void print_explain(json_t *reply);
 static void print_message(json_t *reply);
+static void print_watching(json_t *reply);
 
 static const struct command commands[] = {
     { "status", 0, { NULL }, "status", print_status },
@@ -65,6 +66,7 @@ static const struct command commands[] = {
     { "attach", 2, { "device", "domain" }, "attach DEVICE DOMAIN", print_message },
     { "detach", 1, { "device" }, "detach DEVICE", print_message },
     { "reload", 0, { NULL }, "reload", print_message },
+    { "watch", 0, { NULL }, "watch", print_watching },
     { "log-level", 1, { "level" }, "log-level LEVEL", print_message },
 };
 
@@ -81,6 +83,8 @@ static void usage(FILE *f)
             "  attach DEVICE DOMAIN  attach DEVICE to DOMAIN until it is unplugged\n"
             "  detach DEVICE         keep DEVICE in dom0 until it is unplugged\n"
             "  reload                reload the policy\n"
+            "  watch                 follow the daemon's events, one line each, until it\n"
+            "                        stops (or drops a watcher that does not read)\n"
             "  log-level LEVEL       error, warning, notice, info or debug\n"
             "DEVICE is a port path (1-1.2), BUS:ADDRESS (1:5) or VENDOR:PRODUCT if unique.\n"
             "\n"
@@ -168,12 +172,13 @@ static int connect_error(const char *path, int err, double timeout)
 
 /*
  * Sends the request and reads the first reply line into *line (malloc'd,
- * without its newline) before deadline.  0, or an exit status after saying
+ * without its newline) before deadline; *got is what the buffer holds, the
+ * bytes after that line included (a watcher's first events).  0, or an exit status after saying
  * why.  The daemon may answer before reading (a refusal, a request too long)
  * and close: a failed send is not the end, the reply may be waiting.
  */
 static int exchange(int fd, const char *path, const char *request, double deadline,
-                    double timeout, char **line)
+                    double timeout, char **line, size_t *got)
 {
     size_t sent = 0, want = strlen(request), len = 0, size = 0;
     char *buf = NULL, *nl;
@@ -236,6 +241,7 @@ static int exchange(int fd, const char *path, const char *request, double deadli
             if (nl) {
                 *nl = '\0';
                 *line = buf;
+                *got = len;
                 return 0;
             }
         }
@@ -656,6 +662,157 @@ static void print_error(json_t *reply)
     }
 }
 
+/* The watch's answer says only that events follow. */
+static void print_watching(json_t *reply)
+{
+}
+
+/* A watcher's line for one event, as a person reads it. */
+static void print_event(json_t *ev)
+{
+    const char *event = get_str(ev, "event");
+    char a[CELL_MAX], b[CELL_MAX], c[CELL_MAX], d[CELL_MAX];
+    json_int_t n, m;
+    json_t *errors;
+    size_t i;
+
+    if (!event) {
+        fputs("(an event without a name)\n", stdout);
+        return;
+    }
+    if (get_str(ev, "action")) {
+        /* A decision: event, action, device, guest, rule. */
+        printf("%s: %s %s (%s)", cell(json_object_get(ev, "event"), a, sizeof(a)),
+               cell(json_object_get(ev, "action"), b, sizeof(b)),
+               cell(json_object_get(ev, "port"), c, sizeof(c)),
+               cell(json_object_get(ev, "id"), d, sizeof(d)));
+        if (get_str(ev, "domain"))
+            printf(" -> %s", cell(json_object_get(ev, "domain"), a, sizeof(a)));
+        if (get_int(ev, "rule", &n)) {
+            printf(", rule %" JSON_INTEGER_FORMAT, n);
+            if (get_str(ev, "rule_name"))
+                printf(" '%s'", cell(json_object_get(ev, "rule_name"), a, sizeof(a)));
+            if (get_str(ev, "rule_file") && get_int(ev, "rule_line", &m))
+                printf(" (%s:%" JSON_INTEGER_FORMAT ")",
+                       cell(json_object_get(ev, "rule_file"), b, sizeof(b)), m);
+        }
+        putchar('\n');
+        return;
+    }
+    printf("%s:", cell(json_object_get(ev, "event"), a, sizeof(a)));
+    if (get_str(ev, "port"))
+        printf(" %s (%s)", cell(json_object_get(ev, "port"), a, sizeof(a)),
+               cell(json_object_get(ev, "id"), b, sizeof(b)));
+    if (get_str(ev, "domain")) {
+        printf(" %s %s", get_str(ev, "port") ? "in" : "guest",
+               cell(json_object_get(ev, "domain"), a, sizeof(a)));
+        if (get_int(ev, "domid", &n))
+            printf(" (domid %" JSON_INTEGER_FORMAT ")", n);
+    }
+    if (get_int(ev, "controller", &n) && get_int(ev, "guest_port", &m))
+        printf(" at controller %" JSON_INTEGER_FORMAT " port %" JSON_INTEGER_FORMAT, n, m);
+    if (get_str(ev, "policy"))
+        printf(" %s", cell(json_object_get(ev, "policy"), a, sizeof(a)));
+    if (get_str(ev, "error")) {
+        fputs(": ", stdout);
+        put_text(stdout, get_str(ev, "error"));
+    }
+    putchar('\n');
+    errors = json_object_get(ev, "errors");
+    json_array_foreach(errors, i, ev) {
+        if (!json_is_string(ev))
+            continue;
+        fputs("  ", stdout);
+        put_text(stdout, json_string_value(ev));
+        putchar('\n');
+    }
+}
+
+/* Prints one event line: as it came (--json, breaks escaped) or readable. */
+static int watch_line(const char *path, bool json, char *line)
+{
+    json_error_t err;
+    json_t *ev;
+
+    ev = json_loads(line, 0, &err);
+    if (!ev || !json_is_object(ev)) {
+        fprintf(stderr, PROGRAM ": malformed event from %s: ", path);
+        put_text(stderr, !ev ? err.text : "not an object");
+        fputc('\n', stderr);
+        json_decref(ev);
+        return EXIT_REPLY;
+    }
+    if (json) {
+        char *safe = log_json_escape_breaks(line);
+
+        if (!safe)
+            die_oom();
+        printf("%s\n", safe);
+        free(safe);
+    } else {
+        print_event(ev);
+    }
+    json_decref(ev);
+    return fflush(stdout) == 0 ? 0 : EXIT_REPLY;
+}
+
+/*
+ * Follows the events after the watch's answer (rest: what came with it),
+ * one line each, until the daemon closes the stream: it stopped, or
+ * dropped this watcher for not reading.  Never returns 0.
+ */
+static int watch(int fd, const char *path, bool json, const char *rest, size_t rest_len)
+{
+    size_t len = rest_len, size = rest_len + 65536;
+    char *buf = malloc(size), *nl;
+    int r = 0;
+
+    if (!buf)
+        die_oom();
+    memcpy(buf, rest, rest_len);
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        ssize_t n;
+
+        while ((nl = memchr(buf, '\n', len))) {
+            *nl = '\0';
+            r = watch_line(path, json, buf);
+            if (r) {
+                free(buf);
+                return r;
+            }
+            len -= (size_t)(nl + 1 - buf);
+            memmove(buf, nl + 1, len);
+        }
+        if (size - len < 4096) {
+            if (size >= REPLY_MAX) {
+                fprintf(stderr, PROGRAM ": an event from %s is longer than %d bytes\n", path,
+                        REPLY_MAX);
+                break;
+            }
+            size *= 2;
+            buf = realloc(buf, size);
+            if (!buf)
+                die_oom();
+        }
+        if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+            fprintf(stderr, PROGRAM ": poll: %s\n", strerror(errno));
+            break;
+        }
+        n = recv(fd, buf + len, size - len, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, PROGRAM ": %s closed the stream%s%s\n", path, n < 0 ? ": " : "",
+                    n < 0 ? strerror(errno) : "");
+            break;
+        }
+        len += (size_t)n;
+    }
+    free(buf);
+    return EXIT_REPLY;
+}
+
 /* ------------------------------------------------------------- main */
 
 static const struct command *find_command(const char *name)
@@ -683,6 +840,7 @@ int main(int argc, char **argv)
     json_t *request, *reply;
     json_error_t err;
     char *text, *line;
+    size_t got;
     int c, fd, r;
 
     while ((c = getopt_long(argc, argv, "s:jt:hV", longopts, NULL)) != -1) {
@@ -750,11 +908,12 @@ int main(int argc, char **argv)
         free(text);
         return connect_error(path, -fd, timeout);
     }
-    r = exchange(fd, path, text, deadline, timeout, &line);
-    close(fd);
+    r = exchange(fd, path, text, deadline, timeout, &line, &got);
     free(text);
-    if (r)
+    if (r) {
+        close(fd);
         return r;
+    }
 
     reply = json_loads(line, 0, &err);
     if (!reply || !json_is_object(reply) || !json_is_boolean(json_object_get(reply, "ok"))) {
@@ -767,7 +926,9 @@ int main(int argc, char **argv)
         return EXIT_REPLY;
     }
     r = json_is_true(json_object_get(reply, "ok")) ? 0 : EXIT_DAEMON_ERROR;
-    if (json) {
+    if (json && strcmp(cmd->name, "watch") == 0 && r == 0) {
+        /* Only the events follow: the answer that says they will is not one. */
+    } else if (json) {
         /* As the daemon writes them, U+2028 and kin escaped: one line, whoever splits it. */
         char *safe = log_json_escape_breaks(line);
 
@@ -780,6 +941,12 @@ int main(int argc, char **argv)
     else
         print_error(reply);
     json_decref(reply);
+    if (r == 0 && strcmp(cmd->name, "watch") == 0) {
+        size_t used = strlen(line) + 1;
+
+        r = watch(fd, path, json, line + used, got - used);
+    }
+    close(fd);
     free(line);
     return r;
 }

@@ -141,13 +141,14 @@ static json_t *cmd_status(struct commands *c)
     gmtime_r(&policy->loaded, &tm);
     strftime(loaded, sizeof(loaded), "%Y-%m-%dT%H:%M:%SZ", &tm);
     return json_pack("{s:b, s:s, s:s, s:s, s:s, s:I, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i}, "
-                     "s:i, s:i}",
+                     "s:i, s:i, s:i}",
                      "ok", 1, "version", PACKAGE_VERSION, "policy", c->policy_source,
                      "policy_loaded", loaded, "backend", c->backend, "uptime",
                      (json_int_t)(time(NULL) - c->started), "devices", "total", (int)n,
                      "attached", attached, "waiting", waiting, "failed", failed, "ignored",
                      ignored, "unmatched", unmatched, "held", held, "domains", (int)n_doms,
-                     "dom0_keyboards", (int)router_keyboards(c->router));
+                     "dom0_keyboards", (int)router_keyboards(c->router),
+                     "watchers", (int)control_watchers(c->control));
 }
 
 static json_t *cmd_devices(struct commands *c)
@@ -409,11 +410,14 @@ json_t *commands_handle(void *arg_, json_t *request, const struct control_peer *
         reply = cmd_detach(c, request);
     else if (strcmp(name, "reload") == 0)
         reply = cmd_reload(c);
+    else if (strcmp(name, "watch") == 0)
+        /* control.c makes the client a watcher on seeing "watching". */
+        reply = json_pack("{s:b, s:b}", "ok", 1, "watching", 1);
     else if (strcmp(name, "log-level") == 0)
         reply = cmd_log_level(request);
     else
         reply = error_reply("unknown command '%s' (expected status, devices, domains, "
-                            "explain, attach, detach, reload or log-level)",
+                            "explain, watch, attach, detach, reload or log-level)",
                             log_escape(name, esc, sizeof(esc)));
     return reply ? reply : error_reply("out of memory");
 }

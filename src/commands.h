@@ -1,10 +1,10 @@
 /*
  * The requests of the control socket: status, devices, domains, explain,
- * attach, detach, reload, log-level.  Each request is a JSON object
+ * watch, attach, detach, reload, log-level.  Each request is a JSON object
  * {"command": ...}; each answer {"ok": true, ...} or {"ok": false,
  * "error": ...}.  The socket itself (framing, peers, limits) is control.c's.
  * Any member of the control group may read (status, devices, domains,
- * explain); the commands that change something are root's unless the
+ * explain, watch); the commands that change something are root's unless the
  * daemon was started with --control-group-changes.
  */
 #ifndef AUA_COMMANDS_H
@@ -16,6 +16,7 @@
 
 #include "router.h"
 
+struct control;
 struct control_peer;
 
 struct commands {
@@ -23,6 +24,7 @@ struct commands {
     const char *backend;        /* "libxl", "dry-run" */
     const char *policy_source;  /* the file, or "command line" */
     time_t started;
+    struct control *control;    /* for the count of watchers; NULL: none yet */
     /*
      * Reloads the policy; returns 0, or -1 with *errors a new array of the
      * messages (FILE:LINE:COLUMN: ...).

@@ -54,6 +54,7 @@ struct client {
     char *out;                  /* replies not yet sent: out[out_off..out_len) */
     size_t out_off, out_len, out_size;
     bool closing;               /* close once out is sent; read no more */
+    bool watching;              /* sent "watch": gets every event from then on */
 };
 
 struct control {
@@ -70,6 +71,7 @@ struct control {
     ev_timer pause;
     struct client *clients;
     size_t n_clients;
+    size_t watchers;            /* clients that are watching */
 };
 
 /* A reply {"ok":false,"error":...}; the message may hold bytes from a client. */
@@ -113,6 +115,8 @@ static void client_close(struct client *c)
     ev_io_stop(ctl->loop, &c->wio);
     ev_timer_stop(ctl->loop, &c->idle);
     ev_timer_stop(ctl->loop, &c->more);
+    if (c->watching)
+        ctl->watchers--;
     close(c->fd);
     if (c->prev)
         c->prev->next = c->next;
@@ -301,6 +305,13 @@ static int client_request(struct client *c, const char *line, size_t len)
     json_decref(request);
     if (!reply)
         reply = error_reply("internal error: no reply");
+    /* A watcher may be silent for hours: it is not idle, only listening. */
+    if (json_is_true(json_object_get(reply, "ok")) &&
+        json_is_true(json_object_get(reply, "watching")) && !c->watching) {
+        c->watching = true;
+        ctl->watchers++;
+        ev_timer_stop(ctl->loop, &c->idle);
+    }
     return client_reply(c, reply);
 }
 
@@ -812,6 +823,52 @@ void control_free(struct control *ctl)
         log_warn("control: cannot remove %s", ctl->path);
     free(ctl->path);
     free(ctl);
+}
+
+void control_broadcast(struct control *ctl, json_t *event)
+{
+    struct client *c, *next;
+    char *text, *safe;
+
+    if (!ctl || ctl->watchers == 0 || !event) {
+        json_decref(event);
+        return;
+    }
+    text = json_dumps(event, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(event);
+    safe = text ? log_json_escape_breaks(text) : NULL;
+    free(text);
+    if (!safe) {
+        log_error("control: out of memory for an event: the watchers miss it");
+        return;
+    }
+    for (c = ctl->clients; c; c = next) {
+        next = c->next;
+        if (!c->watching || c->closing)
+            continue;
+        if (client_append(c, safe, strlen(safe)) < 0) {
+            log_error("control: out of memory for the events of pid %ld uid %u: dropped",
+                      (long)c->peer.pid, (unsigned)c->peer.uid);
+            client_close(c);
+            continue;
+        }
+        /* The daemon never waits for a watcher: what it does not read piles up, then it goes. */
+        if (c->out_len - c->out_off > CONTROL_WATCH_MAX) {
+            log_warnx("control: watcher pid %ld uid %u does not read its events (%zu bytes "
+                      "waiting): dropped", (long)c->peer.pid, (unsigned)c->peer.uid,
+                      c->out_len - c->out_off);
+            client_close(c);
+            continue;
+        }
+        if (!ev_is_active(&c->wio))
+            client_flush(c);
+    }
+    free(safe);
+}
+
+size_t control_watchers(const struct control *ctl)
+{
+    return ctl ? ctl->watchers : 0;
 }
 
 size_t control_clients(const struct control *ctl)

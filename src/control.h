@@ -23,6 +23,7 @@
 #define CONTROL_MAX_PER_UID 8               /* connections of one uid but root's */
 #define CONTROL_OUTPUT_MAX (1024 * 1024)    /* reply bytes behind an unread one */
 #define CONTROL_IDLE_TIMEOUT 30.0           /* seconds without a request */
+#define CONTROL_WATCH_MAX (64 * 1024)       /* event bytes a watcher leaves unread */
 
 struct ev_loop;
 struct control;
@@ -57,6 +58,17 @@ bool control_peer_is_root(const struct control_peer *peer);
 
 /* Closes every client, stops listening and unlinks the socket (if still ours). */
 void control_free(struct control *ctl);
+
+/*
+ * A client whose request the handler answered {"ok": true, "watching": true}
+ * is a watcher from then on: it has no idle timeout and gets every event
+ * sent here, one line each.  Sends event (a JSON object; the reference is
+ * taken) to every watcher without waiting: a watcher with more than
+ * CONTROL_WATCH_MAX bytes of events unread is dropped.
+ */
+void control_broadcast(struct control *ctl, json_t *event);
+/* The watchers connected now. */
+size_t control_watchers(const struct control *ctl);
 
 /* The clients connected now (refused ones are never counted). */
 size_t control_clients(const struct control *ctl);

@@ -108,6 +108,18 @@ static void enqueue(struct domain *dom, struct dev_entry *e)
     e->state = DEV_WAITING;
 }
 
+/* Tells the router's watchers what happened to e (NULL: to the guest). */
+static void note(struct domain *dom, const char *event, const struct dev_entry *e, int ctrl,
+                 int port, int err)
+{
+    struct router_note n = { .event = event, .domain = dom->name,
+                             .dev = e ? e->dev : NULL, .domid = dom->domid,
+                             .ctrl = ctrl, .port = port,
+                             .error = err < 0 ? strerror(-err) : NULL };
+
+    router_note(dom->router, &n);
+}
+
 /*
  * Parks e, whose attach cannot work until something changes, and says why
  * (once: the same reason again is not repeated).
@@ -120,6 +132,7 @@ static void park(struct domain *dom, struct dev_entry *e, int err, const char *w
                   "plugged in again, the guest restarts or the policy is reloaded", dom->name,
                   e->dev->port, e->failure,
                   err == -EPROTONOSUPPORT ? "a controller appears or a port frees, " : "");
+        note(dom, "attach-failed", e, -1, -1, err);
     }
     e->failure_err = err;
     e->state = DEV_FAILED;
@@ -532,6 +545,7 @@ static void attach_done(void *arg, int err)
                                                       : (double)(1u << e->failures);
             log_warnx("%s: attaching %s failed (attempt %u): %s; retrying in %.0f s",
                       dom->name, e->dev->port, e->failures, strerror(-err), delay);
+            note(dom, "attach-failed", e, -1, -1, err);
             e->failure_err = 0;
             e->failure[0] = '\0';
             e->state = DEV_FAILED;
@@ -550,6 +564,7 @@ static void attach_done(void *arg, int err)
         e->state = DEV_ATTACHED;
         log_notice("%s: %s attached at controller %d port %d", dom->name, e->dev->port,
                    e->ctrl, e->port);
+        note(dom, "attached", e, e->ctrl, e->port, 0);
         router_changed(dom->router);
         if (e->unplugged || e->detach_wanted) {
             e->detach_wanted = false;
@@ -577,6 +592,7 @@ static void detach_done(void *arg, int err)
                       e->dev->port, e->ctrl, e->port, strerror(-err));
         else
             log_notice("%s: %s detached", dom->name, e->dev->port);
+        note(dom, err < 0 ? "detach-failed" : "detached", e, e->ctrl, e->port, err);
         clear_slot(dom, e->ctrl, e->port);
         unpark(dom, false);
     }
@@ -953,6 +969,7 @@ void domain_started(struct domain *dom, int domid)
         domain_stopped(dom);
     dom->domid = domid;
     log_notice("%s: guest is running (domid %d)", dom->name, domid);
+    note(dom, "guest-start", NULL, -1, -1, 0);
     resolve_spec(dom);
     /* A guest started again may take what its last run could not. */
     unpark(dom, true);
@@ -1005,6 +1022,7 @@ void domain_stopped(struct domain *dom)
     if (dom->domid < 0)
         return;
     log_notice("%s: guest stopped (was domid %d)", dom->name, dom->domid);
+    note(dom, "guest-stop", NULL, -1, -1, 0);
     dom->domid = -1;
     dom->gen++;
     dom->busy = false;

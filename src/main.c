@@ -105,6 +105,8 @@ static void on_decision(void *arg, const struct decision_report *r)
     struct daemon *d = arg;
     char line[4096];
 
+    if (control_watchers(d->control) > 0)
+        control_broadcast(d->control, report_json(r));
     if (d->print) {
         if (report_print(stdout, d->opt.json, r) < 0 && errno != EPIPE)
             log_warn("cannot write a decision to stdout");
@@ -113,6 +115,15 @@ static void on_decision(void *arg, const struct decision_report *r)
             return;
     }
     log_info("%s: %s", report_event_name(r->event), report_format(r, line, sizeof(line)));
+}
+
+/* What the domain workers did, for the watchers only: the log has its own lines. */
+static void on_note(void *arg, const struct router_note *n)
+{
+    struct daemon *d = arg;
+
+    if (control_watchers(d->control) > 0)
+        control_broadcast(d->control, report_note_json(n));
 }
 
 #define STATE_RETRY_MIN 1.
@@ -281,9 +292,10 @@ static int backend_accepts(const struct daemon *d, const struct policy *policy,
 }
 
 /* Re-reads the policy; 0, or -1 with the errors (*errors may be NULL). */
-static int reload(struct daemon *d, json_t **errors)
+static int reload(struct daemon *d, json_t **errors_out)
 {
     struct policy *policy;
+    json_t *errs = NULL, **errors = &errs;
     int r = 0;
 
     notify_send("RELOADING=1");
@@ -309,6 +321,16 @@ static int reload(struct daemon *d, json_t **errors)
     /* Give back what the parse and the old policy left free in the heap. */
     malloc_trim(0);
     notify_send("READY=1");
+    if (control_watchers(d->control) > 0)
+        control_broadcast(d->control,
+                          json_pack("{s:s, s:s, s:o}", "event",
+                                    r < 0 ? "reload-failed" : "reloaded", "policy",
+                                    d->policy_path, "errors",
+                                    errs ? json_incref(errs) : json_array()));
+    if (errors_out)
+        *errors_out = errs;
+    else
+        json_decref(errs);
     return r;
 }
 
@@ -346,6 +368,7 @@ static int open_control(struct daemon *d)
         .group_changes = d->opt.control_group_changes,
     };
     d->control = control_new(d->loop, path, group, commands_handle, &d->commands);
+    d->commands.control = d->control;
     return d->control ? 0 : -EIO;
 }
 
@@ -635,6 +658,7 @@ static int run(struct daemon *d, struct policy *policy)
         policy_free(policy);
         return 1;
     }
+    router_set_note_hook(d->router, on_note, d);
     if (d->opt.no_wait && !qmp && check_no_wait(d) < 0)
         return 1;
     if (!d->opt.dry_run && !d->opt.once && open_state(d) < 0)

@@ -89,37 +89,45 @@ static json_t *json_str_or_null(const char *s)
     return j;
 }
 
-int report_print(FILE *out, bool json, const struct decision_report *r)
+json_t *report_json(const struct decision_report *r)
 {
     const struct usb_device *d = r->dev;
-    char line[4096], id[10];
+    char id[10];
+
+    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:i, s:i, s:s, s:o, s:o, s:o, "
+                     "s:o, s:o, s:o, s:o, s:o, s:o}",
+                     "event", report_event_name(r->event),
+                     "action", r->action,
+                     "port", json_str_or_null(d->port),
+                     "path", json_str_or_null(d->id_path),
+                     "path_with_revision", json_str_or_null(d->id_path_rev),
+                     "peer_path", json_str_or_null(d->peer_path),
+                     "connect_type", device_connect_name(d->connect_type),
+                     "busnum", (int)d->busnum,
+                     "devnum", (int)d->devnum,
+                     "id", device_id_string(d, id),
+                     "serial", json_str_or_null(d->serial),
+                     "manufacturer", json_str_or_null(d->manufacturer),
+                     "product", json_str_or_null(d->product_name),
+                     "devpath", json_str_or_null(d->devpath),
+                     "domain", r->domain ? json_string(r->domain) : json_null(),
+                     "rule", r->rule ? json_integer(r->rule) : json_null(),
+                     "rule_name", json_str_or_null(r->rule_name),
+                     "rule_file", json_str_or_null(r->rule_file),
+                     "rule_line", r->rule_file ? json_integer(r->rule_line) : json_null());
+}
+
+int report_print(FILE *out, bool json, const struct decision_report *r)
+{
+    char line[4096];
     char *text, *safe;
+    json_t *o;
 
     if (!json) {
         fprintf(out, "%s\n", report_format(r, line, sizeof(line)));
         return fflush(out) == 0 ? 0 : -errno;
     }
-    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:s, s:i, s:i, s:s, s:o, s:o, s:o, "
-                          "s:o, s:o, s:o, s:o, s:o, s:o}",
-                          "event", report_event_name(r->event),
-                          "action", r->action,
-                          "port", json_str_or_null(d->port),
-                          "path", json_str_or_null(d->id_path),
-                          "path_with_revision", json_str_or_null(d->id_path_rev),
-                          "peer_path", json_str_or_null(d->peer_path),
-                          "connect_type", device_connect_name(d->connect_type),
-                          "busnum", (int)d->busnum,
-                          "devnum", (int)d->devnum,
-                          "id", device_id_string(d, id),
-                          "serial", json_str_or_null(d->serial),
-                          "manufacturer", json_str_or_null(d->manufacturer),
-                          "product", json_str_or_null(d->product_name),
-                          "devpath", json_str_or_null(d->devpath),
-                          "domain", r->domain ? json_string(r->domain) : json_null(),
-                          "rule", r->rule ? json_integer(r->rule) : json_null(),
-                          "rule_name", json_str_or_null(r->rule_name),
-                          "rule_file", json_str_or_null(r->rule_file),
-                          "rule_line", r->rule_file ? json_integer(r->rule_line) : json_null());
+    o = report_json(r);
     if (!o)
         return -ENOMEM;
     text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -134,4 +142,22 @@ int report_print(FILE *out, bool json, const struct decision_report *r)
     fprintf(out, "%s\n", safe);
     free(safe);
     return fflush(out) == 0 ? 0 : -errno;
+}
+
+json_t *report_note_json(const struct router_note *n)
+{
+    const struct usb_device *d = n->dev;
+    char id[10];
+
+    return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+                     "event", n->event,
+                     "domain", json_str_or_null(n->domain),
+                     "domid", n->domid >= 0 ? json_integer(n->domid) : json_null(),
+                     "port", d ? json_str_or_null(d->port) : json_null(),
+                     "id", d ? json_string(device_id_string(d, id)) : json_null(),
+                     "serial", d ? json_str_or_null(d->serial) : json_null(),
+                     "devpath", d ? json_str_or_null(d->devpath) : json_null(),
+                     "controller", n->ctrl >= 0 ? json_integer(n->ctrl) : json_null(),
+                     "guest_port", n->ctrl >= 0 ? json_integer(n->port) : json_null(),
+                     "error", json_str_or_null(n->error));
 }

@@ -40,6 +40,8 @@ struct router {
     unsigned n_held;            /* entries held back by the lock-out guard */
     decision_fn report;
     void *report_arg;
+    note_fn note;
+    void *note_arg;
     bool complete;              /* cold plug is done */
     void (*state_fn)(void *arg);    /* called when an attachment changed */
     void *state_arg;
@@ -435,10 +437,28 @@ static void set_held(struct router *router, struct dev_entry *e, bool held)
     if (e->held == held)
         return;
     e->held = held;
-    if (held)
+    if (held) {
         router->n_held++;
-    else
+    } else {
+        struct router_note n = { .event = "release", .dev = e->dev, .domid = -1,
+                                 .ctrl = -1, .port = -1,
+                                 .domain = e->domain ? domain_name(e->domain) : NULL };
+
         router->n_held--;
+        router_note(router, &n);
+    }
+}
+
+void router_set_note_hook(struct router *router, note_fn fn, void *arg)
+{
+    router->note = fn;
+    router->note_arg = arg;
+}
+
+void router_note(struct router *router, const struct router_note *note)
+{
+    if (router->note)
+        router->note(router->note_arg, note);
 }
 
 /*

@@ -81,6 +81,23 @@ struct decision_report {
 
 typedef void (*decision_fn)(void *arg, const struct decision_report *report);
 
+/*
+ * Something a watcher follows besides the decisions: an attach or detach
+ * done or failed, a held keyboard released, a guest started or stopped.
+ */
+struct router_note {
+    const char *event;      /* "attached", "attach-failed", "detached", "detach-failed",
+                               "release", "guest-start", "guest-stop" */
+    const char *domain;     /* NULL: none */
+    const struct usb_device *dev;   /* NULL for a guest's */
+    int domid;              /* -1: none */
+    int ctrl;               /* -1: none */
+    int port;
+    const char *error;      /* NULL: none */
+};
+
+typedef void (*note_fn)(void *arg, const struct router_note *note);
+
 struct router;
 
 /*
@@ -169,6 +186,10 @@ void router_set_previous(struct router *router, struct state_record *records, si
 /* The bus and device number recorded for busid at domain's ctrl:port. */
 bool router_previous_busdev(const struct router *router, const char *domain, int ctrl,
                             int port, const char *busid, unsigned *busnum, unsigned *devnum);
+/* fn (NULL: none) is told of every note; the watchers' feed. */
+void router_set_note_hook(struct router *router, note_fn fn, void *arg);
+/* Passes note on to the hook (called by the domain workers too). */
+void router_note(struct router *router, const struct router_note *note);
 /* Called by the domain workers when an attachment was made or undone. */
 void router_changed(struct router *router);
 
