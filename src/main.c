@@ -135,7 +135,8 @@ static void write_state(void *arg)
     struct daemon *d = arg;
     struct dev_entry **entries;
     size_t n = router_devices(d->router, &entries), k = 0;
-    struct state_record *recs = calloc(n ? n : 1, sizeof(*recs));
+    /* Each device may have an attachment and a manual decision. */
+    struct state_record *recs = calloc(n ? 2 * n : 1, sizeof(*recs));
 
     if (!entries || !recs) {
         log_error("out of memory: the state file is not updated");
@@ -147,6 +148,17 @@ static void write_state(void *arg)
         const struct dev_entry *e = entries[i];
         struct state_record *r = &recs[k];
 
+        if (e->override) {
+            r->manual = true;
+            snprintf(r->domain, sizeof(r->domain), "%s",
+                     e->domain ? domain_name(e->domain) : "");
+            r->busnum = e->dev->busnum;
+            r->devnum = e->dev->devnum;
+            snprintf(r->busid, sizeof(r->busid), "%s", e->dev->port);
+            device_id_string(e->dev, r->id);
+            snprintf(r->serial, sizeof(r->serial), "%s", e->dev->serial ? e->dev->serial : "");
+            r = &recs[++k];
+        }
         if (!e->domain || (e->state != DEV_ATTACHED && e->state != DEV_DETACHING))
             continue;
         snprintf(r->domain, sizeof(r->domain), "%s", domain_name(e->domain));
@@ -213,6 +225,28 @@ static int open_state(struct daemon *d)
     if (n)
         log_info("%s/%s: the last run recorded %zu attachment(s)", d->state->dir, STATE_FILE,
                  n);
+    /* The manual decisions go to the router apart: they decide, the rest is a record. */
+    {
+        size_t n_manual = 0, k = 0;
+        struct state_record *manual;
+
+        for (size_t i = 0; i < n; i++)
+            n_manual += recs[i].manual;
+        manual = calloc(n_manual ? n_manual : 1, sizeof(*manual));
+        if (!manual) {
+            free(recs);
+            log_error("out of memory");
+            return -ENOMEM;
+        }
+        for (size_t i = 0, j = 0; i < n; i++) {
+            if (recs[i].manual)
+                manual[j++] = recs[i];
+            else
+                recs[k++] = recs[i];
+        }
+        router_set_overrides(d->router, manual, n_manual);
+        n = k;
+    }
     router_set_previous(d->router, recs, n);
     ev_timer_init(&d->state_retry, state_retry_cb, STATE_RETRY_MIN, 0.);
     d->state_retry.data = d;

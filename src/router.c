@@ -47,6 +47,8 @@ struct router {
     void *state_arg;
     struct state_record *previous;  /* what the last run recorded */
     size_t n_previous;
+    struct state_record *overrides; /* the last run's manual decisions */
+    size_t n_overrides;
     unsigned scan;              /* counts router_rescan_begin() calls */
     struct link *sweeps;        /* stale removals from guests the policy does not name */
     ev_timer gc;                /* frees the workers nothing needs any more */
@@ -252,6 +254,7 @@ void router_free(struct router *router)
     strmap_free(router->keyboards_before, NULL);
     policy_free(router->policy);
     free(router->previous);
+    free(router->overrides);
     free(router);
 }
 
@@ -517,6 +520,8 @@ static void release_held(struct router *router, enum router_event event)
     free(entries);
 }
 
+static void restore_override(struct router *router, struct dev_entry *e);
+
 void router_device_added(struct router *router, struct usb_device *dev,
                          enum router_event event)
 {
@@ -555,6 +560,8 @@ void router_device_added(struct router *router, struct usb_device *dev,
         dev_entry_unref(entry);
         return;
     }
+    if (event == EVENT_PRESENT && router->n_overrides)
+        restore_override(router, entry);
     if (entry->decision == DECISION_ATTACH)
         route(router, entry, event);
     else
@@ -659,6 +666,9 @@ void router_device_removed(struct router *router, const char *devpath)
         return;
     }
     entry->unplugged = true;
+    /* A decision by hand ends with the device: the state file forgets it. */
+    if (entry->override)
+        router_changed(router);
     if (entry->held || entry->pending) {
         /* Never given to its guest: nothing to take back. */
         report(router, EVENT_REMOVE, entry->held ? "hold" : "none", entry, entry->domain);
@@ -950,6 +960,83 @@ struct dev_entry *router_find(const struct router *router, const char *spec,
     return found;
 }
 
+/*
+ * The worker of domain, for a device placed by hand: a guest the policy does
+ * not name gets one while it runs.  0, -ESRCH (no such guest runs), -ENOMEM.
+ */
+static int hand_domain(struct router *router, const char *domain, struct domain **out)
+{
+    struct domain *dom = router_domain(router, domain);
+
+    if (!dom) {
+        int domid = router->hv->ops->domain_lookup(router->hv, domain);
+
+        /* No worker waits for a guest nothing says will ever run. */
+        if (domid < 0)
+            return domid == -ENOENT ? -ESRCH : domid;
+        /* A guest the policy does not name gets the default settings. */
+        dom = domain_new(router->loop, router->hv, router, domain,
+                         &policy_default_controller);
+        if (!dom || strmap_put(router->domains, domain, dom, NULL) < 0) {
+            domain_free(dom);
+            return -ENOMEM;
+        }
+        domain_probe(dom);
+    }
+    *out = dom;
+    return 0;
+}
+
+void router_set_overrides(struct router *router, struct state_record *records, size_t n)
+{
+    free(router->overrides);
+    router->overrides = records;
+    router->n_overrides = n;
+}
+
+/*
+ * A device found at start that the last run was told by hand where to put:
+ * the same device (place, bus and device number, id and serial; a device
+ * plugged in again has another number) is decided so again.
+ */
+static void restore_override(struct router *router, struct dev_entry *e)
+{
+    const char *serial = e->dev->serial ? e->dev->serial : "";
+    struct domain *dom = NULL;
+    char id[10], *name;
+
+    device_id_string(e->dev, id);
+    for (size_t i = 0; i < router->n_overrides; i++) {
+        const struct state_record *r = &router->overrides[i];
+
+        if (strcmp(r->busid, e->dev->port) != 0 || r->busnum != e->dev->busnum ||
+            r->devnum != e->dev->devnum || strcmp(r->id, id) != 0 ||
+            strcmp(r->serial, serial) != 0)
+            continue;
+        if (r->domain[0] && hand_domain(router, r->domain, &dom) < 0) {
+            log_warnx("%s: attached to %s by hand before the restart, but no guest of that "
+                      "name runs now: decided by the policy", e->dev->port, r->domain);
+            return;
+        }
+        name = strdup(r->domain[0] ? "manual attach" : "manual detach");
+        if (!name)
+            return;     /* decided by the policy, as if never asked */
+        free(e->rule_name);
+        e->rule_name = name;
+        free(e->rule_file);
+        e->rule_file = NULL;
+        e->rule_line = 0;
+        e->rule_dropin = false;
+        e->rule = 0;
+        e->override = true;
+        e->decision = dom ? DECISION_ATTACH : DECISION_NONE;
+        e->domain = dom;
+        log_notice("%s: %s by hand before the restart, until it is unplugged", e->dev->port,
+                   dom ? "attached" : "kept in dom0");
+        return;
+    }
+}
+
 int router_override(struct router *router, struct dev_entry *e, const char *domain)
 {
     enum decision old = e->decision;
@@ -958,22 +1045,10 @@ int router_override(struct router *router, struct dev_entry *e, const char *doma
     char *name = NULL;
 
     if (domain) {
-        dom = router_domain(router, domain);
-        if (!dom) {
-            int domid = router->hv->ops->domain_lookup(router->hv, domain);
+        int r = hand_domain(router, domain, &dom);
 
-            /* No worker waits for a guest nothing says will ever run. */
-            if (domid < 0)
-                return domid == -ENOENT ? -ESRCH : domid;
-            /* A guest the policy does not name gets the default settings. */
-            dom = domain_new(router->loop, router->hv, router, domain,
-                             &policy_default_controller);
-            if (!dom || strmap_put(router->domains, domain, dom, NULL) < 0) {
-                domain_free(dom);
-                return -ENOMEM;
-            }
-            domain_probe(dom);
-        }
+        if (r < 0)
+            return r;
     }
     name = strdup(domain ? "manual attach" : "manual detach");
     if (!name)
@@ -992,6 +1067,8 @@ int router_override(struct router *router, struct dev_entry *e, const char *doma
     apply(router, e, old, old_dom, &old_rule, EVENT_MANUAL);
     old_rule_clear(&old_rule);
     release_held(router, EVENT_MANUAL);
+    /* The state file keeps the decision for a restarted daemon. */
+    router_changed(router);
     return 0;
 }
 

@@ -183,6 +183,12 @@ void router_set_state_hook(struct router *router, void (*fn)(void *arg), void *a
  */
 struct state_record;
 void router_set_previous(struct router *router, struct state_record *records, size_t n);
+/*
+ * The manual decisions the previous run recorded (records, taken): a device
+ * found at start that is the very one (not plugged in again since) is
+ * decided as it was asked by hand.
+ */
+void router_set_overrides(struct router *router, struct state_record *records, size_t n);
 /* The bus and device number recorded for busid at domain's ctrl:port. */
 bool router_previous_busdev(const struct router *router, const char *domain, int ctrl,
                             int port, const char *busid, unsigned *busnum, unsigned *devnum);

@@ -84,6 +84,22 @@ static json_t *record_json(const struct state_record *r)
     return o;
 }
 
+/* A manual decision: the device (as plugged now) and its guest, null for dom0. */
+static json_t *override_json(const struct state_record *r)
+{
+    char *serial = log_utf8(r->serial);
+    json_t *o;
+
+    if (!serial)
+        return NULL;
+    o = json_pack("{s:o, s:i, s:i, s:s, s:s, s:s}", "domain",
+                  r->domain[0] ? json_string(r->domain) : json_null(), "busnum",
+                  (int)r->busnum, "devnum", (int)r->devnum, "busid", r->busid, "id", r->id,
+                  "serial", serial);
+    free(serial);
+    return o;
+}
+
 static int write_all(int fd, const char *buf, size_t len)
 {
     while (len) {
@@ -134,21 +150,26 @@ static int write_file(struct state *state, const char *text)
 
 int state_write(struct state *state, const struct state_record *records, size_t n)
 {
-    json_t *list = json_array(), *root;
+    json_t *list = json_array(), *manual = json_array(), *root;
     char *text;
     int r;
 
-    if (!list)
+    if (!list || !manual) {
+        json_decref(list);
+        json_decref(manual);
         return -ENOMEM;
+    }
     for (size_t i = 0; i < n; i++) {
-        json_t *o = record_json(&records[i]);
+        json_t *o = records[i].manual ? override_json(&records[i]) : record_json(&records[i]);
 
-        if (!o || json_array_append_new(list, o) < 0) {
+        if (!o || json_array_append_new(records[i].manual ? manual : list, o) < 0) {
             json_decref(list);
+            json_decref(manual);
             return -ENOMEM;
         }
     }
-    root = json_pack("{s:i, s:o}", "version", 1, "attachments", list);
+    root = json_pack("{s:i, s:o, s:o}", "version", 1, "attachments", list, "overrides",
+                     manual);
     if (!root)
         return -ENOMEM;
     text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
@@ -193,8 +214,8 @@ static bool copy_int(json_t *o, const char *key, int min, int max, int *out)
 
 static int parse(json_t *root, struct state_record **records, size_t *n, const char **why)
 {
-    json_t *list = json_object_get(root, "attachments"), *o;
-    struct state_record *recs;
+    json_t *list = json_object_get(root, "attachments"), *manual, *o;
+    struct state_record *recs, *more;
     size_t i;
 
     if (!json_is_object(root) || !json_is_integer(json_object_get(root, "version")) ||
@@ -228,8 +249,42 @@ static int parse(json_t *root, struct state_record **records, size_t *n, const c
         r->busnum = (unsigned)bus;
         r->devnum = (unsigned)dev;
     }
-    *records = recs;
     *n = json_array_size(list);
+    /* Written since overrides are kept: a file without them has none. */
+    manual = json_object_get(root, "overrides");
+    if (manual && !json_is_array(manual)) {
+        free(recs);
+        *why = "overrides that are not a list";
+        return -EINVAL;
+    }
+    more = realloc(recs, (*n + json_array_size(manual) + 1) * sizeof(*recs));
+    if (!more) {
+        free(recs);
+        return -ENOMEM;
+    }
+    recs = more;
+    json_array_foreach(manual, i, o) {
+        struct state_record *r = &recs[*n + i];
+        json_t *dom = json_object_get(o, "domain");
+        int bus, dev;
+
+        memset(r, 0, sizeof(*r));
+        r->manual = true;
+        if (!(json_is_null(dom) || copy_str(o, "domain", r->domain, sizeof(r->domain),
+                                            false)) ||
+            !copy_int(o, "busnum", 1, 999, &bus) || !copy_int(o, "devnum", 1, 999, &dev) ||
+            !copy_str(o, "busid", r->busid, sizeof(r->busid), false) ||
+            !copy_str(o, "id", r->id, sizeof(r->id), false) ||
+            !copy_str(o, "serial", r->serial, sizeof(r->serial), true)) {
+            free(recs);
+            *why = "an override with missing or wrong fields";
+            return -EINVAL;
+        }
+        r->busnum = (unsigned)bus;
+        r->devnum = (unsigned)dev;
+    }
+    *n += json_array_size(manual);
+    *records = recs;
     return 0;
 }
 

@@ -22,6 +22,12 @@ struct state_record {
     char busid[32];         /* port path, "1-1.2" */
     char id[10];            /* "1050:0407" */
     char serial[256];       /* "" when none */
+    /*
+     * A decision made by hand (attach or detach without --permanent), kept
+     * until the device is unplugged: domain is its guest, "" for dom0;
+     * domid, ctrl and port are not recorded.
+     */
+    bool manual;
 };
 
 struct state {
@@ -37,7 +43,7 @@ struct state {
 struct state *state_new(const char *dir);
 void state_free(struct state *state);
 
-/* Replaces the file with records.  0, or a negative errno (logged once). */
+/* Replaces the file with records (the manual ones under "overrides").  0, or a negative errno (logged once). */
 int state_write(struct state *state, const struct state_record *records, size_t n);
 
 /*
