@@ -57,12 +57,14 @@ static void print_domains(json_t *reply);
 static void print_explain(json_t *reply);
 static void print_message(json_t *reply);
 static void print_watching(json_t *reply);
+static void print_rules(json_t *reply);
 
 static const struct command commands[] = {
     { "status", 0, { NULL }, "status", print_status },
     { "devices", 0, { NULL }, "devices", print_devices },
     { "domains", 0, { NULL }, "domains", print_domains },
     { "explain", 1, { "device" }, "explain DEVICE", print_explain },
+    { "rules", 0, { NULL }, "rules", print_rules },
     { "attach", 2, { "device", "domain" }, "attach DEVICE DOMAIN", print_message },
     { "detach", 1, { "device" }, "detach DEVICE", print_message },
     { "reload", 0, { NULL }, "reload", print_message },
@@ -80,6 +82,7 @@ static void usage(FILE *f)
             "  devices               every plugged device: decision, state, domain\n"
             "  domains               every domain: running, controllers, queue\n"
             "  explain DEVICE        each rule tried for DEVICE, and why it matched or not\n"
+            "  rules                 the rules in force, in order, with FILE:LINE\n"
             "  attach DEVICE DOMAIN  attach DEVICE to DOMAIN until it is unplugged\n"
             "  detach DEVICE         keep DEVICE in dom0 until it is unplugged\n"
             "  reload                reload the policy\n"
@@ -532,6 +535,44 @@ static void print_domains(json_t *reply)
                 queue,
                 ctrls,
             };
+
+            table_add(&t, row);
+        }
+    }
+    table_print(&t);
+}
+
+static void print_rules(json_t *reply)
+{
+    static const char *const header[] = { "RULE", "FILE:LINE", "NAME", "DECIDES" };
+    struct table t = { .cols = 4 };
+    json_t *list = json_object_get(reply, "rules"), *r;
+    size_t i;
+
+    if (json_array_size(list) == 0) {
+        printf("no rules: every device stays in dom0\n");
+        return;
+    }
+    table_add(&t, header);
+    json_array_foreach(list, i, r) {
+        char num[32], file[CELL_MAX], where[CELL_MAX + 32], name[CELL_MAX], dom[CELL_MAX];
+        char decides[CELL_MAX + 8];
+        json_int_t line;
+
+        cell(json_object_get(r, "file"), file, sizeof(file));
+        if (get_int(r, "line", &line))
+            snprintf(where, sizeof(where), "%s:%" JSON_INTEGER_FORMAT, file, line);
+        else
+            snprintf(where, sizeof(where), "%s", file);
+        if (get_str(r, "domain"))
+            snprintf(decides, sizeof(decides), "-> %s",
+                     cell(json_object_get(r, "domain"), dom, sizeof(dom)));
+        else
+            snprintf(decides, sizeof(decides), "ignore");
+        {
+            const char *row[] = { cell(json_object_get(r, "rule"), num, sizeof(num)), where,
+                                  cell(json_object_get(r, "name"), name, sizeof(name)),
+                                  decides };
 
             table_add(&t, row);
         }

@@ -203,6 +203,33 @@ static json_t *cmd_domains(struct commands *c)
                 : error_reply("out of memory");
 }
 
+/* The rules in force, in the order they are tried, each with its file and line. */
+static json_t *cmd_rules(struct commands *c)
+{
+    const struct policy *policy = router_policy(c->router);
+    json_t *list = json_array();
+
+    for (unsigned i = 0; list && i < policy->n_rules; i++) {
+        const struct policy_rule *r = &policy->rules[i];
+
+        json_array_append_new(list, json_pack("{s:i, s:o, s:o, s:o, s:b, s:s, s:o}",
+                                              "rule", (int)r->index,
+                                              "name", str_or_null(r->name),
+                                              "file", str_or_null(r->file),
+                                              "line", r->line ? json_integer(r->line)
+                                                              : json_null(),
+                                              "dropin", r->dropin,
+                                              "action", r->action == RULE_IGNORE ? "ignore"
+                                                                                 : "attach",
+                                              "domain", r->action == RULE_IGNORE
+                                                  ? json_null()
+                                                  : str_or_null(
+                                                        policy->domains[r->domain].name)));
+    }
+    return list ? json_pack("{s:b, s:o}", "ok", 1, "rules", list)
+                : error_reply("out of memory");
+}
+
 /* The string argument key of a request, or NULL with *reply set. */
 static const char *arg(json_t *request, const char *key, json_t **reply)
 {
@@ -372,7 +399,7 @@ static json_t *cmd_log_level(json_t *request)
 static bool only_reads(const char *name)
 {
     static const char *const reading[] = { "status", "devices", "domains", "explain",
-                                           "watch" };
+                                           "rules", "watch" };
 
     for (size_t i = 0; i < sizeof(reading) / sizeof(reading[0]); i++)
         if (strcmp(name, reading[i]) == 0)
@@ -404,6 +431,8 @@ json_t *commands_handle(void *arg_, json_t *request, const struct control_peer *
         reply = cmd_domains(c);
     else if (strcmp(name, "explain") == 0)
         reply = cmd_explain(c, request);
+    else if (strcmp(name, "rules") == 0)
+        reply = cmd_rules(c);
     else if (strcmp(name, "attach") == 0)
         reply = cmd_attach(c, request);
     else if (strcmp(name, "detach") == 0)
@@ -417,7 +446,7 @@ json_t *commands_handle(void *arg_, json_t *request, const struct control_peer *
         reply = cmd_log_level(request);
     else
         reply = error_reply("unknown command '%s' (expected status, devices, domains, "
-                            "explain, watch, attach, detach, reload or log-level)",
+                            "explain, rules, watch, attach, detach, reload or log-level)",
                             log_escape(name, esc, sizeof(esc)));
     return reply ? reply : error_reply("out of memory");
 }
