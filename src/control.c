@@ -289,8 +289,10 @@ static int client_request(struct client *c, const char *line, size_t len)
 
     if (blank(line, len))
         return 0;
-    c->idle.repeat = ctl->idle_timeout;
-    ev_timer_again(ctl->loop, &c->idle);
+    if (!c->watching) {
+        c->idle.repeat = ctl->idle_timeout;
+        ev_timer_again(ctl->loop, &c->idle);
+    }
     request = json_loadb(line, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
     if (!request)
         reply = error_reply("not JSON: %s at column %d", err.text, err.column);

@@ -217,6 +217,10 @@ def test_idle(tmp):
     silent = control.Client(path)
     dribble = control.Client(path)
     busy = control.Client(path)
+    # control-echo answers with the request plus "ok": a watcher from then on.
+    watcher = control.Client(path)
+    check_echo(watcher.request('{"command":"watch","watching":true}'),
+               {"command": "watch", "watching": True}, "the watch")
     stop = threading.Event()
 
     def drip():
@@ -234,6 +238,9 @@ def test_idle(tmp):
                    "requests while others idle")
         if time.monotonic() - start < 0.5 * idle:
             aua.check(not silent.readable(), "the silent client was closed early")
+        if n == 6:
+            # A request from a watcher does not give it back an idle timeout.
+            check_echo(watcher.request('{"seq":"w"}'), {"seq": "w"}, "a watcher's request")
         n += 1
         time.sleep(idle / 5)
     silent.wait_closed(0.1)
@@ -241,11 +248,13 @@ def test_idle(tmp):
     stop.set()
     check_echo(busy.request('{"seq":"last"}'), {"seq": "last"},
                "a client sending a request now and then stays")
+    aua.check(not watcher.readable(), "a watcher silent for longer than the idle time stays")
     err = daemon.stop_clean(d)
     lines = re.findall(r"control: pid \d+ uid 0 sent no request for %g s: closed" % idle,
                        err)
     aua.check_equal(len(lines), 2, "idle log lines in:\n%s" % err)
-    ok("silent and dribbling clients closed after the idle time, a busy one kept")
+    ok("silent and dribbling clients closed after the idle time, a busy one and a watcher "
+       "kept")
 
 
 def test_many_clients(tmp):
