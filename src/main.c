@@ -222,9 +222,6 @@ static int open_state(struct daemon *d)
         log_error("out of memory");
         return -ENOMEM;
     }
-    if (n)
-        log_info("%s/%s: the last run recorded %zu attachment(s)", d->state->dir, STATE_FILE,
-                 n);
     /* The manual decisions go to the router apart: they decide, the rest is a record. */
     {
         size_t n_manual = 0, k = 0;
@@ -246,6 +243,9 @@ static int open_state(struct daemon *d)
         }
         router_set_overrides(d->router, manual, n_manual);
         n = k;
+        if (n || n_manual)
+            log_info("%s/%s: the last run recorded %zu attachment(s) and %zu decision(s) "
+                     "made by hand", d->state->dir, STATE_FILE, n, n_manual);
     }
     router_set_previous(d->router, recs, n);
     ev_timer_init(&d->state_retry, state_retry_cb, STATE_RETRY_MIN, 0.);
