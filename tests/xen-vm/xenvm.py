@@ -38,7 +38,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The scenarios dom0/scenarios.py runs, in its order; one that does not
 # report is a failure.
 SCENARIOS = ['1-stale-port', '2-hotplug-unplug', '3-defaults-full-speed', '5-reboot-recreate',
-             '6-sigkill-sighup', '8-two-guests', '4-second-controller', '7-qmp', '9-pvh-qusb']
+             '6-sigkill-sighup', '8-two-guests', '4-second-controller', '7-qmp', '9-pvh-qusb',
+             '10-mixed-by-hand']
 XEN_ARGS = ('console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 '
             'loglvl=all guest_loglvl=all')
 # qemu64 with SVM and nested paging: Xen reports SVM and HAP.  `-cpu max`

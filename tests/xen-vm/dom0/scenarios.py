@@ -740,6 +740,59 @@ rules:
     wait('the tablet out of aua4', lambda: holders('aua4', tablet) == 0, 30)
 
 
+def s10_mixed_and_by_hand():
+    """One daemon, both backends: a QMP guest and a libxl guest in one policy; a
+    device given by hand with xl while it runs is counted, never clobbered."""
+    stop_daemon()
+    for g in ('aua2', 'aua4'):
+        destroy(g)
+    sock = '/run/xen/aua-aua3.qmp'
+    if domid('aua1') is None:
+        create('aua1')
+    create('aua3', 'device_model_args = [ "-chardev", "socket,id=aua,path=%s,server=on,wait=off", '
+                   '"-mon", "chardev=aua,mode=control" ]\n' % sock)
+    run(['xl', 'usbctrl-attach', 'aua1', 'version=3', 'ports=2'], check=True)
+    policy = """version: 1
+domains:
+  aua1:
+    controller: { version: 3, ports: 2, max: 1 }
+  aua3:
+    qmp-socket: %s
+rules:
+  - match: { serial: %s }
+    domain: aua3
+  - match: { product-name: "%s" }
+    domain: aua1
+    allow-dom0-lockout: true
+  - match: { serial: %s }
+    domain: aua1
+""" % (sock, COLD, KBD, HOT2)
+    cold, kbd, tablet = find('serial', COLD), find('product', KBD), find('product', TABLET)
+    W.daemon = Daemon(policy).start()
+    wait('the stick in aua3 through its socket', lambda: dm_holds('aua3', cold) == 1, 60)
+    wait('the keyboard in aua1 through libxl',
+         lambda: holders('aua1', kbd) == 1 and dm_holds('aua1', kbd) == 1, 60)
+    if holders('aua3', cold) != 0 or vusb('aua3'):
+        raise Fail('aua3 got libxl controllers or ports: %s' % vusb('aua3'))
+    # The tablet given by hand takes aua1's last port.
+    t = usb_devices()[tablet]
+    run(['xl', 'usbdev-attach', 'aua1', 'hostbus=%d' % t['busnum'], 'hostaddr=%d' % t['devnum']],
+        check=True)
+    wait('the daemon to see the tablet given by hand',
+         lambda: 'which the daemon did not attach' in W.daemon.log_tail(200), 30)
+    hot = plug('hs2', HOT2, '4')
+    wait('the hot stick waiting for a port', lambda: W.daemon.state(serial=HOT2) == 'waiting', 30)
+    time.sleep(5)
+    if holders('aua1', hot) or holders('aua1', tablet) != 1 or controllers('aua1') != 1:
+        raise Fail('aua1: stick held %d time(s), tablet %d, %d controllers'
+                   % (holders('aua1', hot), holders('aua1', tablet), controllers('aua1')))
+    # The tablet pulled out: removed from aua1, and the stick takes its port.
+    print('XENVM-HOST unplug tablet', flush=True)
+    wait('the hot stick in aua1 once the tablet is gone',
+         lambda: holders('aua1', hot) == 1 and dm_holds('aua1', hot) == 1, 60)
+    unplug('hs2', HOT2)
+
+
 SCENARIOS = [
     ('1-stale-port', s1_stale_port),
     ('2-hotplug-unplug', s2_hotplug_unplug),
@@ -750,6 +803,7 @@ SCENARIOS = [
     ('4-second-controller', s4_capacity),
     ('7-qmp', s7_qmp),
     ('9-pvh-qusb', s9_pvh_qusb),
+    ('10-mixed-by-hand', s10_mixed_and_by_hand),
 ]
 
 
