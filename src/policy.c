@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "bounds.h"
 #include "log.h"
 #include "match.h"
 #include "trust.h"
@@ -733,7 +734,7 @@ const char *policy_check_domain_name(const char *value)
 {
     size_t n = strlen(value);
 
-    if (n == 0 || n > 64)
+    if (n == 0 || n > AUA_DOMAIN_NAME_MAX)
         return "a domain name has 1 to 64 characters";
     for (const char *p = value; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||

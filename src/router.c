@@ -62,8 +62,8 @@ struct sweep {
     int domid;
     int ctrl;
     int port;
-    char guest[64];
-    char busid[32];
+    char guest[AUA_DOMAIN_NAME_MAX + 1];
+    char busid[AUA_BUSID_MAX + 1];
     struct link link;           /* in router->sweeps */
 };
 

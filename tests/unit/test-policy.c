@@ -29,7 +29,10 @@
 
 #include <cmocka.h>
 
+#include "hv.h"
+#include "bounds.h"
 #include "policy.h"
+#include "state.h"
 
 #define POLICIES FIXTURES "/policies"
 #define EXAMPLE FIXTURES "/../../policy/example.yaml"
@@ -447,6 +450,27 @@ static void controller_types(void **state)
                (const char *const[]){ "t.yaml:3:3: domain 'a': a 'qmp-socket' guest's "
                                       "controllers are its device model's, not 'type: qusb'",
                                       NULL });
+}
+
+/*
+ * A guest name the validator accepts fits wherever the daemon keeps one: a
+ * 64-character name was cut to 63 in the backends' list of running guests,
+ * and that guest was then taken for one the policy does not name.
+ */
+static void limits_hold_what_validators_accept(void **state)
+{
+    char name[AUA_DOMAIN_NAME_MAX + 2];
+    struct hv_domain d;
+    struct state_record rec;
+
+    memset(name, 'g', sizeof(name));
+    name[AUA_DOMAIN_NAME_MAX + 1] = '\0';
+    assert_non_null(policy_check_domain_name(name));
+    name[AUA_DOMAIN_NAME_MAX] = '\0';
+    assert_null(policy_check_domain_name(name));
+    /* Room for every character and the terminating NUL. */
+    assert_true(sizeof(d.name) > strlen(name));
+    assert_true(sizeof(rec.domain) > strlen(name));
 }
 
 static void controller_pairs(void **state)
@@ -1263,6 +1287,7 @@ int main(void)
         cmocka_unit_test(builder_api),
         cmocka_unit_test(controller_pairs),
         cmocka_unit_test(controller_types),
+        cmocka_unit_test(limits_hold_what_validators_accept),
         cmocka_unit_test(class_parsing),
         cmocka_unit_test(validators),
         cmocka_unit_test(binary_file_nul_position),
