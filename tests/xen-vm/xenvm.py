@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from qmpcall import qmp  # noqa: E402
 # The scenarios dom0/scenarios.py runs, in its order; one that does not
 # report is a failure.
 SCENARIOS = ['1-stale-port', '2-hotplug-unplug', '3-defaults-full-speed', '5-reboot-recreate',
@@ -67,6 +68,7 @@ def make_payload(builddir, work):
         raise RuntimeError('make install failed, see %s/install.log' % work)
     for f in ('init', 'scenarios.py'):
         shutil.copy(os.path.join(HERE, 'dom0', f), os.path.join(root, f))
+    shutil.copy(os.path.join(HERE, 'qmpcall.py'), os.path.join(root, 'qmpcall.py'))
     os.chmod(os.path.join(root, 'init'), 0o755)
     img = os.path.join(work, 'payload.img')
     with open(img, 'wb') as f:
@@ -147,26 +149,6 @@ class Outer:
         elif words[0] == 'XENVM-FATAL':
             log(text[i:])
 
-    def qmp(self, commands):
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(30)
-        s.connect(self.qmp_path)
-        f = s.makefile('rw')
-
-        def reply():
-            while True:
-                m = json.loads(f.readline())
-                if 'event' not in m:
-                    return m
-        reply()
-        out = []
-        for c in [{'execute': 'qmp_capabilities'}] + commands:
-            f.write(json.dumps(c) + '\n')
-            f.flush()
-            out.append(reply())
-        s.close()
-        return out[1:]
-
     def host_request(self, words):
         """plug ID SERIAL PORT: a stick on the xHCI's PORT; unplug ID."""
         try:
@@ -190,7 +172,7 @@ class Outer:
                 cmds = [{'execute': 'device_del', 'arguments': {'id': words[1]}}]
             else:
                 raise ValueError('bad request %r' % words)
-            replies = self.qmp(cmds)
+            replies = qmp(self.qmp_path, cmds)
             self.note('HOST %s -> %s' % (' '.join(words), json.dumps(replies)))
         except (OSError, ValueError) as e:
             self.note('HOST %s failed: %r' % (' '.join(words), e))

@@ -22,12 +22,12 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, '/usr/lib/xen-4.17/lib/python')
+from qmpcall import qmp  # noqa: E402 (the payload's copy of tests/xen-vm/qmpcall.py)
 
 DAEMON = '/usr/local/sbin/auto-usb-attach'
 CTL = '/usr/local/bin/auto-usb-attachctl'
@@ -178,6 +178,13 @@ def create(name, extra='', pvh=False):
     return d
 
 
+def create_with_socket(name, sock):
+    """A guest whose device model has a QMP socket of its own at sock, as the
+    README tells users to give one (device_model_args)."""
+    return create(name, 'device_model_args = [ "-chardev", "socket,id=aua,path=%s,server=on,'
+                        'wait=off", "-mon", "chardev=aua,mode=control" ]\n' % sock)
+
+
 def destroy(name):
     if domid(name) is not None:
         run(['xl', 'destroy', name], timeout=120)
@@ -218,35 +225,6 @@ def vusb(name):
 def holders(name, busid):
     """How many of the guest's vusb ports hold busid."""
     return sum(1 for c in vusb(name).values() for b in c['ports'].values() if b == busid)
-
-
-def qmp(path, commands, timeout=30):
-    """Sends commands (dicts) over a short QMP connection; returns the replies."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(path)
-        f = s.makefile('rw')
-
-        def reply():
-            while True:
-                line = f.readline()
-                if not line:
-                    raise OSError('EOF from %s' % path)
-                if not line.strip():
-                    continue
-                msg = json.loads(line)
-                if 'event' not in msg:
-                    return msg
-        reply()
-        out = []
-        for c in [{'execute': 'qmp_capabilities'}] + commands:
-            f.write(json.dumps(c) + '\n')
-            f.flush()
-            out.append(reply())
-        return out[1:]
-    finally:
-        s.close()
 
 
 def dm_usb(d, quiet=False):
@@ -671,8 +649,7 @@ def s7_qmp():
     destroy('aua1')
     destroy('aua2')
     sock = '/run/xen/aua-aua3.qmp'
-    create('aua3', 'device_model_args = [ "-chardev", "socket,id=aua,path=%s,server=on,wait=off", '
-                   '"-mon", "chardev=aua,mode=control" ]\n' % sock)
+    create_with_socket('aua3', sock)
     policy = """version: 1
 domains:
   aua3:
@@ -749,8 +726,7 @@ def s10_mixed_and_by_hand():
     sock = '/run/xen/aua-aua3.qmp'
     if domid('aua1') is None:
         create('aua1')
-    create('aua3', 'device_model_args = [ "-chardev", "socket,id=aua,path=%s,server=on,wait=off", '
-                   '"-mon", "chardev=aua,mode=control" ]\n' % sock)
+    create_with_socket('aua3', sock)
     run(['xl', 'usbctrl-attach', 'aua1', 'version=3', 'ports=2'], check=True)
     policy = """version: 1
 domains:
