@@ -128,7 +128,7 @@ static int set_string(struct udev_device *ud, char **field, const char *enc_prop
     const char *enc = udev_device_get_property_value(ud, enc_prop);
     char buf[DEVICE_STR_MAX + 1], hex[8];
 
-    snprintf(hex, sizeof(hex), "%04x", id);
+    device_hex4(hex, id);
     if (enc && *enc && strcmp(enc, hex) != 0)
         return device_set_str(field, decode_enc(enc, buf, sizeof(buf)));
     if (by_udev)
@@ -490,7 +490,9 @@ static void handle(struct udev_source *src, struct udev_device *ud)
 {
     const char *action = udev_device_get_action(ud);
     const char *subsystem = udev_device_get_subsystem(ud);
+    const char *type;
     struct usb_device *dev;
+    bool hub;
 
     if (action && subsystem && strcmp(subsystem, "input") == 0) {
         handle_input(src, ud, action);
@@ -498,14 +500,19 @@ static void handle(struct udev_source *src, struct udev_device *ud)
     }
     if (!action || !is_usb_device(ud))
         return;
+    /* Only a hub (TYPE 9/x/y; without TYPE, any device) has ports or a revision cached. */
+    type = udev_device_get_property_value(ud, "TYPE");
+    hub = !type || strncmp(type, "9/", 2) == 0;
     if (strcmp(action, "add") == 0) {
         /* A hub that comes (back) is read afresh: what was read before it was there is not it. */
-        forget_hub(src, udev_device_get_devpath(ud));
+        if (hub)
+            forget_hub(src, udev_device_get_devpath(ud));
         dev = device_from_udev(src, ud);
         if (dev)
             router_device_added(src->router, dev, EVENT_ADD);
     } else if (strcmp(action, "remove") == 0) {
-        forget_hub(src, udev_device_get_devpath(ud));
+        if (hub)
+            forget_hub(src, udev_device_get_devpath(ud));
         router_device_removed(src->router, udev_device_get_devpath(ud));
     }
 }
