@@ -27,8 +27,9 @@
 #include "strmap.h"
 
 struct rule_list {
-    uint32_t *v;            /* 0-based rule positions, ascending */
-    size_t n;
+    uint32_t *v;            /* 0-based rule positions, ascending; &one while n <= 1 */
+    uint32_t n;
+    uint32_t one;           /* most keys have one rule: no array of their own (32 bytes less) */
 };
 
 struct match_index {
@@ -44,9 +45,17 @@ struct match_index {
 
 static int list_push(struct rule_list *list, uint32_t pos)
 {
-    if ((list->n & (list->n - 1)) == 0) {
-        size_t cap = list->n ? list->n * 2 : 1;
-        uint32_t *v = realloc(list->v, cap * sizeof(*v));
+    if (list->n == 0) {
+        list->v = &list->one;
+    } else if (list->n == 1) {
+        uint32_t *v = malloc(2 * sizeof(*v));
+
+        if (!v)
+            return -ENOMEM;
+        v[0] = list->one;
+        list->v = v;
+    } else if ((list->n & (list->n - 1)) == 0) {
+        uint32_t *v = realloc(list->v, (size_t)list->n * 2 * sizeof(*v));
 
         if (!v)
             return -ENOMEM;
@@ -56,12 +65,18 @@ static int list_push(struct rule_list *list, uint32_t pos)
     return 0;
 }
 
+static void list_clear(struct rule_list *list)
+{
+    if (list->v != &list->one)
+        free(list->v);
+}
+
 static void list_free(void *p)
 {
     struct rule_list *list = p;
 
     if (list)
-        free(list->v);
+        list_clear(list);
     free(list);
 }
 
@@ -108,7 +123,7 @@ void match_index_free(struct match_index *index)
     strmap_free(index->by_hub, list_free);
     strmap_free(index->by_key, list_free);
     strmap_free(index->by_connector, list_free);
-    free(index->general.v);
+    list_clear(&index->general);
     free(index);
 }
 

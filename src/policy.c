@@ -1612,8 +1612,14 @@ static bool check_text(struct parse *ps, const char *buf, size_t len)
     return false;
 }
 
-struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
-                                  struct policy_diag *diag)
+/*
+ * policy_load_buffer's work.  owned (when not NULL) is buf, the caller's to
+ * give: it is freed as soon as the parse is done, before the index is
+ * built, which lowers the peak of a load (and a reload's, two policies
+ * then being in memory) by the size of the file.
+ */
+static struct policy *load_text(const char *name, const char *buf, size_t len,
+                                struct policy_diag *diag, char *owned)
 {
     size_t first = diag->n;
     struct parse ps = { .file = name, .diag = diag, .first = first, .buf = buf, .len = len,
@@ -1621,24 +1627,35 @@ struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
     struct policy *policy = NULL;
     struct node *root = NULL;
     bool empty = false;
+    uint64_t hash;
 
     if (len > POLICY_MAX_BYTES) {
         perr(&ps, 1, 1, "the file is too large (%zu bytes; a policy may have at most %u)",
              len, POLICY_MAX_BYTES);
+        free(owned);
         return NULL;
     }
-    if (!check_text(&ps, buf, len))
+    if (!check_text(&ps, buf, len)) {
+        free(owned);
         return NULL;
+    }
     policy = policy_new(name);
     if (!policy || !yaml_parser_initialize(&ps.parser)) {
         policy_free(policy);
         perr(&ps, 1, 1, "out of memory");
+        free(owned);
         return NULL;
     }
     ps.policy = policy;
     root = parse_document(&ps, buf, len, &empty);
     yaml_parser_delete(&ps.parser);
     arena_free(ps.scratch);
+    /* The text is not read again: its positions are in the nodes. */
+    hash = policy_text_hash(POLICY_HASH_INIT, buf, len);
+    free(owned);
+    buf = NULL;
+    ps.buf = NULL;
+    ps.len = 0;
     if (!root) {
         /* A syntax error stops the parse: it is the one message, not the rules' before it. */
         policy_diag_free(&ps.rule_diag);
@@ -1648,20 +1665,30 @@ struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
         diag_move(diag, first, &ps.rule_diag);
         read_policy(&ps, policy, root);
         resolve_rules(&ps, policy);
-        if (ps.errors == 0 && policy_finish(policy) < 0)
-            perr(&ps, 1, 1, "out of memory");
     }
+    /* The node tree goes before the index comes: a lower peak. */
     arena_free(ps.arena);
     free(ps.refs);
     free(ps.lockout);
+    ps.arena = NULL;
+    ps.refs = NULL;
+    ps.lockout = NULL;
+    if (root && ps.errors == 0 && policy_finish(policy) < 0)
+        perr(&ps, 1, 1, "out of memory");
     diag_sort(diag, first);
     if (!root || ps.errors) {
         policy_free(policy);
         return NULL;
     }
     policy->text.len = len;
-    policy->text.hash = policy_text_hash(POLICY_HASH_INIT, buf, len);
+    policy->text.hash = hash;
     return policy;
+}
+
+struct policy *policy_load_buffer(const char *name, const char *buf, size_t len,
+                                  struct policy_diag *diag)
+{
+    return load_text(name, buf, len, diag, NULL);
 }
 
 uint64_t policy_text_hash(uint64_t h, const char *buf, size_t len)
@@ -1783,8 +1810,7 @@ struct policy *policy_load(const char *path, struct policy_diag *diag)
         }
     }
     close(fd);
-    policy = policy_load_buffer(path, buf, len, diag);
-    free(buf);
+    policy = load_text(path, buf, len, diag, buf);
     if (policy) {
         policy->text.file_known = true;
         policy->text.st = st;

@@ -48,10 +48,11 @@ enum match_key {
 #define POLICY_MAX_CLASS_SET 16
 
 /* A class, subclass and protocol; -1 in a field matches any value. */
+/* -1: any; 16 bits: 10,000 rules are 0.1 MB smaller than with ints. */
 struct class_match {
-    int cls;
-    int subclass;
-    int protocol;
+    int16_t cls;
+    int16_t subclass;
+    int16_t protocol;
 };
 
 struct rule_match {
@@ -68,20 +69,21 @@ struct rule_match {
     struct class_match dev_class;
     struct class_match iface_class;
     int connect_type;       /* enum device_connect of the device's port */
-    struct class_match *every_iface;    /* each interface is one of these */
     unsigned n_every;
-    struct class_match *no_iface;       /* no interface is one of these */
     unsigned n_no;
+    struct class_match *every_iface;    /* each interface is one of these */
+    struct class_match *no_iface;       /* no interface is one of these */
 };
 
+/* The members in an order that leaves no holes: 10,000 rules are in one array. */
 struct policy_rule {
     unsigned index;         /* 1-based position in the file */
-    char *name;             /* NULL when the rule has none */
     unsigned line;          /* where the rule starts */
     unsigned column;
     enum rule_action action;
     int domain;             /* index in policy->domains; -1 for ignore */
     bool allow_lockout;     /* may take dom0's last keyboard (rule, domain or defaults) */
+    char *name;             /* NULL when the rule has none */
     struct rule_match match;
 };
 
