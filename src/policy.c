@@ -903,14 +903,80 @@ struct policy *policy_new(const char *source)
     return policy;
 }
 
+/*
+ * The rules' strings, packed in chunks: one malloc per string cost 32 bytes
+ * for "2000" (10,000 rules: 0.8 MB), and freeing them a tenth of a reload.
+ */
+struct policy_strings {
+    struct policy_strings *next;
+    size_t used;
+    size_t size;
+    char data[];
+};
+
+#define POLICY_STRINGS_CHUNK (16384 - sizeof(struct policy_strings) - 32)
+
+static char *strings_alloc(struct policy *policy, size_t n)
+{
+    struct policy_strings *c = policy->strings;
+
+    if (!c || c->size - c->used < n) {
+        size_t size = n > POLICY_STRINGS_CHUNK ? n : POLICY_STRINGS_CHUNK;
+
+        c = malloc(sizeof(*c) + size);
+        if (!c)
+            return NULL;
+        c->size = size;
+        c->used = 0;
+        c->next = policy->strings;
+        policy->strings = c;
+    }
+    c->used += n;
+    return c->data + c->used - n;
+}
+
+/* Moves the malloc'd strings of a new rule into the policy's chunks. */
+static int pack_strings(struct policy *policy, char **fields[], size_t n_fields)
+{
+    size_t total = 0;
+    char *p;
+
+    for (size_t i = 0; i < n_fields; i++)
+        if (*fields[i])
+            total += strlen(*fields[i]) + 1;
+    if (total == 0)
+        return 0;
+    p = strings_alloc(policy, total);
+    if (!p)
+        return -ENOMEM;
+    for (size_t i = 0; i < n_fields; i++) {
+        if (*fields[i]) {
+            size_t len = strlen(*fields[i]) + 1;
+
+            memcpy(p, *fields[i], len);
+            free(*fields[i]);
+            *fields[i] = p;
+            p += len;
+        }
+    }
+    return 0;
+}
+
 void policy_free(struct policy *policy)
 {
     if (!policy)
         return;
     match_index_free(policy->index);
     for (unsigned i = 0; i < policy->n_rules; i++) {
-        free(policy->rules[i].name);
-        rule_match_clear(&policy->rules[i].match);
+        /* The strings are in policy->strings; the class sets are the rule's. */
+        free(policy->rules[i].match.every_iface);
+        free(policy->rules[i].match.no_iface);
+    }
+    while (policy->strings) {
+        struct policy_strings *next = policy->strings->next;
+
+        free(policy->strings);
+        policy->strings = next;
     }
     free(policy->rules);
     for (unsigned i = 0; i < policy->n_domains; i++) {
@@ -958,15 +1024,25 @@ int policy_add_rule(struct policy *policy, char *name, unsigned line, unsigned c
                     enum rule_action action, int domain, struct rule_match *match)
 {
     struct policy_rule *rules, *r;
+    char **fields[] = { &name, &match->vendor, &match->product, &match->serial,
+                        &match->manufacturer, &match->product_name, &match->hub,
+                        &match->port, &match->path, &match->connector };
 
+    if (pack_strings(policy, fields, sizeof(fields) / sizeof(fields[0])) < 0) {
+        free(name);
+        rule_match_clear(match);
+        return -ENOMEM;
+    }
     /* Grows by doubling: files with 10,000 rules load in one pass. */
     if ((policy->n_rules & (policy->n_rules - 1)) == 0) {
         size_t cap = policy->n_rules ? policy->n_rules * 2 : 1;
 
         rules = realloc(policy->rules, cap * sizeof(*rules));
         if (!rules) {
-            free(name);
-            rule_match_clear(match);
+            /* The strings are packed: only the class sets are the match's own. */
+            free(match->every_iface);
+            free(match->no_iface);
+            memset(match, 0, sizeof(*match));
             return -ENOMEM;
         }
         policy->rules = rules;

@@ -127,10 +127,14 @@ struct policy_text_id {
     struct stat st;
 };
 
+struct policy_strings;
+
 struct policy {
     char *source;           /* file name, or "command line" */
     time_t loaded;
     struct policy_text_id text;
+    /* The rules' names and match strings, packed (policy_add_rule copies them there). */
+    struct policy_strings *strings;
     struct policy_domain *domains;
     unsigned n_domains;
     struct policy_rule *rules;
