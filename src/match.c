@@ -94,6 +94,26 @@ static int bucket_push(struct strmap *map, const char *key, uint32_t pos)
     return list_push(list, pos);
 }
 
+/*
+ * a, sep and b into key (cut to len like snprintf): snprintf was a third of
+ * the index build (callgrind).
+ */
+static void key_join(char *key, size_t len, const char *a, char sep, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), o = 0;
+
+    if (la > len - 1)
+        la = len - 1;
+    memcpy(key, a, la);
+    o = la;
+    if (o < len - 1)
+        key[o++] = sep;
+    if (lb > len - 1 - o)
+        lb = len - 1 - o;
+    memcpy(key + o, b, lb);
+    key[o + lb] = '\0';
+}
+
 static bool is_exact(const char *glob)
 {
     return !strpbrk(glob, "*?[\\");
@@ -149,7 +169,7 @@ struct match_index *match_index_build(const struct policy *policy)
 
         if ((m->keys & MATCH_VENDOR) && (m->keys & MATCH_PRODUCT) && is_exact(m->vendor) &&
             is_exact(m->product)) {
-            snprintf(key, sizeof(key), "%s:%s", m->vendor, m->product);
+            key_join(key, sizeof(key), m->vendor, ':', m->product);
             r = bucket_push(index->by_id, key, i);
         } else if ((m->keys & MATCH_PORT) && is_exact(m->port)) {
             r = bucket_push(index->by_port, m->port, i);
@@ -158,14 +178,17 @@ struct match_index *match_index_build(const struct policy *policy)
         } else if (m->keys & MATCH_CONNECTOR) {
             r = bucket_push(index->by_connector, m->connector, i);
         } else if ((m->keys & MATCH_VENDOR) && is_exact(m->vendor)) {
-            snprintf(key, sizeof(key), "v:%s", m->vendor);
+            key_join(key, sizeof(key), "v", ':', m->vendor);
             r = bucket_push(index->by_key, key, i);
         } else if (m->keys & MATCH_HUB) {
             r = bucket_push(index->by_hub, m->hub, i);
         } else if ((m->keys & MATCH_PORT) && port_glob_bus(m->port, key, sizeof(key))) {
             r = bucket_push(index->by_key, key, i);
         } else if ((m->keys & MATCH_SERIAL) && m->serial[0] && !strchr("*?[\\", m->serial[0])) {
-            snprintf(key, sizeof(key), "s:%c", m->serial[0]);
+            key[0] = 's';
+            key[1] = ':';
+            key[2] = m->serial[0];
+            key[3] = '\0';
             r = bucket_push(index->by_key, key, i);
         } else {
             r = list_push(&index->general, i);

@@ -691,9 +691,12 @@ const char *policy_check_id_half(const char *value)
     if (n == 0 || n > 16)
         return "expected four hex digits or a glob such as 10*";
     for (const char *p = value; *p; p++) {
-        if (strchr("*?[]!-", *p))
+        char c = *p;
+
+        /* Not strchr: two calls per character were 2% of a 10,000-rule load. */
+        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '!' || c == '-')
             glob = true;
-        else if (!strchr("0123456789abcdefABCDEF", *p))
+        else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
             return "expected four hex digits or a glob such as 10*";
     }
     if (!glob && n != 4)
