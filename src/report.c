@@ -88,8 +88,15 @@ static char *json_put_str(char *out, const char *s)
     }
     *out++ = '"';
     while (*p) {
-        size_t seq = utf8_seq_len(p);
+        size_t seq;
         unsigned cp;
+
+        /* Printable ASCII, most of every line, as it is. */
+        if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+            *out++ = (char)*p++;
+            continue;
+        }
+        seq = utf8_seq_len(p);
 
         if (seq == 0) {
             /* log_utf8: an invalid byte is U+FFFD */
