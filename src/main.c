@@ -292,6 +292,14 @@ static int reload(struct daemon *d, json_t **errors)
         notify_send("READY=1");
         return 0;
     }
+    /* A SIGHUP of habit, or a config manager's: nothing to parse or re-decide. */
+    if (policy_files_unchanged(router_policy(d->router), d->policy_path)) {
+        log_notice("%s: unchanged since it was loaded (same size, times and content): "
+                   "nothing reloaded", d->policy_path);
+        router_policy_unchanged(d->router);
+        notify_send("READY=1");
+        return 0;
+    }
     policy = load_policy(d, errors);
     if (policy && backend_accepts(d, policy, errors) < 0) {
         policy_free(policy);

@@ -883,6 +883,12 @@ void router_set_policy(struct router *router, struct policy *policy)
     schedule_gc(router);
 }
 
+void router_policy_unchanged(struct router *router)
+{
+    /* Each worker takes the same settings again, which tries its parked devices. */
+    sync_domains(router);
+}
+
 /* Parses "B:D" with decimal bus and device numbers. */
 static bool parse_busdev(const char *spec, unsigned *bus, unsigned *dev)
 {

@@ -1231,6 +1231,66 @@ static void file_error_names_path(void **state)
     assert_null(p);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * policy_file_unchanged: the file as loaded is unchanged; an edit of the
+ * same size within the times' grain (simulated: the stat taken after the
+ * edit, as if nothing had moved) is told by the text's hash, in the first
+ * byte, the last one or the tail of fewer than 8 bytes; any stat change is
+ * a change; a policy from a buffer is never "unchanged".
+ */
+static void file_unchanged(void **state)
+{
+    static const char text[] = "version: 1\ndomains: { vault: {} }\nrules:\n"
+                               "  - match: { id: \"1050:0407\" }\n    domain: vault\n";
+    char *dir = temp_dir(), path[256], edited[sizeof(text)];
+    struct policy_diag diag = { 0 };
+    struct policy *p;
+    size_t at[] = { 0, sizeof(text) - 2, sizeof(text) - 5, 20 };
+
+    snprintf(path, sizeof(path), "%s/p.yaml", dir);
+    write_file(path, text);
+    p = policy_load(path, false, &diag);
+    assert_non_null(p);
+    assert_true(policy_file_unchanged(p, path));
+    for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+        memcpy(edited, text, sizeof(text));
+        edited[at[i]] = edited[at[i]] == '#' ? '%' : '#';
+        write_file(path, edited);
+        assert_int_equal(stat(path, &p->text.st), 0);
+        assert_false(policy_file_unchanged(p, path));
+        write_file(path, text);
+        assert_int_equal(stat(path, &p->text.st), 0);
+        assert_true(policy_file_unchanged(p, path));
+    }
+    /* Same text, another mode: a change (the trust check must run again). */
+    assert_int_equal(chmod(path, 0640), 0);
+    assert_false(policy_file_unchanged(p, path));
+    assert_int_equal(stat(path, &p->text.st), 0);
+    assert_true(policy_file_unchanged(p, path));
+    /* Gone: a change. */
+    unlink(path);
+    assert_false(policy_file_unchanged(p, path));
+    policy_free(p);
+    /* From a buffer: nothing to compare with. */
+    p = policy_load_buffer(path, text, sizeof(text) - 1, &diag);
+    assert_non_null(p);
+    write_file(path, text);
+    assert_false(policy_file_unchanged(p, path));
+    policy_free(p);
+    unlink(path);
+    rmdir(dir);
+    free(dir);
+}
+
 /* "x: " then depth opening brackets: the root mapping is level 0. */
 static char *nested(unsigned depth)
 {
@@ -1303,6 +1363,7 @@ int main(void)
         cmocka_unit_test(huge_buffer),
         cmocka_unit_test(file_errors),
         cmocka_unit_test(file_error_names_path),
+        cmocka_unit_test(file_unchanged),
         cmocka_unit_test(deep_nesting),
     };
     enum { N_FIXED = sizeof(fixed) / sizeof(fixed[0]),
