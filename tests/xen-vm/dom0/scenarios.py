@@ -113,17 +113,35 @@ def find(key, value):
 
 
 def plug(devid, serial, port):
-    """Asks the outer QEMU to hot-plug a USB stick; returns its busid in dom0."""
+    """Asks the outer QEMU to hot-plug a USB stick; returns its busid in dom0.
+    The request is made again once if the stick does not come (a console
+    line can be lost; a second device_add of a present stick is refused)."""
     print('XENVM-HOST plug %s %s %s' % (devid, serial, port), flush=True)
-    busid = wait('%s to appear in dom0' % serial, lambda: find('serial', serial), 90)
+    try:
+        busid = wait('%s to appear in dom0' % serial, lambda: find('serial', serial), 30)
+    except Fail:
+        say('%s did not come: asking again' % serial)
+        print('XENVM-HOST plug %s %s %s' % (devid, serial, port), flush=True)
+        busid = wait('%s to appear in dom0' % serial, lambda: find('serial', serial), 60)
     run(['udevadm', 'settle', '-t', '30'], quiet=True)
     say('%s plugged in as %s' % (serial, busid))
     return busid
 
 
-def unplug(devid, serial):
+def pull_out(devid, what, gone):
+    """Asks the outer QEMU to unplug its device devid; waits until gone()
+    (asking once more if the first request went missing)."""
     print('XENVM-HOST unplug %s' % devid, flush=True)
-    wait('%s to leave dom0' % serial, lambda: find('serial', serial) is None, 90)
+    try:
+        wait('%s to leave dom0' % what, gone, 30)
+    except Fail:
+        say('%s still there: asking again' % what)
+        print('XENVM-HOST unplug %s' % devid, flush=True)
+        wait('%s to leave dom0' % what, gone, 60)
+
+
+def unplug(devid, serial):
+    pull_out(devid, serial, lambda: find('serial', serial) is None)
     run(['udevadm', 'settle', '-t', '30'], quiet=True)
     say('%s unplugged' % serial)
 
@@ -763,7 +781,7 @@ rules:
         raise Fail('aua1: stick held %d time(s), tablet %d, %d controllers'
                    % (holders('aua1', hot), holders('aua1', tablet), controllers('aua1')))
     # The tablet pulled out: removed from aua1, and the stick takes its port.
-    print('XENVM-HOST unplug tablet', flush=True)
+    pull_out('tablet', 'the tablet', lambda: find('product', TABLET) is None)
     wait('the hot stick in aua1 once the tablet is gone',
          lambda: holders('aua1', hot) == 1 and dm_holds('aua1', hot) == 1, 60)
     unplug('hs2', HOT2)
