@@ -149,7 +149,7 @@ class Outer:
         h = HOST_RE.match(text, i)
         if m:
             self.results[m.group(2)] = (m.group(1), m.group(3).strip())
-            log('%s %s %s' % m.groups())
+            log('%s %s %s' % (m.group(1), m.group(2), m.group(3).strip()))
         elif h:
             words = [w for w in h.groups() if w is not None]
             threading.Thread(target=self.host_request, args=(words,), daemon=True).start()
