@@ -754,6 +754,8 @@ static void print_event(json_t *ev)
         printf(" at controller %" JSON_INTEGER_FORMAT " port %" JSON_INTEGER_FORMAT, n, m);
     if (get_str(ev, "policy"))
         printf(" %s", cell(json_object_get(ev, "policy"), a, sizeof(a)));
+    if (json_is_true(json_object_get(ev, "unchanged")))
+        fputs(" (unchanged: nothing reloaded)", stdout);
     if (get_str(ev, "error")) {
         fputs(": ", stdout);
         put_text(stdout, get_str(ev, "error"));

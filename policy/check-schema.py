@@ -51,7 +51,7 @@ SRCDIR = os.environ.get("AUA_SRCDIR") or os.path.dirname(os.path.dirname(os.path
 DAEMON = os.environ.get("AUA_DAEMON") or "src/auto-usb-attach"
 SCHEMA_PATH = os.path.join(SRCDIR, "policy", "schema.json")
 
-# The class names of src/policy.c (class_names[]), checked against it below.
+# The class names of src/policy-check.c (class_names[]), checked against it below.
 CLASS_NAMES = [
     "audio", "comm", "cdc", "hid", "physical", "image", "printer", "storage",
     "mass-storage", "hub", "cdc-data", "smart-card", "ccid", "content-security",
@@ -506,7 +506,7 @@ def schema_props(schema, ref):
 
 
 def source_class_names():
-    path = os.path.join(SRCDIR, "src", "policy.c")
+    path = os.path.join(SRCDIR, "src", "policy-check.c")
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -650,12 +650,12 @@ def main():
 
         names, why = source_class_names()
         if names is None:
-            fail("cannot read the class names of src/policy.c: %s" % why)
+            fail("cannot read the class names of src/policy-check.c: %s" % why)
         elif sorted(names) != sorted(CLASS_NAMES):
-            fail("class names: src/policy.c has %s; policy/check-schema.py (and the schema) %s"
+            fail("class names: src/policy-check.c has %s; policy/check-schema.py (and the schema) %s"
                  % (", ".join(sorted(names)), ", ".join(sorted(CLASS_NAMES))))
         else:
-            print("ok   %d class names, as in src/policy.c" % len(names))
+            print("ok   %d class names, as in src/policy-check.c" % len(names))
 
     if failures:
         print("%d disagreement(s) between policy/schema.json and the daemon's parser" % len(failures))

@@ -180,6 +180,9 @@ int device_parse_descriptors(struct usb_device *dev, const uint8_t *buf, size_t 
  */
 bool device_serial_short_usable(const char *id_serial_short);
 
+/* Four lowercase hex digits of v (its low 16 bits), as sysfs spells ids, into buf[5]. */
+char *device_hex4(char *buf, unsigned v);
+
 /* Writes "vvvv:pppp" into buf (at least 10 bytes). */
 char *device_id_string(const struct usb_device *dev, char *buf);
 

@@ -34,9 +34,9 @@ struct ctrl {
     enum controller_type type;      /* DEVICEMODEL or QUSB */
     int version;
     int n_ports;
-    struct dev_entry *slot[16];     /* our devices, by port - 1 */
-    bool foreign[16];               /* ports we did not fill ourselves */
-    char busid[16][32];             /* what the guest says a foreign port holds */
+    struct dev_entry *slot[AUA_CTRL_PORTS_MAX];     /* our devices, by port - 1 */
+    bool foreign[AUA_CTRL_PORTS_MAX];               /* ports we did not fill ourselves */
+    char busid[AUA_CTRL_PORTS_MAX][AUA_BUSID_MAX + 1];  /* what a foreign port holds */
 };
 
 enum op_type {
@@ -59,7 +59,7 @@ struct detach_item {
     struct dev_entry *entry;
     int ctrl;
     int port;
-    char busid[32];
+    char busid[AUA_BUSID_MAX + 1];
     unsigned busnum;        /* of a stale one, when the last run recorded it */
     unsigned devnum;
     struct detach_item *next;
@@ -350,7 +350,7 @@ static int add_ctrl(struct domain *dom, int id, enum controller_type type, int v
     ctrls[dom->n_ctrls].id = id;
     ctrls[dom->n_ctrls].type = type;
     ctrls[dom->n_ctrls].version = version;
-    ctrls[dom->n_ctrls].n_ports = n_ports > 16 ? 16 : n_ports;
+    ctrls[dom->n_ctrls].n_ports = n_ports > AUA_CTRL_PORTS_MAX ? AUA_CTRL_PORTS_MAX : n_ports;
     dom->n_ctrls++;
     return 0;
 }

@@ -708,8 +708,8 @@ static int lx_list_controllers(struct hv *hv, int domid, struct hv_controller **
         c->version = (int)read_uint(lx, path, 2);
         snprintf(path, sizeof(path), "%s/num-ports", base);
         c->n_ports = (int)read_uint(lx, path, 0);
-        if (c->n_ports > 16)
-            c->n_ports = 16;
+        if (c->n_ports > AUA_CTRL_PORTS_MAX)
+            c->n_ports = AUA_CTRL_PORTS_MAX;
         for (int p = 0; p < c->n_ports; p++) {
             unsigned len;
             char *busid;

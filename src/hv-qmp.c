@@ -83,7 +83,7 @@ struct cmd {
     int n_ports;
     unsigned busnum;
     unsigned devnum;
-    char busid[32];
+    char busid[AUA_BUSID_MAX + 1];
     char dev[64];           /* a QOM device id */
     char prop[16];
     struct cmd *next;
@@ -103,7 +103,7 @@ struct qdev {
     int port;
     unsigned busnum;
     unsigned devnum;
-    char busid[32];
+    char busid[AUA_BUSID_MAX + 1];
 };
 
 struct qctrl {

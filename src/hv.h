@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "bounds.h"
 #include "policy.h"
 
 struct hv;
@@ -60,7 +61,7 @@ struct hv_port {
     bool used;
     unsigned busnum;
     unsigned devnum;
-    char busid[32];         /* "1-1.2" as the backend records it, or "" */
+    char busid[AUA_BUSID_MAX + 1];  /* "1-1.2" as the backend records it, or "" */
 };
 
 struct hv_controller {
@@ -68,7 +69,7 @@ struct hv_controller {
     enum controller_type type;  /* DEVICEMODEL or QUSB */
     int version;
     int n_ports;
-    struct hv_port ports[16];   /* ports[0] is port 1 */
+    struct hv_port ports[AUA_CTRL_PORTS_MAX];   /* ports[0] is port 1 */
 };
 
 /*
@@ -88,7 +89,7 @@ struct hv_usb {
 /* A running guest, as list_domains gives it. */
 struct hv_domain {
     int domid;
-    char name[64];
+    char name[AUA_DOMAIN_NAME_MAX + 1];
 };
 
 /* Domain start and stop, reported by the backend to whoever owns it. */

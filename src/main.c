@@ -106,7 +106,7 @@ static void on_decision(void *arg, const struct decision_report *r)
     char line[4096];
 
     if (control_watchers(d->control) > 0)
-        control_broadcast(d->control, report_json(r));
+        control_broadcast(d->control, report_decision_json(r));
     if (d->print) {
         if (report_print(stdout, d->opt.json, r) < 0 && errno != EPIPE)
             log_warn("cannot write a decision to stdout");
@@ -325,6 +325,17 @@ static int backend_accepts(const struct daemon *d, const struct policy *policy,
     return r;
 }
 
+/* Tells the watchers how a reload went (errs: its messages, NULL when none). */
+static void broadcast_reload(struct daemon *d, bool ok, bool unchanged, json_t *errs)
+{
+    if (control_watchers(d->control) > 0)
+        control_broadcast(d->control,
+                          json_pack("{s:s, s:s, s:b, s:o}", "event",
+                                    ok ? "reloaded" : "reload-failed", "policy",
+                                    d->policy_path, "unchanged", unchanged, "errors",
+                                    errs ? json_incref(errs) : json_array()));
+}
+
 /* Re-reads the policy; 0, or -1 with the errors (*errors may be NULL). */
 static int reload(struct daemon *d, json_t **errors_out)
 {
@@ -336,6 +347,15 @@ static int reload(struct daemon *d, json_t **errors_out)
     if (!d->policy_path) {
         log_notice("reload: the policy comes from the command line; nothing to reload");
         notify_send("READY=1");
+        return 0;
+    }
+    /* A SIGHUP of habit, or a config manager's: nothing to parse or re-decide. */
+    if (policy_files_unchanged(router_policy(d->router), d->policy_path)) {
+        log_notice("%s: unchanged since it was loaded (same size, times and content): "
+                   "nothing reloaded", d->policy_path);
+        router_policy_unchanged(d->router);
+        notify_send("READY=1");
+        broadcast_reload(d, true, true, NULL);
         return 0;
     }
     policy = load_policy(d, errors);
@@ -355,12 +375,7 @@ static int reload(struct daemon *d, json_t **errors_out)
     /* Give back what the parse and the old policy left free in the heap. */
     malloc_trim(0);
     notify_send("READY=1");
-    if (control_watchers(d->control) > 0)
-        control_broadcast(d->control,
-                          json_pack("{s:s, s:s, s:o}", "event",
-                                    r < 0 ? "reload-failed" : "reloaded", "policy",
-                                    d->policy_path, "errors",
-                                    errs ? json_incref(errs) : json_array()));
+    broadcast_reload(d, r == 0, false, errs);
     if (errors_out)
         *errors_out = errs;
     else

@@ -27,8 +27,9 @@
 #include "strmap.h"
 
 struct rule_list {
-    uint32_t *v;            /* 0-based rule positions, ascending */
-    size_t n;
+    uint32_t *v;            /* 0-based rule positions, ascending; &one while n <= 1 */
+    uint32_t n;
+    uint32_t one;           /* most keys have one rule: no array of their own (32 bytes less) */
 };
 
 struct match_index {
@@ -44,9 +45,17 @@ struct match_index {
 
 static int list_push(struct rule_list *list, uint32_t pos)
 {
-    if ((list->n & (list->n - 1)) == 0) {
-        size_t cap = list->n ? list->n * 2 : 1;
-        uint32_t *v = realloc(list->v, cap * sizeof(*v));
+    if (list->n == 0) {
+        list->v = &list->one;
+    } else if (list->n == 1) {
+        uint32_t *v = malloc(2 * sizeof(*v));
+
+        if (!v)
+            return -ENOMEM;
+        v[0] = list->one;
+        list->v = v;
+    } else if ((list->n & (list->n - 1)) == 0) {
+        uint32_t *v = realloc(list->v, (size_t)list->n * 2 * sizeof(*v));
 
         if (!v)
             return -ENOMEM;
@@ -56,12 +65,18 @@ static int list_push(struct rule_list *list, uint32_t pos)
     return 0;
 }
 
+static void list_clear(struct rule_list *list)
+{
+    if (list->v != &list->one)
+        free(list->v);
+}
+
 static void list_free(void *p)
 {
     struct rule_list *list = p;
 
     if (list)
-        free(list->v);
+        list_clear(list);
     free(list);
 }
 
@@ -77,6 +92,26 @@ static int bucket_push(struct strmap *map, const char *key, uint32_t pos)
         }
     }
     return list_push(list, pos);
+}
+
+/*
+ * a, sep and b into key (cut to len like snprintf): snprintf was a third of
+ * the index build (callgrind).
+ */
+static void key_join(char *key, size_t len, const char *a, char sep, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), o = 0;
+
+    if (la > len - 1)
+        la = len - 1;
+    memcpy(key, a, la);
+    o = la;
+    if (o < len - 1)
+        key[o++] = sep;
+    if (lb > len - 1 - o)
+        lb = len - 1 - o;
+    memcpy(key + o, b, lb);
+    key[o + lb] = '\0';
 }
 
 static bool is_exact(const char *glob)
@@ -108,7 +143,7 @@ void match_index_free(struct match_index *index)
     strmap_free(index->by_hub, list_free);
     strmap_free(index->by_key, list_free);
     strmap_free(index->by_connector, list_free);
-    free(index->general.v);
+    list_clear(&index->general);
     free(index);
 }
 
@@ -134,7 +169,7 @@ struct match_index *match_index_build(const struct policy *policy)
 
         if ((m->keys & MATCH_VENDOR) && (m->keys & MATCH_PRODUCT) && is_exact(m->vendor) &&
             is_exact(m->product)) {
-            snprintf(key, sizeof(key), "%s:%s", m->vendor, m->product);
+            key_join(key, sizeof(key), m->vendor, ':', m->product);
             r = bucket_push(index->by_id, key, i);
         } else if ((m->keys & MATCH_PORT) && is_exact(m->port)) {
             r = bucket_push(index->by_port, m->port, i);
@@ -143,14 +178,17 @@ struct match_index *match_index_build(const struct policy *policy)
         } else if (m->keys & MATCH_CONNECTOR) {
             r = bucket_push(index->by_connector, m->connector, i);
         } else if ((m->keys & MATCH_VENDOR) && is_exact(m->vendor)) {
-            snprintf(key, sizeof(key), "v:%s", m->vendor);
+            key_join(key, sizeof(key), "v", ':', m->vendor);
             r = bucket_push(index->by_key, key, i);
         } else if (m->keys & MATCH_HUB) {
             r = bucket_push(index->by_hub, m->hub, i);
         } else if ((m->keys & MATCH_PORT) && port_glob_bus(m->port, key, sizeof(key))) {
             r = bucket_push(index->by_key, key, i);
         } else if ((m->keys & MATCH_SERIAL) && m->serial[0] && !strchr("*?[\\", m->serial[0])) {
-            snprintf(key, sizeof(key), "s:%c", m->serial[0]);
+            key[0] = 's';
+            key[1] = ':';
+            key[2] = m->serial[0];
+            key[3] = '\0';
             r = bucket_push(index->by_key, key, i);
         } else {
             r = list_push(&index->general, i);

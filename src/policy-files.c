@@ -51,7 +51,7 @@ static void refuse(struct policy_diag *diag, const char *path, const char *what,
 
 /* Reads the file path (opened at dirfd) into *buf; 0 or a negative errno after a message. */
 static int read_file(int dirfd, const char *name, const char *path, unsigned flags,
-                     char **buf, size_t *len, struct policy_diag *diag)
+                     char **buf, size_t *len, struct stat *st_out, struct policy_diag *diag)
 {
     struct stat st;
     const char *why;
@@ -81,6 +81,8 @@ static int read_file(int dirfd, const char *name, const char *path, unsigned fla
         close(fd);
         return -EPERM;
     }
+    if (st_out && fstat(fd, st_out) < 0)
+        memset(st_out, 0, sizeof(*st_out));
     r = policy_read_fd(fd, path, buf, len, diag);
     close(fd);
     return r;
@@ -189,7 +191,7 @@ static int read_dropins(struct policy *policy, const char *dir, unsigned flags,
             r = -EINVAL;
             break;
         }
-        if (read_file(dirfd, names[i], path, flags, &buf, &len, diag) < 0) {
+        if (read_file(dirfd, names[i], path, flags, &buf, &len, NULL, diag) < 0) {
             r = -EINVAL;
         } else {
             int a = policy_append_buffer(policy, path, buf, len, diag);
@@ -224,16 +226,20 @@ char *policy_dropin_dir(const char *path)
 struct policy *policy_load_files(const char *path, unsigned flags, struct policy_diag *diag)
 {
     struct policy *policy;
+    struct stat st;
     char *buf, *dir;
     size_t len;
     int r;
 
-    if (read_file(AT_FDCWD, path, path, flags, &buf, &len, diag) < 0)
+    if (read_file(AT_FDCWD, path, path, flags, &buf, &len, &st, diag) < 0)
         return NULL;
     policy = policy_load_buffer(path, buf, len, diag);
     free(buf);
     if (!policy)
         return NULL;
+    /* What the file was, to tell a reload of the same file (policy_files_unchanged). */
+    policy->text.file_known = st.st_ino != 0;
+    policy->text.st = st;
     dir = policy_dropin_dir(path);
     if (!dir) {
         policy_diag_file(diag, path, "out of memory");
@@ -251,4 +257,31 @@ struct policy *policy_load_files(const char *path, unsigned flags, struct policy
         return NULL;
     }
     return policy;
+}
+
+bool policy_files_unchanged(const struct policy *policy, const char *path)
+{
+    char *dir, **names = NULL;
+    size_t n = 0;
+    struct policy_diag diag = { 0 };
+    int dirfd;
+    bool none;
+
+    /* Drop-ins are not followed one by one: with any, the files are read again. */
+    if (policy->n_dropins || !policy_file_unchanged(policy, path))
+        return false;
+    dir = policy_dropin_dir(path);
+    if (!dir)
+        return false;
+    dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    free(dir);
+    if (dirfd < 0)
+        return errno == ENOENT;
+    none = list_dropins(dirfd, "policy.d", &names, &n, &diag) == 0 && n == 0;
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    policy_diag_free(&diag);
+    close(dirfd);
+    return none;
 }

@@ -21,6 +21,13 @@
  */
 struct policy *policy_load_files(const char *path, unsigned flags, struct policy_diag *diag);
 
+/*
+ * True when a reload of path would read what policy was loaded from: the
+ * main file unchanged (policy_file_unchanged) and no drop-in, then or now.
+ * With drop-ins, a reload always reads the files again.
+ */
+bool policy_files_unchanged(const struct policy *policy, const char *path);
+
 /* "DIR/policy.d" for the policy file path; a new string, NULL when out of memory. */
 char *policy_dropin_dir(const char *path);
 

@@ -17,7 +17,7 @@ const char *report_event_name(enum router_event event);
 int report_print(FILE *out, bool json, const struct decision_report *r);
 
 /* r as the JSON object --json prints (a new reference; NULL when out of memory). */
-json_t *report_json(const struct decision_report *r);
+json_t *report_decision_json(const struct decision_report *r);
 
 /* A watcher's line for n (a new reference; NULL when out of memory). */
 json_t *report_note_json(const struct router_note *n);

@@ -66,8 +66,8 @@ struct sweep {
     int domid;
     int ctrl;
     int port;
-    char guest[64];
-    char busid[32];
+    char guest[AUA_DOMAIN_NAME_MAX + 1];
+    char busid[AUA_BUSID_MAX + 1];
     struct link link;           /* in router->sweeps */
 };
 
@@ -911,6 +911,12 @@ void router_set_policy(struct router *router, struct policy *policy)
     /* The new policy may allow what the old one held back. */
     release_held(router, EVENT_RELOAD);
     schedule_gc(router);
+}
+
+void router_policy_unchanged(struct router *router)
+{
+    /* Each worker takes the same settings again, which tries its parked devices. */
+    sync_domains(router);
 }
 
 /* Parses "B:D" with decimal bus and device numbers. */

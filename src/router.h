@@ -148,6 +148,12 @@ bool router_dom0_keeps_keyboard(const struct router *router, const struct dev_en
 bool router_port_present(const struct router *router, const char *busid);
 /* Swaps in a new policy (taking it) and moves the devices whose decision changed. */
 void router_set_policy(struct router *router, struct policy *policy);
+/*
+ * A reload found the policy file unchanged: nothing is decided again, but
+ * as on any reload the devices parked after a permanent failure are tried
+ * again.
+ */
+void router_policy_unchanged(struct router *router);
 const struct policy *router_policy(const struct router *router);
 /* The device recorded under devpath, or NULL.  The router keeps ownership. */
 struct dev_entry *router_lookup(const struct router *router, const char *devpath);

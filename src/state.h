@@ -10,16 +10,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "bounds.h"
+
 #define STATE_FILE "state.json"
 
 struct state_record {
-    char domain[65];
+    char domain[AUA_DOMAIN_NAME_MAX + 1];
     int domid;
     int ctrl;
     int port;
     unsigned busnum;
     unsigned devnum;
-    char busid[32];         /* port path, "1-1.2" */
+    char busid[AUA_BUSID_MAX + 1];  /* port path, "1-1.2" */
     char id[10];            /* "1050:0407" */
     char serial[256];       /* "" when none */
     /*

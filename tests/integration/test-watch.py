@@ -6,6 +6,7 @@ prints on stdout.  A watcher that connects later gets only what happens
 after it asked."""
 
 import os
+import signal
 
 import aua
 import control
@@ -62,9 +63,10 @@ def test():
         aua.wait_until(lambda: c("status")["watchers"] == 2, t, "two watchers in status")
         aua.check(c("reload")["ok"], "reload")
         ev = wj.json_lines(1, t)[0]
-        aua.check_equal((ev["event"], ev["policy"], ev["errors"]), ("reloaded", policy, []),
-                        "the first event is the reload")
-        wh.wait_line(r"^reloaded: .*policy\.yaml$", t)
+        aua.check_equal((ev["event"], ev["policy"], ev["unchanged"], ev["errors"]),
+                        ("reloaded", policy, True, []),
+                        "the first event is the reload (of a file that did not change)")
+        wh.wait_line(r"^reloaded: .*policy\.yaml \(unchanged: nothing reloaded\)$", t)
 
         tb.load("yubikey")
         printed = d.json_lines(1, t)[0]
@@ -101,6 +103,13 @@ def test():
                         "the detach names where it was")
         wh.wait_line(r"^remove: detach 1-1\.2 \(1050:0407\) -> vault", t)
         wh.wait_line(r"^detached: 1-1\.2 \(1050:0407\) in vault", t)
+
+        # A changed policy is read again.
+        daemon.write_policy(tmp, "policy.yaml", POLICY.replace("name: keys", "name: Keys"))
+        d.signal(signal.SIGHUP)     # the socket allows 3 reloads in a row
+        ev = until(wj, lambda e: e["event"] == "reloaded", t, "the changed reload")[-1]
+        aua.check_equal((ev["unchanged"], ev["errors"]), (False, []), "a real reload")
+        wh.wait_line(r"^reloaded: .*policy\.yaml$", t)
 
         # A policy with an error: the watchers hear why, with FILE:LINE:COLUMN.
         daemon.write_policy(tmp, "policy.yaml", POLICY + "  - bogus: 1\n")

@@ -5,7 +5,7 @@
 # module of its own, which the daemon opens only when it uses libxl.
 set -u
 src=${AUA_SRCDIR:-$(dirname "$0")/../..}/src
-core="commands control device domain generate hv-qmp qmp hv-dryrun log match notify options policy policy-files report router state strmap"
+core="commands control device domain generate hv-qmp qmp hv-dryrun hv-mux log match notify options policy policy-check policy-files report router speed state strmap trust bounds"
 bad=0
 for m in $core; do
     for f in "$src/$m.c" "$src/$m.h"; do

@@ -29,7 +29,10 @@
 
 #include <cmocka.h>
 
+#include "hv.h"
+#include "bounds.h"
 #include "policy.h"
+#include "state.h"
 
 #define POLICIES FIXTURES "/policies"
 #define EXAMPLE FIXTURES "/../../policy/example.yaml"
@@ -447,6 +450,27 @@ static void controller_types(void **state)
                (const char *const[]){ "t.yaml:3:3: domain 'a': a 'qmp-socket' guest's "
                                       "controllers are its device model's, not 'type: qusb'",
                                       NULL });
+}
+
+/*
+ * A guest name the validator accepts fits wherever the daemon keeps one: a
+ * 64-character name was cut to 63 in the backends' list of running guests,
+ * and that guest was then taken for one the policy does not name.
+ */
+static void limits_hold_what_validators_accept(void **state)
+{
+    char name[AUA_DOMAIN_NAME_MAX + 2];
+    struct hv_domain d;
+    struct state_record rec;
+
+    memset(name, 'g', sizeof(name));
+    name[AUA_DOMAIN_NAME_MAX + 1] = '\0';
+    assert_non_null(policy_check_domain_name(name));
+    name[AUA_DOMAIN_NAME_MAX] = '\0';
+    assert_null(policy_check_domain_name(name));
+    /* Room for every character and the terminating NUL. */
+    assert_true(sizeof(d.name) > strlen(name));
+    assert_true(sizeof(rec.domain) > strlen(name));
 }
 
 static void controller_pairs(void **state)
@@ -1207,6 +1231,66 @@ static void file_error_names_path(void **state)
     assert_null(p);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * policy_file_unchanged: the file as loaded is unchanged; an edit of the
+ * same size within the times' grain (simulated: the stat taken after the
+ * edit, as if nothing had moved) is told by the text's hash, in the first
+ * byte, the last one or the tail of fewer than 8 bytes; any stat change is
+ * a change; a policy from a buffer is never "unchanged".
+ */
+static void file_unchanged(void **state)
+{
+    static const char text[] = "version: 1\ndomains: { vault: {} }\nrules:\n"
+                               "  - match: { id: \"1050:0407\" }\n    domain: vault\n";
+    char *dir = temp_dir(), path[256], edited[sizeof(text)];
+    struct policy_diag diag = { 0 };
+    struct policy *p;
+    size_t at[] = { 0, sizeof(text) - 2, sizeof(text) - 5, 20 };
+
+    snprintf(path, sizeof(path), "%s/p.yaml", dir);
+    write_file(path, text);
+    p = policy_load(path, false, &diag);
+    assert_non_null(p);
+    assert_true(policy_file_unchanged(p, path));
+    for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+        memcpy(edited, text, sizeof(text));
+        edited[at[i]] = edited[at[i]] == '#' ? '%' : '#';
+        write_file(path, edited);
+        assert_int_equal(stat(path, &p->text.st), 0);
+        assert_false(policy_file_unchanged(p, path));
+        write_file(path, text);
+        assert_int_equal(stat(path, &p->text.st), 0);
+        assert_true(policy_file_unchanged(p, path));
+    }
+    /* Same text, another mode: a change (the trust check must run again). */
+    assert_int_equal(chmod(path, 0640), 0);
+    assert_false(policy_file_unchanged(p, path));
+    assert_int_equal(stat(path, &p->text.st), 0);
+    assert_true(policy_file_unchanged(p, path));
+    /* Gone: a change. */
+    unlink(path);
+    assert_false(policy_file_unchanged(p, path));
+    policy_free(p);
+    /* From a buffer: nothing to compare with. */
+    p = policy_load_buffer(path, text, sizeof(text) - 1, &diag);
+    assert_non_null(p);
+    write_file(path, text);
+    assert_false(policy_file_unchanged(p, path));
+    policy_free(p);
+    unlink(path);
+    rmdir(dir);
+    free(dir);
+}
+
 /* "x: " then depth opening brackets: the root mapping is level 0. */
 static char *nested(unsigned depth)
 {
@@ -1263,6 +1347,7 @@ int main(void)
         cmocka_unit_test(builder_api),
         cmocka_unit_test(controller_pairs),
         cmocka_unit_test(controller_types),
+        cmocka_unit_test(limits_hold_what_validators_accept),
         cmocka_unit_test(class_parsing),
         cmocka_unit_test(validators),
         cmocka_unit_test(binary_file_nul_position),
@@ -1278,6 +1363,7 @@ int main(void)
         cmocka_unit_test(huge_buffer),
         cmocka_unit_test(file_errors),
         cmocka_unit_test(file_error_names_path),
+        cmocka_unit_test(file_unchanged),
         cmocka_unit_test(deep_nesting),
     };
     enum { N_FIXED = sizeof(fixed) / sizeof(fixed[0]),

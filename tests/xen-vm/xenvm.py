@@ -25,9 +25,9 @@ AUA_XENVM_CACHE (the image cache, see build-image).
 """
 import json
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,12 +35,21 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from qmpcall import qmp  # noqa: E402
 # The scenarios dom0/scenarios.py runs, in its order; one that does not
 # report is a failure.
 SCENARIOS = ['1-stale-port', '2-hotplug-unplug', '3-defaults-full-speed', '5-reboot-recreate',
-             '6-sigkill-sighup', '8-two-guests', '4-second-controller', '7-qmp', '9-pvh-qusb']
+             '6-sigkill-sighup', '8-two-guests', '4-second-controller', '7-qmp', '9-pvh-qusb',
+             '10-mixed-by-hand']
+# guest_loglvl stays Xen's default: the guests' firmware chatter ("(d8)
+# SeaBIOS...") would otherwise land in the middle of dom0's console lines.
 XEN_ARGS = ('console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 '
-            'loglvl=all guest_loglvl=all')
+            'loglvl=all')
+# What dom0 says on the console, field by field: text another domain's output
+# may have glued to a line is not taken for part of it.
+HOST_RE = re.compile(r'XENVM-HOST (?:(plug) ([\w-]+) ([\w-]+) (\d+(?:\.\d+)*)|(unplug) ([\w-]+))')
+RESULT_RE = re.compile(r'XENVM-RESULT (PASS|FAIL) ([\w-]+)(.*)')
 # qemu64 with SVM and nested paging: Xen reports SVM and HAP.  `-cpu max`
 # crashes the PV dom0 under TCG (SMAP/SMEP).
 CPU = 'qemu64,+svm,+npt'
@@ -66,6 +75,7 @@ def make_payload(builddir, work):
         raise RuntimeError('make install failed, see %s/install.log' % work)
     for f in ('init', 'scenarios.py'):
         shutil.copy(os.path.join(HERE, 'dom0', f), os.path.join(root, f))
+    shutil.copy(os.path.join(HERE, 'qmpcall.py'), os.path.join(root, 'qmpcall.py'))
     os.chmod(os.path.join(root, 'init'), 0o755)
     img = os.path.join(work, 'payload.img')
     with open(img, 'wb') as f:
@@ -135,36 +145,18 @@ class Outer:
         i = text.find('XENVM-')
         if i < 0:
             return
-        words = text[i:].split()
-        if words[0] == 'XENVM-RESULT' and len(words) >= 3:
-            self.results[words[2]] = (words[1], ' '.join(words[3:]))
-            log('%s %s %s' % (words[1], words[2], ' '.join(words[3:])))
-        elif words[0] == 'XENVM-HOST':
-            threading.Thread(target=self.host_request, args=(words[1:],), daemon=True).start()
-        elif words[0] == 'XENVM-DONE':
+        m = RESULT_RE.match(text, i)
+        h = HOST_RE.match(text, i)
+        if m:
+            self.results[m.group(2)] = (m.group(1), m.group(3).strip())
+            log('%s %s %s' % (m.group(1), m.group(2), m.group(3).strip()))
+        elif h:
+            words = [w for w in h.groups() if w is not None]
+            threading.Thread(target=self.host_request, args=(words,), daemon=True).start()
+        elif text.startswith('XENVM-DONE', i):
             self.done = True
-        elif words[0] == 'XENVM-FATAL':
+        elif text.startswith('XENVM-FATAL', i):
             log(text[i:])
-
-    def qmp(self, commands):
-        s = socket.socket(socket.AF_UNIX)
-        s.settimeout(30)
-        s.connect(self.qmp_path)
-        f = s.makefile('rw')
-
-        def reply():
-            while True:
-                m = json.loads(f.readline())
-                if 'event' not in m:
-                    return m
-        reply()
-        out = []
-        for c in [{'execute': 'qmp_capabilities'}] + commands:
-            f.write(json.dumps(c) + '\n')
-            f.flush()
-            out.append(reply())
-        s.close()
-        return out[1:]
 
     def host_request(self, words):
         """plug ID SERIAL PORT: a stick on the xHCI's PORT; unplug ID."""
@@ -189,7 +181,7 @@ class Outer:
                 cmds = [{'execute': 'device_del', 'arguments': {'id': words[1]}}]
             else:
                 raise ValueError('bad request %r' % words)
-            replies = self.qmp(cmds)
+            replies = qmp(self.qmp_path, cmds)
             self.note('HOST %s -> %s' % (' '.join(words), json.dumps(replies)))
         except (OSError, ValueError) as e:
             self.note('HOST %s failed: %r' % (' '.join(words), e))

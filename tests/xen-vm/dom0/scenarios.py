@@ -22,12 +22,12 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, '/usr/lib/xen-4.17/lib/python')
+from qmpcall import qmp  # noqa: E402 (the payload's copy of tests/xen-vm/qmpcall.py)
 
 DAEMON = '/usr/local/sbin/auto-usb-attach'
 CTL = '/usr/local/bin/auto-usb-attachctl'
@@ -113,17 +113,35 @@ def find(key, value):
 
 
 def plug(devid, serial, port):
-    """Asks the outer QEMU to hot-plug a USB stick; returns its busid in dom0."""
+    """Asks the outer QEMU to hot-plug a USB stick; returns its busid in dom0.
+    The request is made again once if the stick does not come (a console
+    line can be lost; a second device_add of a present stick is refused)."""
     print('XENVM-HOST plug %s %s %s' % (devid, serial, port), flush=True)
-    busid = wait('%s to appear in dom0' % serial, lambda: find('serial', serial), 90)
+    try:
+        busid = wait('%s to appear in dom0' % serial, lambda: find('serial', serial), 30)
+    except Fail:
+        say('%s did not come: asking again' % serial)
+        print('XENVM-HOST plug %s %s %s' % (devid, serial, port), flush=True)
+        busid = wait('%s to appear in dom0' % serial, lambda: find('serial', serial), 60)
     run(['udevadm', 'settle', '-t', '30'], quiet=True)
     say('%s plugged in as %s' % (serial, busid))
     return busid
 
 
-def unplug(devid, serial):
+def pull_out(devid, what, gone):
+    """Asks the outer QEMU to unplug its device devid; waits until gone()
+    (asking once more if the first request went missing)."""
     print('XENVM-HOST unplug %s' % devid, flush=True)
-    wait('%s to leave dom0' % serial, lambda: find('serial', serial) is None, 90)
+    try:
+        wait('%s to leave dom0' % what, gone, 30)
+    except Fail:
+        say('%s still there: asking again' % what)
+        print('XENVM-HOST unplug %s' % devid, flush=True)
+        wait('%s to leave dom0' % what, gone, 60)
+
+
+def unplug(devid, serial):
+    pull_out(devid, serial, lambda: find('serial', serial) is None)
     run(['udevadm', 'settle', '-t', '30'], quiet=True)
     say('%s unplugged' % serial)
 
@@ -178,6 +196,13 @@ def create(name, extra='', pvh=False):
     return d
 
 
+def create_with_socket(name, sock):
+    """A guest whose device model has a QMP socket of its own at sock, as the
+    README tells users to give one (device_model_args)."""
+    return create(name, 'device_model_args = [ "-chardev", "socket,id=aua,path=%s,server=on,'
+                        'wait=off", "-mon", "chardev=aua,mode=control" ]\n' % sock)
+
+
 def destroy(name):
     if domid(name) is not None:
         run(['xl', 'destroy', name], timeout=120)
@@ -218,35 +243,6 @@ def vusb(name):
 def holders(name, busid):
     """How many of the guest's vusb ports hold busid."""
     return sum(1 for c in vusb(name).values() for b in c['ports'].values() if b == busid)
-
-
-def qmp(path, commands, timeout=30):
-    """Sends commands (dicts) over a short QMP connection; returns the replies."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(path)
-        f = s.makefile('rw')
-
-        def reply():
-            while True:
-                line = f.readline()
-                if not line:
-                    raise OSError('EOF from %s' % path)
-                if not line.strip():
-                    continue
-                msg = json.loads(line)
-                if 'event' not in msg:
-                    return msg
-        reply()
-        out = []
-        for c in [{'execute': 'qmp_capabilities'}] + commands:
-            f.write(json.dumps(c) + '\n')
-            f.flush()
-            out.append(reply())
-        return out[1:]
-    finally:
-        s.close()
 
 
 def dm_usb(d, quiet=False):
@@ -671,8 +667,7 @@ def s7_qmp():
     destroy('aua1')
     destroy('aua2')
     sock = '/run/xen/aua-aua3.qmp'
-    create('aua3', 'device_model_args = [ "-chardev", "socket,id=aua,path=%s,server=on,wait=off", '
-                   '"-mon", "chardev=aua,mode=control" ]\n' % sock)
+    create_with_socket('aua3', sock)
     policy = """version: 1
 domains:
   aua3:
@@ -740,6 +735,58 @@ rules:
     wait('the tablet out of aua4', lambda: holders('aua4', tablet) == 0, 30)
 
 
+def s10_mixed_and_by_hand():
+    """One daemon, both backends: a QMP guest and a libxl guest in one policy; a
+    device given by hand with xl while it runs is counted, never clobbered."""
+    stop_daemon()
+    for g in ('aua2', 'aua4'):
+        destroy(g)
+    sock = '/run/xen/aua-aua3.qmp'
+    if domid('aua1') is None:
+        create('aua1')
+    create_with_socket('aua3', sock)
+    run(['xl', 'usbctrl-attach', 'aua1', 'version=3', 'ports=2'], check=True)
+    policy = """version: 1
+domains:
+  aua1:
+    controller: { version: 3, ports: 2, max: 1 }
+  aua3:
+    qmp-socket: %s
+rules:
+  - match: { serial: %s }
+    domain: aua3
+  - match: { product-name: "%s" }
+    domain: aua1
+    allow-dom0-lockout: true
+  - match: { serial: %s }
+    domain: aua1
+""" % (sock, COLD, KBD, HOT2)
+    cold, kbd, tablet = find('serial', COLD), find('product', KBD), find('product', TABLET)
+    W.daemon = Daemon(policy).start()
+    wait('the stick in aua3 through its socket', lambda: dm_holds('aua3', cold) == 1, 60)
+    wait('the keyboard in aua1 through libxl',
+         lambda: holders('aua1', kbd) == 1 and dm_holds('aua1', kbd) == 1, 60)
+    if holders('aua3', cold) != 0 or vusb('aua3'):
+        raise Fail('aua3 got libxl controllers or ports: %s' % vusb('aua3'))
+    # The tablet given by hand takes aua1's last port.
+    t = usb_devices()[tablet]
+    run(['xl', 'usbdev-attach', 'aua1', 'hostbus=%d' % t['busnum'], 'hostaddr=%d' % t['devnum']],
+        check=True)
+    wait('the daemon to see the tablet given by hand',
+         lambda: 'which the daemon did not attach' in W.daemon.log_tail(200), 30)
+    hot = plug('hs2', HOT2, '4')
+    wait('the hot stick waiting for a port', lambda: W.daemon.state(serial=HOT2) == 'waiting', 30)
+    time.sleep(5)
+    if holders('aua1', hot) or holders('aua1', tablet) != 1 or controllers('aua1') != 1:
+        raise Fail('aua1: stick held %d time(s), tablet %d, %d controllers'
+                   % (holders('aua1', hot), holders('aua1', tablet), controllers('aua1')))
+    # The tablet pulled out: removed from aua1, and the stick takes its port.
+    pull_out('tablet', 'the tablet', lambda: find('product', TABLET) is None)
+    wait('the hot stick in aua1 once the tablet is gone',
+         lambda: holders('aua1', hot) == 1 and dm_holds('aua1', hot) == 1, 60)
+    unplug('hs2', HOT2)
+
+
 SCENARIOS = [
     ('1-stale-port', s1_stale_port),
     ('2-hotplug-unplug', s2_hotplug_unplug),
@@ -750,6 +797,7 @@ SCENARIOS = [
     ('4-second-controller', s4_capacity),
     ('7-qmp', s7_qmp),
     ('9-pvh-qusb', s9_pvh_qusb),
+    ('10-mixed-by-hand', s10_mixed_and_by_hand),
 ]
 
 
