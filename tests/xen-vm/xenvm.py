@@ -41,7 +41,7 @@ from qmpcall import qmp  # noqa: E402
 # report is a failure.
 SCENARIOS = ['1-stale-port', '2-hotplug-unplug', '3-defaults-full-speed', '5-reboot-recreate',
              '6-sigkill-sighup', '8-two-guests', '4-second-controller', '7-qmp', '9-pvh-qusb',
-             '10-mixed-by-hand']
+             '10-mixed-by-hand', '11-watch-override']
 # guest_loglvl stays Xen's default: the guests' firmware chatter ("(d8)
 # SeaBIOS...") would otherwise land in the middle of dom0's console lines.
 XEN_ARGS = ('console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 '

@@ -24,6 +24,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, '/usr/lib/xen-4.17/lib/python')
@@ -787,6 +788,59 @@ rules:
     unplug('hs2', HOT2)
 
 
+def s11_watch_override():
+    """The event stream (auto-usb-attachctl watch) names where a device went; an
+    attach by hand outlives a restart of the daemon."""
+    stop_daemon()
+    for g in ('aua3', 'aua4'):
+        destroy(g)
+    if domid('aua1') is None:
+        create('aua1')
+    W.daemon = Daemon(POLICY_HOT2_TO_AUA1).start()
+    events = []
+    watcher = subprocess.Popen([CTL, '--json', 'watch'], stdout=subprocess.PIPE, text=True,
+                               errors='replace')
+
+    def read():
+        for line in watcher.stdout:
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                events.append({'unparsed': line})
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        time.sleep(1)
+        hot = plug('hs2', HOT2, '4')
+
+        def attached():
+            return [e for e in events if e.get('event') == 'attached' and e.get('port') == hot]
+        ev = wait('an "attached" event for %s' % hot, attached, 60)[0]
+        say('watch: %s' % json.dumps(ev))
+        held = vusb('aua1').get(ev.get('controller'), {}).get('ports', {}).get(ev.get('guest_port'))
+        if held != hot or ev.get('domain') != 'aua1':
+            raise Fail('the stream says %s, xenstore holds %r there' % (json.dumps(ev), held))
+        if not any(e.get('event') == 'add' and e.get('port') == hot and e.get('action') == 'attach'
+                   for e in events):
+            raise Fail('no decision for %s in the stream: %s' % (hot, events))
+        # By hand, the cold stick (no rule routes it) to aua1; then the daemon restarts.
+        cold = find('serial', COLD)
+        W.daemon.ctl('attach', cold, 'aua1')
+        wait('the cold stick attached by hand', lambda: holders('aua1', cold) == 1, 60)
+        W.daemon.stop()
+        W.daemon.start()
+        time.sleep(8)
+        if holders('aua1', cold) != 1 or W.daemon.state(serial=COLD) != 'attached':
+            raise Fail('after the restart: the cold stick held %d time(s), state %s'
+                       % (holders('aua1', cold), W.daemon.state(serial=COLD)))
+        W.daemon.ctl('detach', cold)
+        wait('the cold stick back in dom0', lambda: holders('aua1', cold) == 0, 30)
+        unplug('hs2', HOT2)
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
 SCENARIOS = [
     ('1-stale-port', s1_stale_port),
     ('2-hotplug-unplug', s2_hotplug_unplug),
@@ -798,6 +852,7 @@ SCENARIOS = [
     ('7-qmp', s7_qmp),
     ('9-pvh-qusb', s9_pvh_qusb),
     ('10-mixed-by-hand', s10_mixed_and_by_hand),
+    ('11-watch-override', s11_watch_override),
 ]
 
 
