@@ -269,6 +269,11 @@ void domain_close(struct domain *dom)
     ev_timer_stop(dom->loop, &dom->retry_timer);
 }
 
+bool domain_in_flight(const struct domain *dom)
+{
+    return dom->ops_out > 0;
+}
+
 bool domain_idle(const struct domain *dom)
 {
     /* A late answer about a guest that stopped still names its worker. */

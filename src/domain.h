@@ -51,6 +51,8 @@ void domain_probe(struct domain *dom);
 void domain_close(struct domain *dom);
 /* True when the worker holds no device and has no operation in flight. */
 bool domain_idle(const struct domain *dom);
+/* True while the backend has not answered one of the worker's operations. */
+bool domain_in_flight(const struct domain *dom);
 
 /* What a domain worker knows, for the control socket. */
 #define DOMAIN_INFO_MAX_CTRLS 16

@@ -57,6 +57,9 @@ struct daemon {
     ev_signal sighup;
     ev_signal sigterm;
     ev_signal sigint;
+    bool stopping;              /* a signal asked to stop: waiting for the backend */
+    double stop_deadline;
+    ev_timer stop_wait;
 };
 
 static void print_diag(const struct policy_diag *diag)
@@ -426,10 +429,44 @@ static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     reload(w->data, NULL);
 }
 
+/* How long a stop waits for the backend to answer what is in flight. */
+#define STOP_GRACE_SECONDS 3.
+
+static void stop_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct daemon *d = w->data;
+
+    if (!router_in_flight(d->router) || ev_now(loop) >= d->stop_deadline) {
+        if (router_in_flight(d->router))
+            log_warnx("stopping with operations still in flight: they are abandoned");
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+/*
+ * SIGTERM, SIGINT: no new operation starts, and what the backend is doing
+ * is let finish, for a few seconds at most.  An attach cut short in libxl
+ * has its xenstore record rolled back while the device model may already
+ * hold the device: every later attach of it then failed ("Duplicate device
+ * ID"), as the real-Xen scenarios found.  A second signal stops at once.
+ */
 static void sigterm_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    log_notice("signal %d: stopping", w->signum);
-    ev_break(loop, EVBREAK_ALL);
+    struct daemon *d = w->data;
+
+    if (d->stopping || !d->router || !router_in_flight(d->router)) {
+        log_notice("signal %d: stopping", w->signum);
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    log_notice("signal %d: stopping once the operations in flight are answered "
+               "(at most %.0f s)", w->signum, STOP_GRACE_SECONDS);
+    d->stopping = true;
+    router_close(d->router);
+    d->stop_deadline = ev_now(loop) + STOP_GRACE_SECONDS;
+    ev_timer_init(&d->stop_wait, stop_wait_cb, 0.05, 0.05);
+    d->stop_wait.data = d;
+    ev_timer_start(loop, &d->stop_wait);
 }
 
 struct collected {
@@ -593,6 +630,8 @@ static int daemonize(void)
 
 static void shutdown_daemon(struct daemon *d)
 {
+    if (d->stopping)
+        ev_timer_stop(d->loop, &d->stop_wait);
     control_free(d->control);
     udev_source_free(d->udev);
     if (d->router)

@@ -242,6 +242,18 @@ void router_close(struct router *router)
         domain_close(value);
 }
 
+bool router_in_flight(const struct router *router)
+{
+    size_t pos = 0;
+    const char *key;
+    void *value;
+
+    while (strmap_next(router->domains, &pos, &key, &value) == 0)
+        if (domain_in_flight(value))
+            return true;
+    return router->sweeps != NULL;
+}
+
 void router_free(struct router *router)
 {
     if (!router)

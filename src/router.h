@@ -110,6 +110,11 @@ struct router *router_new(struct ev_loop *loop, struct hv *hv, struct policy *po
                           decision_fn report, void *report_arg);
 /* Stops all new work; see hv_ops.free for the order at exit. */
 void router_close(struct router *router);
+/*
+ * True while a worker or a sweep waits for the backend's answer (an attach
+ * half done in libxl: its device model may already hold the device).
+ */
+bool router_in_flight(const struct router *router);
 void router_free(struct router *router);
 
 /* A device was found at start (present) or plugged in (add); takes dev. */

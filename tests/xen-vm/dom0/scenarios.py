@@ -730,8 +730,9 @@ rules:
     if holders('aua4', find('serial', COLD)) != 0:
         raise Fail('the SuperSpeed stick was written into a PV USB port')
     for what in (dict(product=KBD), dict(product=TABLET)):
-        if W.daemon.state(**what) != 'attached':
-            raise Fail('the daemon says %s is %s' % (what, W.daemon.state(**what)))
+        # xenstore first, then the backend's answer: the state follows.
+        wait('the daemon to count %s attached' % what,
+             lambda: W.daemon.state(**what) == 'attached', 30)
     W.daemon.ctl('detach', tablet)
     wait('the tablet out of aua4', lambda: holders('aua4', tablet) == 0, 30)
 
@@ -826,7 +827,8 @@ def s11_watch_override():
         # By hand, the cold stick (no rule routes it) to aua1; then the daemon restarts.
         cold = find('serial', COLD)
         W.daemon.ctl('attach', cold, 'aua1')
-        wait('the cold stick attached by hand', lambda: holders('aua1', cold) == 1, 60)
+        wait('the cold stick attached by hand', lambda: holders('aua1', cold) == 1 and
+             W.daemon.state(serial=COLD) == 'attached', 60)
         W.daemon.stop()
         W.daemon.start()
         time.sleep(8)
