@@ -684,6 +684,11 @@ class Daemon:
                 self._stderr.append(raw.decode("utf-8", "replace"))
 
     def stderr(self):
+        # Once the process has exited, what it wrote last may still be in
+        # the pipe: let the reader drain it (once) before answering.
+        if not getattr(self, "_drained", False) and self.proc.poll() is not None:
+            self._readers[1].join(2)
+            self._drained = True
         with self._stderr_lock:
             return "".join(self._stderr)
 
