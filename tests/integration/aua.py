@@ -155,6 +155,18 @@ def main(test, name=None):
     sys.exit(rc)
 
 
+def json_until(d, predicate, timeout, what):
+    """Reads JSON lines from d's stdout (a watcher's stream) until
+    predicate(line) holds; returns the lines read, the matching one last."""
+    seen = []
+    while True:
+        ev = d.json_lines(1, timeout)[0]
+        seen.append(ev)
+        if predicate(ev):
+            return seen
+        check(len(seen) < 50, "%s: not among %r" % (what, seen))
+
+
 def wait_until(predicate, timeout, what, interval=0.01):
     deadline = time.monotonic() + timeout
     while True:

@@ -15,16 +15,6 @@ import xen
 VAULT = 9
 
 
-def events_until(w, predicate, t, what):
-    seen = []
-    while True:
-        ev = w.json_lines(1, t)[0]
-        seen.append(ev)
-        if predicate(ev):
-            return seen
-        aua.check(len(seen) < 50, "%s: not among %r" % (what, seen))
-
-
 def test():
     tmp = aua.tempdir()
     policy = daemon.write_policy(tmp, "policy.yaml", xen.KEY_TO_VAULT)
@@ -42,12 +32,12 @@ def test():
         aua.wait_until(lambda: c("status")["watchers"] == 1, t, "the watcher in")
 
         xen.add_guest("vault", VAULT)
-        ev = events_until(w, lambda e: e["event"] == "guest-start", t, "guest start")[-1]
+        ev = aua.json_until(w, lambda e: e["event"] == "guest-start", t, "guest start")[-1]
         aua.check_equal((ev["domain"], ev["domid"], ev["port"]), ("vault", VAULT, None),
                         "the guest's start")
 
         tb.load("yubikey")
-        seen = events_until(w, lambda e: e["event"] in ("attached", "attach-failed"), t,
+        seen = aua.json_until(w, lambda e: e["event"] in ("attached", "attach-failed"), t,
                             "the key's attach")
         aua.check_equal((seen[0]["event"], seen[0]["action"], seen[0]["port"],
                          seen[0]["domain"]), ("add", "attach", "1-1.2", "vault"),
@@ -64,7 +54,7 @@ def test():
                         "the stream's controller and port are where libxl put the key")
 
         tb.remove("1-1.2")
-        seen = events_until(w, lambda e: e["event"] in ("detached", "detach-failed"), t,
+        seen = aua.json_until(w, lambda e: e["event"] in ("detached", "detach-failed"), t,
                             "the key's detach")
         aua.check_equal((seen[0]["event"], seen[0]["action"], seen[0]["port"]),
                         ("remove", "detach", "1-1.2"), "the unplug's decision")
@@ -74,7 +64,7 @@ def test():
         xen.wait_attached(VAULT, [], t)
 
         xen._xenenv("xenenv_set_state", VAULT, "shutdown")
-        ev = events_until(w, lambda e: e["event"] == "guest-stop", t, "guest stop")[-1]
+        ev = aua.json_until(w, lambda e: e["event"] == "guest-stop", t, "guest stop")[-1]
         aua.check_equal((ev["domain"], ev["domid"]), ("vault", VAULT), "the guest's stop")
         xen.destroy_guest(VAULT)
         w.stop()

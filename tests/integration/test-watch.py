@@ -34,17 +34,6 @@ def watcher(sock, *args):
     return aua.Daemon(argv, env=control.plain_env(), name="watch " + " ".join(args))
 
 
-def until(w, predicate, t, what):
-    """Reads JSON events from w until predicate(event); returns those read."""
-    seen = []
-    while True:
-        ev = w.json_lines(1, t)[0]
-        seen.append(ev)
-        if predicate(ev):
-            return seen
-        aua.check(len(seen) < 50, "%s: not among %r" % (what, seen))
-
-
 def test():
     tmp = aua.tempdir()
     policy = daemon.write_policy(tmp, "policy.yaml", POLICY)
@@ -70,7 +59,7 @@ def test():
 
         tb.load("yubikey")
         printed = d.json_lines(1, t)[0]
-        seen = until(wj, lambda e: e["event"] == "attached", t, "the key attached")
+        seen = aua.json_until(wj, lambda e: e["event"] == "attached", t, "the key attached")
         aua.check_equal(seen[0], printed, "the watch's decision is the --json line")
         aua.check_equal((seen[0]["event"], seen[0]["action"], seen[0]["port"],
                          seen[0]["domain"], seen[0]["rule"], seen[0]["rule_line"]),
@@ -91,10 +80,10 @@ def test():
         aua.check(c("reload")["ok"], "second reload")
         ev = late.json_lines(1, t)[0]
         aua.check_equal(ev["event"], "reloaded", "the late watcher's first event")
-        until(wj, lambda e: e["event"] == "reloaded", t, "the second reload")
+        aua.json_until(wj, lambda e: e["event"] == "reloaded", t, "the second reload")
 
         tb.remove("1-1.2")
-        seen = until(wj, lambda e: e["event"] == "detached", t, "the key detached")
+        seen = aua.json_until(wj, lambda e: e["event"] == "detached", t, "the key detached")
         aua.check_equal((seen[0]["event"], seen[0]["action"], seen[0]["port"]),
                         ("remove", "detach", "1-1.2"), "the unplug's decision")
         aua.check_equal((seen[-1]["port"], seen[-1]["domain"], seen[-1]["controller"],
@@ -107,14 +96,14 @@ def test():
         # A changed policy is read again.
         daemon.write_policy(tmp, "policy.yaml", POLICY.replace("name: keys", "name: Keys"))
         d.signal(signal.SIGHUP)     # the socket allows 3 reloads in a row
-        ev = until(wj, lambda e: e["event"] == "reloaded", t, "the changed reload")[-1]
+        ev = aua.json_until(wj, lambda e: e["event"] == "reloaded", t, "the changed reload")[-1]
         aua.check_equal((ev["unchanged"], ev["errors"]), (False, []), "a real reload")
         wh.wait_line(r"^reloaded: .*policy\.yaml$", t)
 
         # A policy with an error: the watchers hear why, with FILE:LINE:COLUMN.
         daemon.write_policy(tmp, "policy.yaml", POLICY + "  - bogus: 1\n")
         aua.check(not c("reload")["ok"], "a broken policy is not loaded")
-        ev = until(wj, lambda e: e["event"] == "reload-failed", t, "the failed reload")[-1]
+        ev = aua.json_until(wj, lambda e: e["event"] == "reload-failed", t, "the failed reload")[-1]
         aua.check(any("policy.yaml:12:" in m for m in ev["errors"]),
                   "the failed reload's errors name the line: %r" % ev)
         wh.wait_line(r"^reload-failed: .*policy\.yaml$", t)
@@ -123,10 +112,10 @@ def test():
 
         # By hand: the storage stick to the vault, then back to dom0.
         tb.load("storage")
-        until(wj, lambda e: e["event"] == "attached" and e["port"] == "1-1.4.2", t,
+        aua.json_until(wj, lambda e: e["event"] == "attached" and e["port"] == "1-1.4.2", t,
               "the stick in win10")
         aua.check(c("detach", device="1-1.4.2")["ok"], "detach by hand")
-        seen = until(wj, lambda e: e["event"] == "detached", t, "the stick detached")
+        seen = aua.json_until(wj, lambda e: e["event"] == "detached", t, "the stick detached")
         aua.check_equal((seen[0]["event"], seen[0]["action"], seen[0]["port"]),
                         ("manual", "detach", "1-1.4.2"), "the manual detach's decision")
         aua.check(c("status")["ok"], "the daemon answers with three watchers")
